@@ -1,0 +1,355 @@
+"""TLS 1.2 record protection: seal and open complete records for one direction.
+
+RFC 5246 §6.2 (record layer, CBC with MAC-then-encrypt), RFC 7366 (encrypt-then-MAC),
+RFC 5288 (AES-GCM), RFC 7905 (ChaCha20-Poly1305). Every integrity failure raises
+the same :class:`~kdf_lib.errors.BadRecordMac` from a single place.
+"""
+
+from __future__ import annotations
+
+import hmac as _stdlib_hmac
+import secrets
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from .errors import BadRecordMac, DecodeError, RecordOverflow, SequenceExhausted
+from .suites import BulkCipher, CipherSuite, KeyMaterial
+
+__all__ = [
+    "ContentType",
+    "PROTOCOL_VERSION",
+    "MAX_PLAINTEXT",
+    "MAX_CIPHERTEXT",
+    "HEADER_LENGTH",
+    "RecordHeader",
+    "RecordProtection",
+    "split_records",
+    "fragment_plaintext",
+    "connection_record_layers",
+]
+
+
+class ContentType(IntEnum):
+    """RFC 5246 §6.2.1."""
+
+    change_cipher_spec = 20
+    alert = 21
+    handshake = 22
+    application_data = 23
+
+
+PROTOCOL_VERSION = b"\x03\x03"  # TLS 1.2
+HEADER_LENGTH = 5
+MAX_PLAINTEXT = 1 << 14  # §6.2.1: TLSPlaintext.length <= 2^14
+MAX_CIPHERTEXT = (1 << 14) + 2048  # §6.2.3: TLSCiphertext.length <= 2^14 + 2048
+MAX_SEQUENCE = (1 << 64) - 1
+
+_MAC_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+}
+_SEQ_STRUCT = struct.Struct(">Q")
+_LEN_STRUCT = struct.Struct(">H")
+
+
+@dataclass(frozen=True)
+class RecordHeader:
+    content_type: int
+    version: bytes
+    length: int
+
+
+def _pseudo_header(seq: int, content_type: int, length: int) -> bytes:
+    """seq_num + type + version + length: the MAC header / AEAD additional data (§6.2.3.1, §6.2.3.3)."""
+    return _SEQ_STRUCT.pack(seq) + bytes((content_type,)) + PROTOCOL_VERSION + _LEN_STRUCT.pack(length)
+
+
+def split_records(data: bytes) -> Iterator[tuple[RecordHeader, bytes]]:
+    """Walk complete records laid back to back, as on a TLS connection.
+
+    Yields ``(header, fragment)``. Framing is checked strictly: truncated or
+    trailing bytes, a wrong version or an oversized length raise
+    :class:`BadRecordMac`, because on a protected connection a damaged header is
+    indistinguishable from a damaged record (and must look the same to an attacker).
+    """
+    view = memoryview(data)
+    offset, total = 0, len(view)
+    if total == 0:
+        raise DecodeError("no record")
+    while offset < total:
+        if total - offset < HEADER_LENGTH:
+            raise BadRecordMac()
+        content_type = view[offset]
+        version = bytes(view[offset + 1 : offset + 3])
+        (length,) = _LEN_STRUCT.unpack_from(view, offset + 3)
+        start = offset + HEADER_LENGTH
+        end = start + length
+        if version != PROTOCOL_VERSION or end > total or content_type not in _CONTENT_TYPES:
+            raise BadRecordMac()
+        if length > MAX_CIPHERTEXT:
+            raise RecordOverflow("record longer than 2^14 + 2048 bytes")
+        yield RecordHeader(content_type, version, length), bytes(view[start:end])
+        offset = end
+
+
+_CONTENT_TYPES = frozenset(int(c) for c in ContentType)
+
+
+def fragment_plaintext(data: bytes) -> list[bytes]:
+    """Cut application data into record-sized pieces (at most 2^14 bytes each, §6.2.1).
+
+    Empty data gives one empty fragment, which TLS allows for application data.
+    """
+    if not data:
+        return [b""]
+    return [data[i : i + MAX_PLAINTEXT] for i in range(0, len(data), MAX_PLAINTEXT)]
+
+
+@dataclass
+class RecordProtection:
+    """The record protection state of one direction of one connection.
+
+    Holds the write (or read) keys and the implicit 64-bit sequence number,
+    which starts at 0 when the keys become active and is never sent (§6.1).
+    Use one instance to seal on the sending side and a twin with the same keys
+    to open on the receiving side.
+    """
+
+    suite: CipherSuite
+    mac_key: bytes = field(repr=False)
+    enc_key: bytes = field(repr=False)
+    fixed_iv: bytes = field(repr=False)
+    encrypt_then_mac: bool = False
+    seq: int = 0
+    random_bytes: Callable[[int], bytes] = field(default=secrets.token_bytes, repr=False)
+
+    def __post_init__(self) -> None:
+        suite = self.suite
+        if len(self.enc_key) != suite.enc_key_length:
+            raise ValueError(f"{suite.name} needs a {suite.enc_key_length}-byte key")
+        if len(self.fixed_iv) != suite.fixed_iv_length:
+            raise ValueError(f"{suite.name} needs a {suite.fixed_iv_length}-byte fixed IV")
+        if len(self.mac_key) != suite.mac_key_length:
+            raise ValueError(f"{suite.name} needs a {suite.mac_key_length}-byte MAC key")
+        self._aead: AESGCM | ChaCha20Poly1305 | None = None
+        self._hmac: hmac.HMAC | None = None
+        if suite.bulk_cipher is BulkCipher.AES_GCM:
+            self._aead = AESGCM(self.enc_key)
+        elif suite.bulk_cipher is BulkCipher.CHACHA20_POLY1305:
+            self._aead = ChaCha20Poly1305(self.enc_key)
+        else:
+            assert suite.mac_name is not None
+            self._hmac = hmac.HMAC(self.mac_key, _MAC_HASHES[suite.mac_name]())
+            self._aes = algorithms.AES(self.enc_key)
+
+    # -- sequence numbers ---------------------------------------------------
+
+    def _next_seq(self) -> int:
+        if self.seq > MAX_SEQUENCE:
+            # §6.1: sequence numbers never wrap; the connection needs new keys.
+            raise SequenceExhausted("sequence number space exhausted; run a new handshake")
+        return self.seq
+
+    # -- sealing -------------------------------------------------------------
+
+    def seal(self, content_type: int, plaintext: bytes) -> bytes:
+        """Protect one plaintext fragment and return the complete record (header + fragment)."""
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise RecordOverflow("plaintext fragment longer than 2^14 bytes")
+        seq = self._next_seq()
+        content_type = int(content_type)
+        if self._aead is not None:
+            fragment = self._seal_aead(seq, content_type, plaintext)
+        elif self.encrypt_then_mac:
+            fragment = self._seal_cbc_etm(seq, content_type, plaintext)
+        else:
+            fragment = self._seal_cbc_mte(seq, content_type, plaintext)
+        self.seq = seq + 1
+        return bytes((content_type,)) + PROTOCOL_VERSION + _LEN_STRUCT.pack(len(fragment)) + fragment
+
+    def seal_many(self, content_type: int, data: bytes) -> bytes:
+        """Seal ``data`` as as many records as it takes, back to back."""
+        return b"".join(self.seal(content_type, piece) for piece in fragment_plaintext(data))
+
+    def _aead_nonce(self, seq: int, explicit: bytes) -> bytes:
+        if self.suite.bulk_cipher is BulkCipher.AES_GCM:
+            # RFC 5288 §3: salt (implicit, from the key block) + nonce_explicit.
+            return self.fixed_iv + explicit
+        # RFC 7905 §2: the padded sequence number XORed with the 12-byte write IV.
+        padded = b"\x00\x00\x00\x00" + _SEQ_STRUCT.pack(seq)
+        return bytes(a ^ b for a, b in zip(self.fixed_iv, padded, strict=True))
+
+    def _seal_aead(self, seq: int, content_type: int, plaintext: bytes) -> bytes:
+        assert self._aead is not None
+        # The explicit nonce is the sequence number: unique per key, as RFC 5288 §3 requires.
+        explicit = _SEQ_STRUCT.pack(seq) if self.suite.record_iv_length else b""
+        aad = _pseudo_header(seq, content_type, len(plaintext))
+        return explicit + self._aead.encrypt(self._aead_nonce(seq, explicit), plaintext, aad)
+
+    def _mac(self, data: bytes) -> bytes:
+        assert self._hmac is not None
+        h = self._hmac.copy()
+        h.update(data)
+        return h.finalize()
+
+    def _cbc_padding(self, length: int) -> bytes:
+        block = self.suite.block_size
+        pad = block - (length + 1) % block
+        if pad == block:
+            pad = 0
+        return bytes((pad,)) * (pad + 1)
+
+    def _encrypt_cbc(self, data: bytes) -> bytes:
+        iv = self.random_bytes(self.suite.record_iv_length)
+        encryptor = Cipher(self._aes, modes.CBC(iv)).encryptor()
+        return iv + encryptor.update(data) + encryptor.finalize()
+
+    def _seal_cbc_mte(self, seq: int, content_type: int, plaintext: bytes) -> bytes:
+        mac = self._mac(_pseudo_header(seq, content_type, len(plaintext)) + plaintext)
+        data = plaintext + mac
+        return self._encrypt_cbc(data + self._cbc_padding(len(data)))
+
+    def _seal_cbc_etm(self, seq: int, content_type: int, plaintext: bytes) -> bytes:
+        # RFC 7366 §3: the MAC covers IV + ciphertext, with the ciphertext's length.
+        body = self._encrypt_cbc(plaintext + self._cbc_padding(len(plaintext)))
+        return body + self._mac(_pseudo_header(seq, content_type, len(body)) + body)
+
+    # -- opening -------------------------------------------------------------
+
+    def open(self, record: bytes) -> tuple[ContentType, bytes]:
+        """Open exactly one complete record; returns ``(content_type, plaintext)``.
+
+        Raises:
+            BadRecordMac: any integrity failure: MAC, padding, tag, length, header.
+            RecordOverflow: the record or its plaintext is longer than TLS allows.
+        """
+        records = list(split_records(record))
+        if len(records) != 1:
+            raise BadRecordMac()
+        header, fragment = records[0]
+        return self._open_fragment(header, fragment)
+
+    def open_many(self, data: bytes) -> list[tuple[ContentType, bytes]]:
+        """Open records laid back to back. All or nothing: on any failure no
+        sequence number is consumed."""
+        start = self.seq
+        opened = []
+        try:
+            for header, fragment in split_records(data):
+                opened.append(self._open_fragment(header, fragment))
+        except BaseException:
+            self.seq = start
+            raise
+        return opened
+
+    def _open_fragment(self, header: RecordHeader, fragment: bytes) -> tuple[ContentType, bytes]:
+        seq = self._next_seq()
+        if self._aead is not None:
+            plaintext = self._open_aead(seq, header.content_type, fragment)
+        elif self.encrypt_then_mac:
+            plaintext = self._open_cbc_etm(seq, header.content_type, fragment)
+        else:
+            plaintext = self._open_cbc_mte(seq, header.content_type, fragment)
+        if plaintext is None:
+            raise BadRecordMac()
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise RecordOverflow("decrypted fragment longer than 2^14 bytes")
+        self.seq = seq + 1
+        return ContentType(header.content_type), plaintext
+
+    def _open_aead(self, seq: int, content_type: int, fragment: bytes) -> bytes | None:
+        assert self._aead is not None
+        explicit_length = self.suite.record_iv_length
+        sealed_length = len(fragment) - explicit_length
+        if sealed_length < self.suite.tag_length:
+            return None
+        explicit = fragment[:explicit_length]
+        aad = _pseudo_header(seq, content_type, sealed_length - self.suite.tag_length)
+        try:
+            return self._aead.decrypt(self._aead_nonce(seq, explicit), fragment[explicit_length:], aad)
+        except InvalidTag:
+            return None
+
+    def _decrypt_cbc(self, body: bytes) -> bytes:
+        iv_length = self.suite.record_iv_length
+        decryptor = Cipher(self._aes, modes.CBC(body[:iv_length])).decryptor()
+        return decryptor.update(body[iv_length:]) + decryptor.finalize()
+
+    @staticmethod
+    def _padding_ok(data: bytes, min_length: int) -> tuple[bool, int]:
+        """Check TLS CBC padding, examining every possible padding byte (no early exit).
+
+        Returns ``(good, padding_length)``; on bad padding the length is 0 so the
+        caller still computes a MAC over the whole record (§6.2.3.2, against
+        padding oracles).
+        """
+        pad = data[-1]
+        good = pad + 1 + min_length <= len(data)
+        # Look at the last 256 bytes regardless of the claimed length.
+        window = data[-256:] if len(data) >= 256 else data
+        mismatch = 0
+        for i, byte in enumerate(reversed(window)):
+            in_padding = i <= pad
+            mismatch |= (byte ^ pad) if in_padding else 0
+        good = good and mismatch == 0
+        return good, (pad + 1 if good else 0)
+
+    def _open_cbc_mte(self, seq: int, content_type: int, fragment: bytes) -> bytes | None:
+        suite = self.suite
+        mac_length, block = suite.mac_length, suite.block_size
+        body_length = len(fragment) - suite.record_iv_length
+        if body_length < max(block, mac_length + 1) or body_length % block:
+            return None
+        data = self._decrypt_cbc(fragment)
+        good, strip = self._padding_ok(data, mac_length)
+        content_end = len(data) - strip - mac_length
+        plaintext = data[:content_end]
+        received_mac = data[content_end : content_end + mac_length]
+        expected = self._mac(_pseudo_header(seq, content_type, len(plaintext)) + plaintext)
+        mac_ok = _stdlib_hmac.compare_digest(expected, received_mac)
+        return plaintext if (good and mac_ok) else None
+
+    def _open_cbc_etm(self, seq: int, content_type: int, fragment: bytes) -> bytes | None:
+        suite = self.suite
+        mac_length, block = suite.mac_length, suite.block_size
+        body_length = len(fragment) - mac_length
+        cipher_length = body_length - suite.record_iv_length
+        if cipher_length < block or cipher_length % block:
+            return None
+        body, received_mac = fragment[:body_length], fragment[body_length:]
+        expected = self._mac(_pseudo_header(seq, content_type, body_length) + body)
+        if not _stdlib_hmac.compare_digest(expected, received_mac):
+            return None
+        data = self._decrypt_cbc(body)
+        good, strip = self._padding_ok(data, 0)
+        return data[: len(data) - strip] if good else None
+
+
+def connection_record_layers(
+    keys: KeyMaterial,
+    side: str,
+    *,
+    encrypt_then_mac: bool = False,
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+) -> tuple[RecordProtection, RecordProtection]:
+    """(write, read) record protection for ``side`` ("client" or "server"), both at sequence 0."""
+    peer = {"client": "server", "server": "client"}.get(side)
+    if peer is None:
+        raise ValueError(f"side must be 'client' or 'server', not {side!r}")
+    use_etm = encrypt_then_mac and not keys.suite.is_aead
+
+    def layer(writer: str) -> RecordProtection:
+        mac_key, enc_key, fixed_iv = keys.for_writer(writer)
+        return RecordProtection(
+            keys.suite, mac_key, enc_key, fixed_iv, encrypt_then_mac=use_etm, random_bytes=random_bytes
+        )
+
+    return layer(side), layer(peer)

@@ -1,0 +1,232 @@
+"""The cipher suites the lab speaks, as one table of parameters, and the key-block split.
+
+Code points and lengths are from the IANA TLS registry, RFC 5246 Appendix C,
+RFC 5288/5289 (GCM), RFC 7905 (ChaCha20-Poly1305); the split order is RFC 5246 §6.3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = [
+    "KeyExchange",
+    "BulkCipher",
+    "CipherSuite",
+    "KeyMaterial",
+    "KeyBlockPart",
+    "SUITES",
+    "SUITES_BY_CODE",
+    "DEFAULT_SUITE",
+    "get_suite",
+    "split_key_block",
+    "key_block_layout",
+]
+
+
+class KeyExchange(str, Enum):
+    RSA = "rsa"
+    ECDHE_RSA = "ecdhe"
+
+
+class BulkCipher(str, Enum):
+    AES_CBC = "aes_cbc"
+    AES_GCM = "aes_gcm"
+    CHACHA20_POLY1305 = "chacha20_poly1305"
+
+
+@dataclass(frozen=True)
+class CipherSuite:
+    """One row of the suite table.
+
+    ``fixed_iv_length`` is the IV length that goes into the key block. For CBC
+    suites RFC 5246 §6.3 keeps client/server_write_IV in the block (as OpenSSL
+    does) although TLS 1.2 CBC records carry their own explicit IV; for GCM it
+    is the 4-byte implicit salt (RFC 5288 §3), for ChaCha20-Poly1305 the 12-byte
+    nonce mask (RFC 7905 §2).
+    """
+
+    name: str
+    code: int
+    key_exchange: KeyExchange
+    bulk_cipher: BulkCipher
+    enc_key_length: int
+    fixed_iv_length: int
+    record_iv_length: int
+    mac_name: str | None  # HMAC hash for CBC suites, None for AEAD
+    mac_length: int
+    prf_hash: str
+    block_size: int = 0
+    tag_length: int = 0
+
+    @property
+    def is_aead(self) -> bool:
+        return self.bulk_cipher is not BulkCipher.AES_CBC
+
+    @property
+    def kind(self) -> str:
+        """``"aead"`` or ``"cbc_hmac"``."""
+        return "aead" if self.is_aead else "cbc_hmac"
+
+    @property
+    def mac_key_length(self) -> int:
+        return self.mac_length
+
+    @property
+    def key_block_length(self) -> int:
+        return 2 * (self.mac_key_length + self.enc_key_length + self.fixed_iv_length)
+
+    @property
+    def code_hex(self) -> str:
+        return f"{self.code:04x}"
+
+    def describe(self) -> dict[str, object]:
+        """The suite's parameters as plain JSON-able data."""
+        return {
+            "name": self.name,
+            "code": f"0x{self.code:04X}",
+            "key_exchange": self.key_exchange.value,
+            "cipher": self.bulk_cipher.value,
+            "kind": self.kind,
+            "mac": f"hmac-{self.mac_name}" if self.mac_name else None,
+            "mac_key_length": self.mac_key_length,
+            "enc_key_length": self.enc_key_length,
+            "fixed_iv_length": self.fixed_iv_length,
+            "record_iv_length": self.record_iv_length,
+            "prf_hash": self.prf_hash,
+            "key_block_length": self.key_block_length,
+        }
+
+
+def _cbc(name: str, code: int, kx: KeyExchange, key: int, mac: str, prf_hash: str) -> CipherSuite:
+    mac_length = {"sha1": 20, "sha256": 32, "sha384": 48}[mac]
+    return CipherSuite(
+        name, code, kx, BulkCipher.AES_CBC, key, 16, 16, mac, mac_length, prf_hash, block_size=16
+    )
+
+
+def _gcm(name: str, code: int, kx: KeyExchange, key: int, prf_hash: str) -> CipherSuite:
+    return CipherSuite(name, code, kx, BulkCipher.AES_GCM, key, 4, 8, None, 0, prf_hash, tag_length=16)
+
+
+_RSA, _ECDHE = KeyExchange.RSA, KeyExchange.ECDHE_RSA
+
+_TABLE = (
+    _cbc("TLS_RSA_WITH_AES_128_CBC_SHA", 0x002F, _RSA, 16, "sha1", "sha256"),
+    _cbc("TLS_RSA_WITH_AES_256_CBC_SHA", 0x0035, _RSA, 32, "sha1", "sha256"),
+    _cbc("TLS_RSA_WITH_AES_128_CBC_SHA256", 0x003C, _RSA, 16, "sha256", "sha256"),
+    _cbc("TLS_RSA_WITH_AES_256_CBC_SHA256", 0x003D, _RSA, 32, "sha256", "sha256"),
+    _gcm("TLS_RSA_WITH_AES_128_GCM_SHA256", 0x009C, _RSA, 16, "sha256"),
+    _gcm("TLS_RSA_WITH_AES_256_GCM_SHA384", 0x009D, _RSA, 32, "sha384"),
+    _cbc("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", 0xC013, _ECDHE, 16, "sha1", "sha256"),
+    _cbc("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", 0xC014, _ECDHE, 32, "sha1", "sha256"),
+    _cbc("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", 0xC027, _ECDHE, 16, "sha256", "sha256"),
+    _cbc("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", 0xC028, _ECDHE, 32, "sha384", "sha384"),
+    _gcm("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0xC02F, _ECDHE, 16, "sha256"),
+    _gcm("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 0xC030, _ECDHE, 32, "sha384"),
+    CipherSuite(
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        0xCCA8,
+        _ECDHE,
+        BulkCipher.CHACHA20_POLY1305,
+        32,
+        12,
+        0,
+        None,
+        0,
+        "sha256",
+        tag_length=16,
+    ),
+)
+
+SUITES: dict[str, CipherSuite] = {s.name: s for s in _TABLE}
+SUITES_BY_CODE: dict[int, CipherSuite] = {s.code: s for s in _TABLE}
+#: The seed documents' example suite.
+DEFAULT_SUITE = SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"]
+
+
+def get_suite(name_or_code: str | int) -> CipherSuite:
+    """Look a suite up by IANA name or code point. Raises KeyError if unknown."""
+    if isinstance(name_or_code, int) and not isinstance(name_or_code, bool):
+        return SUITES_BY_CODE[name_or_code]
+    if isinstance(name_or_code, str):
+        return SUITES[name_or_code]
+    raise TypeError(f"expected a suite name or code, not {type(name_or_code).__name__}")
+
+
+@dataclass(frozen=True)
+class KeyBlockPart:
+    """Where one key sits in the key block: public layout, no key bytes."""
+
+    name: str
+    start: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+#: RFC 5246 §6.3 order. The seed texts list the write keys first; real stacks use this order.
+_SPLIT_ORDER = (
+    "client_write_mac_key",
+    "server_write_mac_key",
+    "client_write_key",
+    "server_write_key",
+    "client_write_iv",
+    "server_write_iv",
+)
+
+
+def key_block_layout(suite: CipherSuite) -> list[KeyBlockPart]:
+    """The byte ranges of the six keys in ``suite``'s key block, in RFC order."""
+    lengths = {
+        "client_write_mac_key": suite.mac_key_length,
+        "server_write_mac_key": suite.mac_key_length,
+        "client_write_key": suite.enc_key_length,
+        "server_write_key": suite.enc_key_length,
+        "client_write_iv": suite.fixed_iv_length,
+        "server_write_iv": suite.fixed_iv_length,
+    }
+    parts, offset = [], 0
+    for name in _SPLIT_ORDER:
+        parts.append(KeyBlockPart(name, offset, lengths[name]))
+        offset += lengths[name]
+    return parts
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """The six values split from a key block. No field appears in repr()."""
+
+    suite: CipherSuite
+    client_write_mac_key: bytes = field(repr=False)
+    server_write_mac_key: bytes = field(repr=False)
+    client_write_key: bytes = field(repr=False)
+    server_write_key: bytes = field(repr=False)
+    client_write_iv: bytes = field(repr=False)
+    server_write_iv: bytes = field(repr=False)
+
+    def for_writer(self, side: str) -> tuple[bytes, bytes, bytes]:
+        """(mac_key, enc_key, fixed_iv) used by ``side`` ("client"/"server") to send."""
+        if side == "client":
+            return self.client_write_mac_key, self.client_write_key, self.client_write_iv
+        if side == "server":
+            return self.server_write_mac_key, self.server_write_key, self.server_write_iv
+        raise ValueError(f"side must be 'client' or 'server', not {side!r}")
+
+
+def split_key_block(suite: CipherSuite, block: bytes) -> KeyMaterial:
+    """Split a key block into the six keys in RFC 5246 §6.3 order.
+
+    Raises:
+        ValueError: ``block`` is shorter than ``suite.key_block_length``.
+    """
+    if not isinstance(block, (bytes, bytearray)):
+        raise TypeError(f"block must be bytes, not {type(block).__name__}")
+    if len(block) < suite.key_block_length:
+        raise ValueError(
+            f"{suite.name} needs a {suite.key_block_length}-byte key block, got {len(block)}"
+        )
+    values = {p.name: bytes(block[p.start : p.end]) for p in key_block_layout(suite)}
+    return KeyMaterial(suite=suite, **values)
