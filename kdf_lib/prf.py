@@ -11,16 +11,16 @@ from cryptography.hazmat.primitives import hashes, hmac
 
 __all__ = [
     "HASHES",
-    "RANDOM_LENGTH",
     "MASTER_SECRET_LENGTH",
+    "RANDOM_LENGTH",
     "VERIFY_DATA_LENGTH",
-    "prf",
+    "extended_master_secret",
+    "finished_verify_data",
+    "key_block",
+    "master_secret",
     "p_hash",
     "p_hash_rounds",
-    "master_secret",
-    "extended_master_secret",
-    "key_block",
-    "finished_verify_data",
+    "prf",
 ]
 
 #: The PRF hashes TLS 1.2 suites use, with their digest sizes.
@@ -51,9 +51,7 @@ def _hash_algorithm(hash_name: object) -> hashes.HashAlgorithm:
     try:
         return HASHES[hash_name]()
     except KeyError:
-        raise ValueError(
-            f"hash_name must be one of {sorted(HASHES)}, not {hash_name!r}"
-        ) from None
+        raise ValueError(f"hash_name must be one of {sorted(HASHES)}, not {hash_name!r}") from None
 
 
 def _exact_length(name: str, value: bytes, length: int) -> None:
@@ -102,9 +100,7 @@ def _check_length(length: object) -> None:
         raise ValueError(f"length must be between 0 and {MAX_PRF_OUTPUT}, not {length}")
 
 
-def prf(
-    secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str = "sha256"
-) -> bytes:
+def prf(secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str = "sha256") -> bytes:
     """PRF(secret, label, seed) = P_<hash>(secret, label + seed), RFC 5246 §5.
 
     Args:

@@ -23,16 +23,16 @@ from .errors import BadRecordMac, DecodeError, RecordOverflow, SequenceExhausted
 from .suites import BulkCipher, CipherSuite, KeyMaterial
 
 __all__ = [
-    "ContentType",
-    "PROTOCOL_VERSION",
-    "MAX_PLAINTEXT",
-    "MAX_CIPHERTEXT",
     "HEADER_LENGTH",
+    "MAX_CIPHERTEXT",
+    "MAX_PLAINTEXT",
+    "PROTOCOL_VERSION",
+    "ContentType",
     "RecordHeader",
     "RecordProtection",
-    "split_records",
-    "fragment_plaintext",
     "connection_record_layers",
+    "fragment_plaintext",
+    "split_records",
 ]
 
 
@@ -69,7 +69,9 @@ class RecordHeader:
 
 def _pseudo_header(seq: int, content_type: int, length: int) -> bytes:
     """seq_num + type + version + length: the MAC header / AEAD additional data (§6.2.3.1, §6.2.3.3)."""
-    return _SEQ_STRUCT.pack(seq) + bytes((content_type,)) + PROTOCOL_VERSION + _LEN_STRUCT.pack(length)
+    return (
+        _SEQ_STRUCT.pack(seq) + bytes((content_type,)) + PROTOCOL_VERSION + _LEN_STRUCT.pack(length)
+    )
 
 
 def split_records(data: bytes) -> Iterator[tuple[RecordHeader, bytes]]:
@@ -173,7 +175,9 @@ class RecordProtection:
         else:
             fragment = self._seal_cbc_mte(seq, content_type, plaintext)
         self.seq = seq + 1
-        return bytes((content_type,)) + PROTOCOL_VERSION + _LEN_STRUCT.pack(len(fragment)) + fragment
+        return (
+            bytes((content_type,)) + PROTOCOL_VERSION + _LEN_STRUCT.pack(len(fragment)) + fragment
+        )
 
     def seal_many(self, content_type: int, data: bytes) -> bytes:
         """Seal ``data`` as as many records as it takes, back to back."""
@@ -274,7 +278,9 @@ class RecordProtection:
         explicit = fragment[:explicit_length]
         aad = _pseudo_header(seq, content_type, sealed_length - self.suite.tag_length)
         try:
-            return self._aead.decrypt(self._aead_nonce(seq, explicit), fragment[explicit_length:], aad)
+            return self._aead.decrypt(
+                self._aead_nonce(seq, explicit), fragment[explicit_length:], aad
+            )
         except InvalidTag:
             return None
 
@@ -349,7 +355,12 @@ def connection_record_layers(
     def layer(writer: str) -> RecordProtection:
         mac_key, enc_key, fixed_iv = keys.for_writer(writer)
         return RecordProtection(
-            keys.suite, mac_key, enc_key, fixed_iv, encrypt_then_mac=use_etm, random_bytes=random_bytes
+            keys.suite,
+            mac_key,
+            enc_key,
+            fixed_iv,
+            encrypt_then_mac=use_etm,
+            random_bytes=random_bytes,
         )
 
     return layer(side), layer(peer)

@@ -7,29 +7,29 @@ RFC 5288/5289 (GCM), RFC 7905 (ChaCha20-Poly1305); the split order is RFC 5246 Â
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
-    "KeyExchange",
-    "BulkCipher",
-    "CipherSuite",
-    "KeyMaterial",
-    "KeyBlockPart",
+    "DEFAULT_SUITE",
     "SUITES",
     "SUITES_BY_CODE",
-    "DEFAULT_SUITE",
+    "BulkCipher",
+    "CipherSuite",
+    "KeyBlockPart",
+    "KeyExchange",
+    "KeyMaterial",
     "get_suite",
-    "split_key_block",
     "key_block_layout",
+    "split_key_block",
 ]
 
 
-class KeyExchange(str, Enum):
+class KeyExchange(StrEnum):
     RSA = "rsa"
     ECDHE_RSA = "ecdhe"
 
 
-class BulkCipher(str, Enum):
+class BulkCipher(StrEnum):
     AES_CBC = "aes_cbc"
     AES_GCM = "aes_gcm"
     CHACHA20_POLY1305 = "chacha20_poly1305"
@@ -106,7 +106,9 @@ def _cbc(name: str, code: int, kx: KeyExchange, key: int, mac: str, prf_hash: st
 
 
 def _gcm(name: str, code: int, kx: KeyExchange, key: int, prf_hash: str) -> CipherSuite:
-    return CipherSuite(name, code, kx, BulkCipher.AES_GCM, key, 4, 8, None, 0, prf_hash, tag_length=16)
+    return CipherSuite(
+        name, code, kx, BulkCipher.AES_GCM, key, 4, 8, None, 0, prf_hash, tag_length=16
+    )
 
 
 _RSA, _ECDHE = KeyExchange.RSA, KeyExchange.ECDHE_RSA

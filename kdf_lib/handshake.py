@@ -1,0 +1,1158 @@
+"""The TLS 1.2 client and server handshake state machines, sans-I/O.
+
+RFC 5246 §7.3 (full and abbreviated handshakes), §7.4.9 (Finished), RFC 7627 (extended
+master secret), RFC 7366 (encrypt-then-MAC), RFC 8422 (ECDHE). Each machine is a table of
+(state, handshake type) -> handler. The rules:
+
+* a message whose (state, type) pair is not in the table is unexpected_message;
+* any error leaves the machine in FAILED, and a FAILED machine accepts nothing more;
+* Finished messages travel as protected handshake records at sequence number 0
+  (there is no ChangeCipherSpec record in the lab; keys switch where CCS would be);
+* an ESTABLISHED machine hands out a :class:`Connection` for application data.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from hmac import compare_digest
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from . import kex, pki
+from .errors import (
+    DecodeError,
+    DecryptError,
+    HandshakeFailure,
+    IllegalParameter,
+    TLSError,
+    UnexpectedMessage,
+    UnsupportedCertificate,
+    UnsupportedExtension,
+)
+from .kex import NamedGroup, SignatureScheme
+from .messages import (
+    DEFAULT_GROUPS,
+    DEFAULT_SIGNATURE_SCHEMES,
+    CertificateMessage,
+    ClientExtensions,
+    ClientHello,
+    ClientKeyExchange,
+    Fields,
+    Finished,
+    ServerExtensions,
+    ServerHello,
+    ServerHelloDone,
+    ServerKeyExchange,
+    as_bool,
+    b64_field,
+    encode_b64,
+    hex_field,
+)
+from .prf import (
+    HASHES,
+    extended_master_secret,
+    finished_verify_data,
+    key_block,
+    master_secret,
+)
+from .record import ContentType, RecordProtection, connection_record_layers
+from .suites import SUITES, CipherSuite, KeyExchange, KeyMaterial, key_block_layout, split_key_block
+from .wire import HandshakeType
+
+__all__ = [
+    "ClientConfig",
+    "ClientFinish",
+    "ClientHandshake",
+    "ClientState",
+    "Connection",
+    "ServerConfig",
+    "ServerFlight",
+    "ServerHandshake",
+    "ServerState",
+    "Session",
+    "Step",
+    "fingerprint",
+]
+
+RandomBytes = Callable[[int], bytes]
+
+
+def fingerprint(secret: bytes) -> str:
+    """SHA-256 of a secret, hex: lets two sides compare values without showing them."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(secret)
+    return digest.finalize().hex()
+
+
+def _transcript_hash(transcript: bytes, hash_name: str) -> bytes:
+    digest = hashes.Hash(HASHES[hash_name]())
+    digest.update(transcript)
+    return digest.finalize()
+
+
+# -- shared values ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a session ID resumes: the master secret and the parameters it was made with."""
+
+    session_id: bytes
+    suite: CipherSuite
+    extended_master_secret: bool
+    master_secret: bytes = field(repr=False)
+    server_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the step trace: public values only; secrets appear as fingerprints.
+
+    ``secrets`` holds hex values for the opt-in demo switch; services drop it unless
+    the operator asked to reveal secrets.
+    """
+
+    actor: str
+    action: str
+    purpose: str
+    data: dict[str, Any]
+    elapsed_ms: float
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def to_json(self, reveal_secrets: bool = False) -> dict[str, Any]:
+        out = {
+            "actor": self.actor,
+            "action": self.action,
+            "purpose": self.purpose,
+            "data": self.data,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+        }
+        if reveal_secrets and self.secrets:
+            out["secrets"] = dict(self.secrets)
+        return out
+
+
+class _Trace:
+    def __init__(self, actor: str, clock: Callable[[], float]) -> None:
+        self.actor = actor
+        self.clock = clock
+        self.start = clock()
+        self.steps: list[Step] = []
+
+    def add(
+        self, action: str, purpose: str, secrets: dict[str, bytes] | None = None, **data: Any
+    ) -> None:
+        secret_values = secrets or {}
+        for name, value in secret_values.items():
+            data[f"{name}_sha256"] = fingerprint(value)
+            data[f"{name}_length"] = len(value)
+        self.steps.append(
+            Step(
+                self.actor,
+                action,
+                purpose,
+                data,
+                (self.clock() - self.start) * 1000.0,
+                {k: v.hex() for k, v in secret_values.items()},
+            )
+        )
+
+
+# -- the established connection ------------------------------------------------------
+
+
+class Connection:
+    """Application data protection after a successful handshake.
+
+    Any failure to open a record is fatal, as in TLS (RFC 5246 §7.2.2): the
+    connection refuses everything afterwards.
+    """
+
+    def __init__(
+        self,
+        side: str,
+        suite: CipherSuite,
+        keys: KeyMaterial,
+        master: bytes,
+        block: bytes,
+        writer: RecordProtection,
+        reader: RecordProtection,
+        *,
+        client_random: bytes,
+        server_random: bytes,
+        session_id: bytes,
+        resumed: bool,
+        extended_master_secret: bool,
+        encrypt_then_mac: bool,
+    ) -> None:
+        self.side = side
+        self.suite = suite
+        self._keys = keys
+        self._master_secret = master
+        self._key_block = block
+        self.writer = writer
+        self.reader = reader
+        self.client_random = client_random
+        self.server_random = server_random
+        self.session_id = session_id
+        self.resumed = resumed
+        self.extended_master_secret = extended_master_secret
+        self.encrypt_then_mac = encrypt_then_mac
+        self.closed = False
+        self.close_reason: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.side} {self.suite.name} closed={self.closed}>"
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise UnexpectedMessage(f"connection is closed ({self.close_reason})")
+
+    def seal(self, data: bytes) -> bytes:
+        """Protect application data as one or more records, back to back."""
+        self._check_open()
+        return self.writer.seal_many(ContentType.application_data, data)
+
+    def open(self, records: bytes) -> bytes:
+        """Open application-data records and return their joined plaintext."""
+        self._check_open()
+        try:
+            opened = self.reader.open_many(records)
+            if any(ct is not ContentType.application_data for ct, _ in opened):
+                raise UnexpectedMessage("expected application data records")
+        except TLSError as exc:
+            self.fail(exc.code)
+            raise
+        return b"".join(p for _, p in opened)
+
+    def fail(self, reason: str) -> None:
+        self.closed = True
+        self.close_reason = reason
+
+    def fingerprints(self) -> dict[str, str]:
+        return {
+            "master_secret": fingerprint(self._master_secret),
+            "key_block": fingerprint(self._key_block),
+        }
+
+    def key_layout(self) -> list[dict[str, Any]]:
+        """The six keys' positions in the key block with their fingerprints (no key bytes)."""
+        return [
+            {
+                "name": part.name,
+                "start": part.start,
+                "length": part.length,
+                "sha256": fingerprint(getattr(self._keys, part.name)) if part.length else None,
+            }
+            for part in key_block_layout(self.suite)
+        ]
+
+    def reveal_secrets(self) -> dict[str, str]:
+        """The secrets in hex, for the explicit demo switch only."""
+        values = {"master_secret": self._master_secret.hex(), "key_block": self._key_block.hex()}
+        for part in key_block_layout(self.suite):
+            values[part.name] = getattr(self._keys, part.name).hex()
+        return values
+
+    @property
+    def master_secret_for_keylog(self) -> bytes:
+        """The master secret, for NSS key log lines only (an explicit opt-in)."""
+        return self._master_secret
+
+
+# -- server ------------------------------------------------------------------------------
+
+
+class ServerState(Enum):
+    WAIT_CLIENT_HELLO = "wait_client_hello"
+    WAIT_CLIENT_KEY_EXCHANGE = "wait_client_key_exchange"
+    WAIT_CLIENT_FINISHED = "wait_client_finished"
+    WAIT_RESUMED_FINISHED = "wait_resumed_finished"
+    ESTABLISHED = "established"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The server's identity and policy; built once and shared by every handshake."""
+
+    certificate_chain: tuple[x509.Certificate, ...]
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+    cipher_suites: tuple[CipherSuite, ...] = tuple(SUITES.values())
+    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    signature_schemes: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+    chain_der: tuple[bytes, ...] = field(init=False, repr=False)
+    chain_pem: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.certificate_chain:
+            raise ValueError("a server needs a certificate")
+        object.__setattr__(self, "chain_der", tuple(_der(c) for c in self.certificate_chain))
+        object.__setattr__(
+            self, "chain_pem", tuple(pki.certificate_chain_pem(self.certificate_chain))
+        )
+
+
+@dataclass(frozen=True)
+class ServerFlight:
+    """Everything the server sends in answer to a ClientHello (one HTTP response)."""
+
+    server_hello: ServerHello
+    certificate_pem: tuple[str, ...]
+    server_key_exchange: ServerKeyExchange | None
+    finished_record: bytes | None  # only when resuming
+
+    @property
+    def resumed(self) -> bool:
+        return self.finished_record is not None
+
+    def to_json(self) -> dict[str, Any]:
+        hello = self.server_hello
+        out: dict[str, Any] = {
+            "session_id": hello.session_id.hex(),
+            "server_random": hello.random.hex(),
+            "cipher_suite": hello.cipher_suite.name,
+            "resumed": self.resumed,
+            "extensions": hello.extensions.to_json(),
+            "certificate_chain": list(self.certificate_pem),
+        }
+        if self.server_key_exchange is not None:
+            out["server_key_exchange"] = self.server_key_exchange.to_json()
+        if self.finished_record is not None:
+            out["finished_record"] = encode_b64(self.finished_record)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object) -> ServerFlight:
+        def suite(value: object, name: str) -> CipherSuite:
+            if not isinstance(value, str) or value not in SUITES:
+                raise IllegalParameter("server chose an unknown cipher suite")
+            return SUITES[value]
+
+        def pem_list(value: object, name: str) -> tuple[str, ...]:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise DecodeError("certificate_chain must be a list of PEM strings")
+            if len(value) > 8:
+                raise DecodeError("certificate_chain is too long")
+            return tuple(value)
+
+        with Fields(obj, "ServerHello") as f:
+            session_id = f.required("session_id", hex_field(max_length=32))
+            random = f.required("server_random", hex_field(32))
+            chosen = f.required("cipher_suite", suite)
+            resumed = f.required("resumed", as_bool)
+            extensions = f.required("extensions", lambda v, n: ServerExtensions.from_json(v))
+            no_chain: tuple[str, ...] = ()
+            chain = f.optional("certificate_chain", pem_list, no_chain)
+            ske = f.optional(
+                "server_key_exchange", lambda v, n: ServerKeyExchange.from_json(v), None
+            )
+            finished = f.optional("finished_record", b64_field(max_length=4096), None)
+        if resumed != (finished is not None):
+            raise DecodeError("a resumed ServerHello carries finished_record, a full one does not")
+        return cls(ServerHello(random, session_id, chosen, extensions), chain, ske, finished)
+
+
+class _KeySchedule:
+    """Master secret, key block and record layers for one handshake, once the PMS is known."""
+
+    def __init__(
+        self,
+        side: str,
+        suite: CipherSuite,
+        master: bytes,
+        client_random: bytes,
+        server_random: bytes,
+        encrypt_then_mac: bool,
+        random_bytes: RandomBytes,
+    ) -> None:
+        self.suite = suite
+        self.master_secret = master
+        self.key_block = key_block(
+            master, client_random, server_random, suite.key_block_length, suite.prf_hash
+        )
+        self.keys = split_key_block(suite, self.key_block)
+        self.writer, self.reader = connection_record_layers(
+            self.keys, side, encrypt_then_mac=encrypt_then_mac, random_bytes=random_bytes
+        )
+
+    def verify_data(self, sender: str, transcript: bytes) -> bytes:
+        return finished_verify_data(
+            self.master_secret,
+            sender,
+            _transcript_hash(transcript, self.suite.prf_hash),
+            self.suite.prf_hash,
+        )
+
+
+class _Machine:
+    """Common parts of both sides: the table dispatch, the transcript and failure handling."""
+
+    side = ""
+    _table: ClassVar[dict[tuple[Any, HandshakeType], str]] = {}
+    _failed_state: ClassVar[Any] = None
+
+    def __init__(self, random_bytes: RandomBytes, clock: Callable[[], float]) -> None:
+        self.random_bytes = random_bytes
+        self.transcript = b""
+        self.trace = _Trace(self.side, clock)
+        self.error: TLSError | None = None
+        self.state: Any = None
+        self._schedule: _KeySchedule | None = None
+        self.connection: Connection | None = None
+
+    def _dispatch(self, msg_type: HandshakeType, *args: Any) -> Any:
+        handler = self._table.get((self.state, msg_type))
+        if handler is None:
+            state = self.state.value
+            self._fail(UnexpectedMessage(f"{msg_type.name} is not expected in state {state}"))
+        try:
+            return getattr(self, handler)(*args)  # type: ignore[arg-type]
+        except TLSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: TLSError) -> None:
+        if self.state is not self._failed_state:
+            self.state = self._failed_state
+            self.error = exc
+            if self.connection is not None:
+                self.connection.fail(exc.code)
+            self.trace.add("abort", "the handshake failed; no keys are used", alert=exc.code)
+        raise exc
+
+    def _add(self, message: Any) -> None:
+        self.transcript += message.encode()
+
+    def _open_finished(self, record: bytes, sender: str) -> None:
+        """Open the peer's Finished record (seq 0 under the new keys) and check verify_data."""
+        assert self._schedule is not None
+        content_type, plaintext = self._schedule.reader.open(record)
+        if content_type is not ContentType.handshake:
+            raise UnexpectedMessage("expected a Finished handshake record")
+        received = Finished.decode(plaintext)
+        expected = self._schedule.verify_data(sender, self.transcript)
+        if not compare_digest(received.verify_data, expected):
+            raise DecryptError(f"{sender} Finished does not verify")
+        self.trace.add(
+            f"verify {sender} Finished",
+            "proves the peer derived the same master secret and saw the same handshake",
+            transcript_sha256=fingerprint(self.transcript),
+            verify_data=received.verify_data.hex(),
+            record_bytes=len(record),
+        )
+        self._add(received)
+
+    def _seal_finished(self, sender: str) -> bytes:
+        assert self._schedule is not None
+        verify_data = self._schedule.verify_data(sender, self.transcript)
+        message = Finished(verify_data)
+        record = self._schedule.writer.seal(ContentType.handshake, message.encode())
+        self.trace.add(
+            f"send {sender} Finished",
+            "verify_data = PRF(master_secret, label, Hash(transcript)), sent protected at seq 0",
+            transcript_hash=_transcript_hash(self.transcript, self._schedule.suite.prf_hash).hex(),
+            verify_data=verify_data.hex(),
+            record_bytes=len(record),
+        )
+        self._add(message)
+        return record
+
+    def _derive(
+        self,
+        pre_master_secret: bytes | None,
+        suite: CipherSuite,
+        client_random: bytes,
+        server_random: bytes,
+        *,
+        ems: bool,
+        etm: bool,
+        resumed_master: bytes | None = None,
+    ) -> None:
+        if resumed_master is not None:
+            master = resumed_master
+            self.trace.add(
+                "reuse master secret",
+                "an abbreviated handshake keeps the session's master secret; new randoms give new keys",
+                secrets={"master_secret": master},
+            )
+        elif ems:
+            assert pre_master_secret is not None
+            session_hash = _transcript_hash(self.transcript, suite.prf_hash)
+            master = extended_master_secret(pre_master_secret, session_hash, suite.prf_hash)
+            self.trace.add(
+                "master secret (extended)",
+                'PRF(pms, "extended master secret", session_hash): binds the secret to this handshake (RFC 7627)',
+                secrets={"pre_master_secret": pre_master_secret, "master_secret": master},
+                prf_hash=suite.prf_hash,
+                session_hash=session_hash.hex(),
+            )
+        else:
+            assert pre_master_secret is not None
+            master = master_secret(pre_master_secret, client_random, server_random, suite.prf_hash)
+            self.trace.add(
+                "master secret",
+                'PRF(pms, "master secret", client_random + server_random)',
+                secrets={"pre_master_secret": pre_master_secret, "master_secret": master},
+                prf_hash=suite.prf_hash,
+                seed="client_random + server_random",
+            )
+        schedule = _KeySchedule(
+            self.side, suite, master, client_random, server_random, etm, self.random_bytes
+        )
+        self._schedule = schedule
+        self.trace.add(
+            "key expansion",
+            'key_block = PRF(master_secret, "key expansion", server_random + client_random)',
+            secrets={"key_block": schedule.key_block},
+            seed="server_random + client_random",
+            key_block_length=suite.key_block_length,
+        )
+        self.trace.add(
+            "key split",
+            "the key block is cut in RFC 5246 §6.3 order; each side writes with its own keys",
+            layout=[
+                {"name": p.name, "start": p.start, "length": p.length}
+                for p in key_block_layout(suite)
+            ],
+            secrets={
+                p.name: getattr(schedule.keys, p.name) for p in key_block_layout(suite) if p.length
+            },
+        )
+
+    def _establish(
+        self,
+        client_random: bytes,
+        server_random: bytes,
+        session_id: bytes,
+        *,
+        resumed: bool,
+        ems: bool,
+        etm: bool,
+    ) -> Connection:
+        schedule = self._schedule
+        assert schedule is not None
+        self.connection = Connection(
+            self.side,
+            schedule.suite,
+            schedule.keys,
+            schedule.master_secret,
+            schedule.key_block,
+            schedule.writer,
+            schedule.reader,
+            client_random=client_random,
+            server_random=server_random,
+            session_id=session_id,
+            resumed=resumed,
+            extended_master_secret=ems,
+            encrypt_then_mac=etm and not schedule.suite.is_aead,
+        )
+        return self.connection
+
+    def public_state(self) -> dict[str, Any]:
+        return {"state": self.state.value, "error": self.error.code if self.error else None}
+
+
+class ServerHandshake(_Machine):
+    """One server-side handshake.
+
+    Drive it with :meth:`receive_client_hello`, then :meth:`receive_client_finish`.
+    """
+
+    side = "server"
+    _failed_state = ServerState.FAILED
+    _table: ClassVar[dict[tuple[Any, HandshakeType], str]] = {
+        (ServerState.WAIT_CLIENT_HELLO, HandshakeType.client_hello): "_on_client_hello",
+        (
+            ServerState.WAIT_CLIENT_KEY_EXCHANGE,
+            HandshakeType.client_key_exchange,
+        ): "_on_client_key_exchange",
+        (ServerState.WAIT_CLIENT_FINISHED, HandshakeType.finished): "_on_client_finished",
+        (ServerState.WAIT_RESUMED_FINISHED, HandshakeType.finished): "_on_resumed_finished",
+    }
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        lookup_session: Callable[[bytes], Session | None] = lambda _sid: None,
+        random_bytes: RandomBytes = secrets.token_bytes,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        super().__init__(random_bytes, clock)
+        self.config = config
+        self.lookup_session = lookup_session
+        self.state = ServerState.WAIT_CLIENT_HELLO
+        self.client_hello: ClientHello | None = None
+        self.server_hello: ServerHello | None = None
+        self._ephemeral: kex.EphemeralKey | None = None
+        self._resumed_session: Session | None = None
+        self.session: Session | None = None
+
+    # public API ---------------------------------------------------------------
+
+    def receive_client_hello(self, hello: ClientHello) -> ServerFlight:
+        result: ServerFlight = self._dispatch(HandshakeType.client_hello, hello)
+        return result
+
+    def receive_client_finish(
+        self, client_key_exchange: ClientKeyExchange | None, finished_record: bytes
+    ) -> bytes:
+        """Take the client's second flight; returns the server Finished record (full handshake)
+        or ``b""`` (abbreviated handshake, where the server spoke first)."""
+        if client_key_exchange is not None:
+            self._dispatch(HandshakeType.client_key_exchange, client_key_exchange)
+        elif self.state is ServerState.WAIT_CLIENT_KEY_EXCHANGE:
+            self._fail(UnexpectedMessage("ClientKeyExchange is missing"))
+        result: bytes = self._dispatch(HandshakeType.finished, finished_record)
+        return result
+
+    # handlers -------------------------------------------------------------------
+
+    def _choose(
+        self, hello: ClientHello
+    ) -> tuple[CipherSuite, NamedGroup | None, SignatureScheme | None]:
+        groups = [g for g in hello.extensions.supported_groups if g in self.config.groups]
+        schemes = [
+            s for s in hello.extensions.signature_algorithms if s in self.config.signature_schemes
+        ]
+        for suite in hello.cipher_suites:
+            if suite not in self.config.cipher_suites:
+                continue
+            if suite.key_exchange is KeyExchange.ECDHE_RSA:
+                if groups and schemes:
+                    return suite, groups[0], schemes[0]
+                continue
+            return suite, None, None
+        raise HandshakeFailure("no cipher suite in common")
+
+    def _resumable(self, hello: ClientHello) -> Session | None:
+        if not hello.session_id:
+            return None
+        session = self.lookup_session(hello.session_id)
+        if session is None or session.suite not in hello.cipher_suites:
+            return None
+        if session.server_name != hello.extensions.server_name:
+            return None  # RFC 6066 §3: never resume a session made for another name
+        if session.extended_master_secret and not hello.extensions.extended_master_secret:
+            # RFC 7627 §5.3: abort rather than resume an EMS session without EMS.
+            raise HandshakeFailure(
+                "session used the extended master secret; the resuming hello does not"
+            )
+        if not session.extended_master_secret and hello.extensions.extended_master_secret:
+            return None  # RFC 7627 §5.3: fall back to a full handshake
+        return session
+
+    def _on_client_hello(self, hello: ClientHello) -> ServerFlight:
+        self.client_hello = hello
+        self._add(hello)
+        self.trace.add(
+            "receive ClientHello",
+            "the client's random makes this handshake's keys fresh; it offers suites and extensions",
+            client_random=hello.random.hex(),
+            cipher_suites=[s.name for s in hello.cipher_suites],
+            extensions=hello.extensions.to_json(),
+            session_id=hello.session_id.hex(),
+        )
+        session = self._resumable(hello)
+        server_random = self.random_bytes(32)
+        if session is not None:
+            return self._resume(hello, session, server_random)
+        suite, group, scheme = self._choose(hello)
+        etm = hello.extensions.encrypt_then_mac and not suite.is_aead
+        ems = hello.extensions.extended_master_secret
+        extensions = ServerExtensions(
+            extended_master_secret=ems,
+            encrypt_then_mac=etm,
+            ec_point_formats=suite.key_exchange is KeyExchange.ECDHE_RSA,
+        )
+        server_hello = ServerHello(server_random, self.random_bytes(32), suite, extensions)
+        self.server_hello = server_hello
+        self._add(server_hello)
+        self.trace.add(
+            "send ServerHello",
+            "the server's random and its choice of suite and extensions",
+            server_random=server_random.hex(),
+            cipher_suite=suite.name,
+            session_id=server_hello.session_id.hex(),
+            extensions=extensions.to_json(),
+        )
+        certificate = CertificateMessage(self.config.chain_der)
+        self._add(certificate)
+        leaf = self.config.certificate_chain[0]
+        self.trace.add(
+            "send Certificate",
+            "the server's public key, vouched for by a CA the client trusts",
+            subject=leaf.subject.rfc4514_string(),
+            sha256=pki.fingerprint_sha256(leaf),
+            chain_length=len(self.config.chain_der),
+        )
+        ske = None
+        if group is not None:
+            assert scheme is not None
+            ephemeral = kex.generate_ephemeral_key(group)
+            self._ephemeral = ephemeral
+            params = kex.server_ecdh_params(group, ephemeral.public_bytes)
+            signature = kex.sign_server_params(
+                self.config.private_key, scheme, hello.random, server_random, params
+            )
+            ske = ServerKeyExchange(group, ephemeral.public_bytes, scheme, signature)
+            self._add(ske)
+            self.trace.add(
+                "send ServerKeyExchange",
+                "an ephemeral ECDH key signed with the certificate key: forward secrecy",
+                named_curve=group.name,
+                public_key=ephemeral.public_bytes.hex(),
+                signature_algorithm=scheme.name,
+                signature_length=len(signature),
+            )
+        self._add(ServerHelloDone())
+        self.state = ServerState.WAIT_CLIENT_KEY_EXCHANGE
+        return ServerFlight(server_hello, self.config.chain_pem, ske, None)
+
+    def _resume(self, hello: ClientHello, session: Session, server_random: bytes) -> ServerFlight:
+        suite = session.suite
+        etm = hello.extensions.encrypt_then_mac and not suite.is_aead
+        extensions = ServerExtensions(
+            extended_master_secret=session.extended_master_secret,
+            encrypt_then_mac=etm,
+            ec_point_formats=suite.key_exchange is KeyExchange.ECDHE_RSA,
+        )
+        server_hello = ServerHello(server_random, session.session_id, suite, extensions)
+        self.server_hello = server_hello
+        self._resumed_session = session
+        self._add(server_hello)
+        self.trace.add(
+            "send ServerHello (resume)",
+            "the server found the session: no certificate, no key exchange",
+            server_random=server_random.hex(),
+            cipher_suite=suite.name,
+            session_id=session.session_id.hex(),
+            extensions=extensions.to_json(),
+        )
+        self._derive(
+            None,
+            suite,
+            hello.random,
+            server_random,
+            ems=session.extended_master_secret,
+            etm=etm,
+            resumed_master=session.master_secret,
+        )
+        record = self._seal_finished("server")
+        self.state = ServerState.WAIT_RESUMED_FINISHED
+        return ServerFlight(server_hello, (), None, record)
+
+    def _on_client_key_exchange(self, cke: ClientKeyExchange) -> None:
+        hello, server_hello = self.client_hello, self.server_hello
+        assert hello is not None and server_hello is not None
+        suite = server_hello.cipher_suite
+        if suite.key_exchange is KeyExchange.RSA:
+            if cke.encrypted_pre_master_secret is None:
+                raise DecodeError("RSA key exchange needs encrypted_pre_master_secret")
+            pms = kex.rsa_decrypt_pre_master_secret(
+                self.config.private_key,
+                cke.encrypted_pre_master_secret,
+                random_bytes=self.random_bytes,
+            )
+            self.trace.add(
+                "decrypt pre-master secret",
+                "RSA private key opens the client's secret; a bad one silently becomes random (RFC 5246 §7.4.7.1)",
+                encrypted_length=len(cke.encrypted_pre_master_secret),
+            )
+        else:
+            if cke.public_key is None:
+                raise DecodeError("ECDHE key exchange needs the client's public_key")
+            assert self._ephemeral is not None
+            pms = kex.ecdh_shared_secret(self._ephemeral, cke.public_key)
+            self.trace.add(
+                "ECDH shared secret",
+                "server private key x client public key = the same point the client computes",
+                client_public_key=cke.public_key.hex(),
+                named_curve=self._ephemeral.group.name,
+            )
+        self._add(cke)
+        self._derive(
+            pms,
+            suite,
+            hello.random,
+            server_hello.random,
+            ems=server_hello.extensions.extended_master_secret,
+            etm=server_hello.extensions.encrypt_then_mac,
+        )
+        self._ephemeral = None  # forward secrecy: the ephemeral key is not kept
+        self.state = ServerState.WAIT_CLIENT_FINISHED
+
+    def _on_client_finished(self, record: bytes) -> bytes:
+        self._open_finished(record, "client")
+        reply = self._seal_finished("server")
+        self._finish(resumed=False)
+        return reply
+
+    def _on_resumed_finished(self, record: bytes) -> bytes:
+        self._open_finished(record, "client")
+        self._finish(resumed=True)
+        return b""
+
+    def _finish(self, *, resumed: bool) -> None:
+        hello, server_hello, schedule = self.client_hello, self.server_hello, self._schedule
+        assert hello is not None and server_hello is not None and schedule is not None
+        ems = server_hello.extensions.extended_master_secret
+        self._establish(
+            hello.random,
+            server_hello.random,
+            server_hello.session_id,
+            resumed=resumed,
+            ems=ems,
+            etm=server_hello.extensions.encrypt_then_mac,
+        )
+        self.session = self._resumed_session or Session(
+            server_hello.session_id,
+            schedule.suite,
+            ems,
+            schedule.master_secret,
+            hello.extensions.server_name,
+        )
+        self.state = ServerState.ESTABLISHED
+
+
+# -- client ------------------------------------------------------------------------------
+
+
+class ClientState(Enum):
+    START = "start"
+    WAIT_SERVER_HELLO = "wait_server_hello"
+    WAIT_CERTIFICATE = "wait_certificate"
+    WAIT_SERVER_KEY_EXCHANGE = "wait_server_key_exchange"
+    WAIT_SERVER_HELLO_DONE = "wait_server_hello_done"
+    WAIT_SERVER_FINISHED = "wait_server_finished"
+    WAIT_RESUMED_FINISHED = "wait_resumed_finished"
+    ESTABLISHED = "established"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    trust_anchors: tuple[x509.Certificate, ...]
+    server_name: str
+    cipher_suites: tuple[CipherSuite, ...] = (SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"],)
+    extended_master_secret: bool = True
+    encrypt_then_mac: bool = True
+    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    signature_schemes: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+
+
+@dataclass(frozen=True)
+class ClientFinish:
+    """The client's second flight (one HTTP request): key exchange (full only) and Finished."""
+
+    client_key_exchange: ClientKeyExchange | None
+    finished_record: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"finished_record": encode_b64(self.finished_record)}
+        if self.client_key_exchange is not None:
+            out["client_key_exchange"] = self.client_key_exchange.to_json()
+        return out
+
+
+class ClientHandshake(_Machine):
+    """One client-side handshake: :meth:`client_hello`, :meth:`receive_server_flight`,
+    then (full handshake) :meth:`receive_server_finished`."""
+
+    side = "client"
+    _failed_state = ClientState.FAILED
+    _table: ClassVar[dict[tuple[Any, HandshakeType], str]] = {
+        (ClientState.WAIT_SERVER_HELLO, HandshakeType.server_hello): "_on_server_hello",
+        (ClientState.WAIT_CERTIFICATE, HandshakeType.certificate): "_on_certificate",
+        (
+            ClientState.WAIT_SERVER_KEY_EXCHANGE,
+            HandshakeType.server_key_exchange,
+        ): "_on_server_key_exchange",
+        (
+            ClientState.WAIT_SERVER_HELLO_DONE,
+            HandshakeType.server_hello_done,
+        ): "_on_server_hello_done",
+        (ClientState.WAIT_SERVER_FINISHED, HandshakeType.finished): "_on_server_finished",
+        (ClientState.WAIT_RESUMED_FINISHED, HandshakeType.finished): "_on_resumed_finished",
+    }
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        resume: Session | None = None,
+        random_bytes: RandomBytes = secrets.token_bytes,
+        clock: Callable[[], float] = time.perf_counter,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(random_bytes, clock)
+        self.config = config
+        self.resume = resume
+        self.now = now
+        self.state = ClientState.START
+        self.hello: ClientHello | None = None
+        self.server_hello: ServerHello | None = None
+        self._leaf: x509.Certificate | None = None
+        self._ske: ServerKeyExchange | None = None
+        self.session: Session | None = None
+
+    # public API ---------------------------------------------------------------
+
+    def client_hello(self) -> ClientHello:
+        if self.state is not ClientState.START:
+            self._fail(UnexpectedMessage("ClientHello was already sent"))
+        suites = self.config.cipher_suites
+        session_id = b""
+        if self.resume is not None:
+            session_id = self.resume.session_id
+            if self.resume.suite not in suites:
+                suites = (self.resume.suite, *suites)
+        uses_ecdhe = any(s.key_exchange is KeyExchange.ECDHE_RSA for s in suites)
+        extensions = ClientExtensions(
+            extended_master_secret=self.config.extended_master_secret,
+            encrypt_then_mac=self.config.encrypt_then_mac,
+            server_name=self.config.server_name,
+            supported_groups=self.config.groups if uses_ecdhe else (),
+            signature_algorithms=self.config.signature_schemes,
+        )
+        hello = ClientHello(self.random_bytes(32), tuple(suites), extensions, session_id)
+        self.hello = hello
+        self._add(hello)
+        self.trace.add(
+            "send ClientHello",
+            "a fresh 32-byte client random, the suites and extensions the client accepts",
+            client_random=hello.random.hex(),
+            cipher_suites=[s.name for s in suites],
+            extensions=extensions.to_json(),
+            session_id=session_id.hex(),
+        )
+        self.state = ClientState.WAIT_SERVER_HELLO
+        return hello
+
+    def receive_server_flight(self, flight: ServerFlight) -> ClientFinish:
+        """Process ServerHello..ServerHelloDone (or ServerHello + Finished when resuming)."""
+        self._dispatch(HandshakeType.server_hello, flight.server_hello)
+        if flight.finished_record is not None:
+            if flight.certificate_pem or flight.server_key_exchange is not None:
+                self._fail(
+                    UnexpectedMessage("a resumed handshake carries no certificate or key exchange")
+                )
+            record: bytes = self._dispatch(HandshakeType.finished, flight.finished_record)
+            return ClientFinish(None, record)
+        self._dispatch(HandshakeType.certificate, flight.certificate_pem)
+        if flight.server_key_exchange is not None:
+            self._dispatch(HandshakeType.server_key_exchange, flight.server_key_exchange)
+        finish: ClientFinish = self._dispatch(HandshakeType.server_hello_done, None)
+        return finish
+
+    def receive_server_finished(self, record: bytes) -> Connection:
+        connection: Connection = self._dispatch(HandshakeType.finished, record)
+        return connection
+
+    # handlers -------------------------------------------------------------------
+
+    def _on_server_hello(self, server_hello: ServerHello) -> None:
+        hello = self.hello
+        assert hello is not None
+        suite = server_hello.cipher_suite
+        if suite not in hello.cipher_suites:
+            raise IllegalParameter(f"server chose {suite.name}, which was not offered")
+        ext = server_hello.extensions
+        if ext.extended_master_secret and not hello.extensions.extended_master_secret:
+            raise _unsolicited("extended_master_secret")
+        if ext.encrypt_then_mac and not (hello.extensions.encrypt_then_mac and not suite.is_aead):
+            raise _unsolicited("encrypt_then_mac")
+        if ext.ec_point_formats and not hello.extensions.supported_groups:
+            raise _unsolicited("ec_point_formats")
+        self.server_hello = server_hello
+        self._add(server_hello)
+        resumed = bool(hello.session_id) and server_hello.session_id == hello.session_id
+        self.trace.add(
+            "receive ServerHello",
+            "the server's random; both randoms now feed every key",
+            server_random=server_hello.random.hex(),
+            cipher_suite=suite.name,
+            session_id=server_hello.session_id.hex(),
+            resumed=resumed,
+            extensions=ext.to_json(),
+        )
+        if resumed:
+            session = self.resume
+            assert session is not None
+            if suite != session.suite:
+                raise IllegalParameter("resumed session with a different cipher suite")
+            if ext.extended_master_secret != session.extended_master_secret:
+                # RFC 7627 §5.3: the EMS state of a session cannot change on resumption.
+                raise HandshakeFailure("resumption changed the extended master secret setting")
+            self._derive(
+                None,
+                suite,
+                hello.random,
+                server_hello.random,
+                ems=session.extended_master_secret,
+                etm=ext.encrypt_then_mac,
+                resumed_master=session.master_secret,
+            )
+            self.state = ClientState.WAIT_RESUMED_FINISHED
+        else:
+            self.state = ClientState.WAIT_CERTIFICATE
+
+    def _on_certificate(self, chain_pem: Sequence[str]) -> None:
+        server_hello = self.server_hello
+        assert server_hello is not None
+        if not chain_pem:
+            raise DecodeError("the server sent no certificate")
+        chain = [c for pem in chain_pem for c in pki.load_certificate_chain(pem)]
+        leaf = pki.verify_server_chain(
+            chain,
+            self.config.trust_anchors,
+            self.config.server_name,
+            now=self.now(),
+            key_exchange=server_hello.cipher_suite.key_exchange.value,
+        )
+        if not isinstance(leaf.public_key(), rsa.RSAPublicKey):
+            raise UnsupportedCertificate("the lab's suites need an RSA certificate")
+        self._leaf = leaf
+        self._add(CertificateMessage(tuple(_der(c) for c in chain)))
+        self.trace.add(
+            "verify Certificate",
+            "chain to a trusted CA, host name, validity window and key usage checked before any secret is sent",
+            subject=leaf.subject.rfc4514_string(),
+            issuer=leaf.issuer.rfc4514_string(),
+            sha256=pki.fingerprint_sha256(leaf),
+            server_name=self.config.server_name,
+        )
+        if server_hello.cipher_suite.key_exchange is KeyExchange.ECDHE_RSA:
+            self.state = ClientState.WAIT_SERVER_KEY_EXCHANGE
+        else:
+            self.state = ClientState.WAIT_SERVER_HELLO_DONE
+
+    def _on_server_key_exchange(self, ske: ServerKeyExchange) -> None:
+        hello, server_hello, leaf = self.hello, self.server_hello, self._leaf
+        assert hello is not None and server_hello is not None and leaf is not None
+        if ske.group not in hello.extensions.supported_groups:
+            raise IllegalParameter(f"server used {ske.group.name}, which was not offered")
+        if ske.signature_algorithm not in hello.extensions.signature_algorithms:
+            raise IllegalParameter("server signed with a scheme that was not offered")
+        kex.decode_public_key(ske.group, ske.public_key)  # validate before anything else
+        public_key = leaf.public_key()
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        kex.verify_server_params(
+            public_key,
+            ske.signature_algorithm,
+            ske.signature,
+            hello.random,
+            server_hello.random,
+            ske.params,
+        )
+        self._ske = ske
+        self._add(ske)
+        self.trace.add(
+            "verify ServerKeyExchange",
+            "the signature over both randoms and the ECDH key proves the certificate holder sent it",
+            named_curve=ske.group.name,
+            server_public_key=ske.public_key.hex(),
+            signature_algorithm=ske.signature_algorithm.name,
+        )
+        self.state = ClientState.WAIT_SERVER_HELLO_DONE
+
+    def _on_server_hello_done(self, _: None) -> ClientFinish:
+        hello, server_hello, leaf = self.hello, self.server_hello, self._leaf
+        assert hello is not None and server_hello is not None and leaf is not None
+        self._add(ServerHelloDone())
+        suite = server_hello.cipher_suite
+        if suite.key_exchange is KeyExchange.RSA:
+            public_key = leaf.public_key()
+            assert isinstance(public_key, rsa.RSAPublicKey)
+            pms = kex.new_rsa_pre_master_secret(random_bytes=self.random_bytes)
+            encrypted = kex.rsa_encrypt_pre_master_secret(public_key, pms)
+            cke = ClientKeyExchange(encrypted_pre_master_secret=encrypted)
+            self.trace.add(
+                "send encrypted pre-master secret",
+                "48 bytes (version + 46 random) encrypted to the certificate's RSA key",
+                secrets={"pre_master_secret": pms},
+                encrypted_length=len(encrypted),
+                client_version="0303",
+            )
+        else:
+            ske = self._ske
+            if ske is None:
+                raise UnexpectedMessage("ServerKeyExchange is missing")
+            ephemeral = kex.generate_ephemeral_key(ske.group)
+            pms = kex.ecdh_shared_secret(ephemeral, ske.public_key)
+            cke = ClientKeyExchange(public_key=ephemeral.public_bytes)
+            self.trace.add(
+                "send ECDH public key",
+                "client private key x server public key = the pre-master secret; neither private key travels",
+                secrets={"pre_master_secret": pms},
+                client_public_key=ephemeral.public_bytes.hex(),
+                named_curve=ske.group.name,
+            )
+        self._add(cke)
+        ext = server_hello.extensions
+        self._derive(
+            pms,
+            suite,
+            hello.random,
+            server_hello.random,
+            ems=ext.extended_master_secret,
+            etm=ext.encrypt_then_mac,
+        )
+        record = self._seal_finished("client")
+        self.state = ClientState.WAIT_SERVER_FINISHED
+        return ClientFinish(cke, record)
+
+    def _on_server_finished(self, record: bytes) -> Connection:
+        self._open_finished(record, "server")
+        return self._finish(resumed=False)
+
+    def _on_resumed_finished(self, record: bytes) -> bytes:
+        self._open_finished(record, "server")
+        reply = self._seal_finished("client")
+        self._finish(resumed=True)
+        return reply
+
+    def _finish(self, *, resumed: bool) -> Connection:
+        hello, server_hello, schedule = self.hello, self.server_hello, self._schedule
+        assert hello is not None and server_hello is not None and schedule is not None
+        ext = server_hello.extensions
+        connection = self._establish(
+            hello.random,
+            server_hello.random,
+            server_hello.session_id,
+            resumed=resumed,
+            ems=ext.extended_master_secret,
+            etm=ext.encrypt_then_mac,
+        )
+        if server_hello.session_id:
+            self.session = (
+                self.resume
+                if resumed
+                else Session(
+                    server_hello.session_id,
+                    schedule.suite,
+                    ext.extended_master_secret,
+                    schedule.master_secret,
+                    self.config.server_name,
+                )
+            )
+        self.state = ClientState.ESTABLISHED
+        return connection
+
+
+def _unsolicited(name: str) -> TLSError:
+    # RFC 5246 §7.4.1.4: a server must not answer with an extension the client did not offer.
+    return UnsupportedExtension(f"server answered with {name}, which the client did not offer")
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(Encoding.DER)

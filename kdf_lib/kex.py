@@ -1,0 +1,236 @@
+"""Key exchange: the RSA pre-master secret and ephemeral ECDH, with ServerKeyExchange signatures.
+
+RFC 5246 §7.4.7.1 (RSA-encrypted premaster secret, with the Bleichenbacher
+countermeasure), RFC 8422 §5.4/§5.10 (ECDHE parameters, point formats, signature)
+and RFC 7748 §6.1 (the all-zero X25519 check). Primitives come from ``cryptography``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .errors import DecodeError, DecryptError, IllegalParameter
+from .wire import u8, u16, vector
+
+__all__ = [
+    "CLIENT_VERSION",
+    "PRE_MASTER_SECRET_LENGTH",
+    "EphemeralKey",
+    "NamedGroup",
+    "SignatureScheme",
+    "decode_public_key",
+    "ecdh_shared_secret",
+    "generate_ephemeral_key",
+    "new_rsa_pre_master_secret",
+    "rsa_decrypt_pre_master_secret",
+    "rsa_encrypt_pre_master_secret",
+    "server_ecdh_params",
+    "sign_server_params",
+    "verify_server_params",
+]
+
+PRE_MASTER_SECRET_LENGTH = 48
+CLIENT_VERSION = b"\x03\x03"
+
+
+class NamedGroup(IntEnum):
+    """RFC 8422 §5.1.1 / IANA supported_groups."""
+
+    secp256r1 = 23
+    secp384r1 = 24
+    x25519 = 29
+
+
+class SignatureScheme(IntEnum):
+    """RFC 5246 §7.4.1.4.1 SignatureAndHashAlgorithm pairs, written as RFC 8446 code points."""
+
+    rsa_pkcs1_sha256 = 0x0401
+    rsa_pkcs1_sha384 = 0x0501
+    rsa_pss_rsae_sha256 = 0x0804
+    rsa_pss_rsae_sha384 = 0x0805
+
+
+_NIST_CURVES: dict[NamedGroup, ec.EllipticCurve] = {
+    NamedGroup.secp256r1: ec.SECP256R1(),
+    NamedGroup.secp384r1: ec.SECP384R1(),
+}
+_POINT_LENGTHS = {NamedGroup.secp256r1: 65, NamedGroup.secp384r1: 97, NamedGroup.x25519: 32}
+
+# -- RSA ---------------------------------------------------------------------
+
+
+def new_rsa_pre_master_secret(
+    client_version: bytes = CLIENT_VERSION,
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+) -> bytes:
+    """PreMasterSecret = client_version (2 bytes) + random (46 bytes), RFC 5246 §7.4.7.1."""
+    return client_version + random_bytes(46)
+
+
+def rsa_encrypt_pre_master_secret(public_key: rsa.RSAPublicKey, pre_master_secret: bytes) -> bytes:
+    """RSAES-PKCS1-v1_5 encryption of the 48-byte pre-master secret to the certificate key."""
+    if len(pre_master_secret) != PRE_MASTER_SECRET_LENGTH:
+        raise ValueError("an RSA pre-master secret is 48 bytes")
+    return public_key.encrypt(pre_master_secret, padding.PKCS1v15())
+
+
+def rsa_decrypt_pre_master_secret(
+    private_key: rsa.RSAPrivateKey,
+    encrypted: bytes,
+    client_version: bytes = CLIENT_VERSION,
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+) -> bytes:
+    """Recover the pre-master secret without ever revealing whether decryption worked.
+
+    RFC 5246 §7.4.7.1: a random 48-byte R is prepared first; if the PKCS#1 padding
+    is wrong or the plaintext is not 48 bytes, R is used; the version bytes are
+    always forced to ``client_version``. The handshake then fails at Finished,
+    indistinguishably from a well-formed but wrong secret. Current OpenSSL builds
+    return a synthetic plaintext for bad padding instead of raising ("implicit
+    rejection"), so the length check below is what decides, not an exception.
+    """
+    fallback = random_bytes(PRE_MASTER_SECRET_LENGTH)
+    try:
+        plaintext = private_key.decrypt(encrypted, padding.PKCS1v15())
+    except ValueError:
+        # Raised for a ciphertext of the wrong length or out of range: public facts.
+        plaintext = b""
+    candidate = plaintext if len(plaintext) == PRE_MASTER_SECRET_LENGTH else fallback
+    return client_version + candidate[2:]
+
+
+# -- ECDHE -------------------------------------------------------------------
+
+PrivateKey = ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | x25519.X25519PublicKey
+
+
+@dataclass(frozen=True)
+class EphemeralKey:
+    """An ephemeral ECDH key pair; the private half never shows in repr()."""
+
+    group: NamedGroup
+    public_bytes: bytes
+    private_key: PrivateKey = field(repr=False)
+
+
+def generate_ephemeral_key(group: NamedGroup) -> EphemeralKey:
+    """A fresh key pair on ``group``; NIST points are encoded uncompressed (RFC 8422 §5.4.1)."""
+    private: PrivateKey
+    if group is NamedGroup.x25519:
+        private = x25519.X25519PrivateKey.generate()
+        public = private.public_key().public_bytes_raw()
+    else:
+        private = ec.generate_private_key(_NIST_CURVES[group])
+        public = private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return EphemeralKey(group, public, private)
+
+
+def decode_public_key(group: NamedGroup, data: bytes) -> PublicKey:
+    """Parse a peer's public key, accepting only what RFC 8422 allows.
+
+    Raises:
+        DecodeError: wrong length for the group.
+        IllegalParameter: compressed or identity encodings, points not on the curve.
+    """
+    expected = _POINT_LENGTHS[group]
+    if group is NamedGroup.x25519:
+        if len(data) != expected:
+            raise DecodeError(f"an x25519 public key is {expected} bytes")
+        return x25519.X25519PublicKey.from_public_bytes(data)
+    if data[:1] in (b"\x02", b"\x03"):
+        raise IllegalParameter("compressed EC points are not negotiated (RFC 8422 §5.1.2)")
+    if data[:1] == b"\x00" or data == b"":
+        raise IllegalParameter("the point at infinity is not a valid public key")
+    if data[:1] != b"\x04":
+        raise IllegalParameter("unknown EC point format")
+    if len(data) != expected:
+        raise DecodeError(f"an uncompressed {group.name} point is {expected} bytes")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_NIST_CURVES[group], data)
+    except ValueError:
+        raise IllegalParameter("EC point is not on the curve") from None
+
+
+def ecdh_shared_secret(private: EphemeralKey, peer_public: bytes) -> bytes:
+    """The ECDH pre-master secret: the x-coordinate (NIST, RFC 8422 §5.10) or the X25519 output.
+
+    The peer key is validated first; an all-zero X25519 result (a low-order peer
+    point, RFC 7748 §6.1) is refused.
+    """
+    peer = decode_public_key(private.group, peer_public)
+    try:
+        if isinstance(private.private_key, x25519.X25519PrivateKey):
+            assert isinstance(peer, x25519.X25519PublicKey)
+            shared = private.private_key.exchange(peer)
+        else:
+            assert isinstance(peer, ec.EllipticCurvePublicKey)
+            shared = private.private_key.exchange(ec.ECDH(), peer)
+    except ValueError:
+        # cryptography refuses low-order X25519 peers itself.
+        raise IllegalParameter("ECDH with this public key gives no shared secret") from None
+    if not any(shared):
+        raise IllegalParameter("ECDH with this public key gives an all-zero secret")
+    return shared
+
+
+def server_ecdh_params(group: NamedGroup, public_bytes: bytes) -> bytes:
+    """ServerECDHParams: curve_type named_curve(3), the group, the point (RFC 8422 §5.4)."""
+    return u8(3) + u16(group) + vector(public_bytes, 1)
+
+
+_SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
+    SignatureScheme.rsa_pkcs1_sha256: hashes.SHA256,
+    SignatureScheme.rsa_pkcs1_sha384: hashes.SHA384,
+    SignatureScheme.rsa_pss_rsae_sha256: hashes.SHA256,
+    SignatureScheme.rsa_pss_rsae_sha384: hashes.SHA384,
+}
+
+
+def _padding_for(scheme: SignatureScheme) -> padding.AsymmetricPadding:
+    if scheme in (SignatureScheme.rsa_pss_rsae_sha256, SignatureScheme.rsa_pss_rsae_sha384):
+        hash_cls = _SCHEME_HASH[scheme]
+        # RFC 8446 §4.2.3 (used by TLS 1.2 too): the salt is as long as the digest.
+        return padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=padding.PSS.DIGEST_LENGTH)
+    return padding.PKCS1v15()
+
+
+def _signed_content(client_random: bytes, server_random: bytes, params: bytes) -> bytes:
+    # RFC 8422 §5.4: the signature covers both randoms, so a recorded
+    # ServerKeyExchange cannot be replayed into another handshake.
+    return client_random + server_random + params
+
+
+def sign_server_params(
+    private_key: rsa.RSAPrivateKey,
+    scheme: SignatureScheme,
+    client_random: bytes,
+    server_random: bytes,
+    params: bytes,
+) -> bytes:
+    content = _signed_content(client_random, server_random, params)
+    return private_key.sign(content, _padding_for(scheme), _SCHEME_HASH[scheme]())
+
+
+def verify_server_params(
+    public_key: rsa.RSAPublicKey,
+    scheme: SignatureScheme,
+    signature: bytes,
+    client_random: bytes,
+    server_random: bytes,
+    params: bytes,
+) -> None:
+    """Raise DecryptError unless ``signature`` is the certificate key's signature over the params."""
+    content = _signed_content(client_random, server_random, params)
+    try:
+        public_key.verify(signature, content, _padding_for(scheme), _SCHEME_HASH[scheme]())
+    except InvalidSignature:
+        raise DecryptError("ServerKeyExchange signature does not verify") from None

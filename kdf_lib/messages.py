@@ -1,0 +1,595 @@
+"""Handshake messages: typed values, their TLS 1.2 wire encoding, and the strict JSON codec.
+
+The JSON form is what travels over HTTP; the TLS encoding (RFC 5246 §7.4, RFC 8422 §5,
+RFC 6066 §3, RFC 7366, RFC 7627) is what goes into the transcript that Finished and the
+extended master secret hash. docs/protocol.md defines the mapping between the two.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import DecodeError, IllegalParameter
+from .kex import NamedGroup, SignatureScheme
+from .suites import SUITES, CipherSuite
+from .wire import HandshakeType, Reader, handshake_message, u8, u16, vector
+
+__all__ = [
+    "DEFAULT_GROUPS",
+    "DEFAULT_SIGNATURE_SCHEMES",
+    "CertificateMessage",
+    "ClientExtensions",
+    "ClientHello",
+    "ClientKeyExchange",
+    "ExtensionType",
+    "Fields",
+    "Finished",
+    "ServerExtensions",
+    "ServerHello",
+    "ServerHelloDone",
+    "ServerKeyExchange",
+    "decode_b64",
+    "decode_hex",
+    "encode_b64",
+    "parse_json",
+]
+
+RANDOM_LENGTH = 32
+MAX_SESSION_ID = 32
+#: The JSON nesting any message of this protocol needs is 3; deeper input is refused unread.
+MAX_JSON_DEPTH = 8
+
+DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
+    NamedGroup.x25519,
+    NamedGroup.secp256r1,
+    NamedGroup.secp384r1,
+)
+DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
+    SignatureScheme.rsa_pss_rsae_sha256,
+    SignatureScheme.rsa_pkcs1_sha256,
+    SignatureScheme.rsa_pss_rsae_sha384,
+    SignatureScheme.rsa_pkcs1_sha384,
+)
+
+
+class ExtensionType:
+    """IANA extension numbers used here."""
+
+    server_name = 0
+    supported_groups = 10
+    ec_point_formats = 11
+    signature_algorithms = 13
+    encrypt_then_mac = 22
+    extended_master_secret = 23
+
+
+# -- strict JSON --------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"JSON constant {name} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DecodeError(f"duplicate JSON key {key!r}")
+        result[key] = value
+    return result
+
+
+def _check_depth(text: str) -> None:
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                raise DecodeError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+
+
+def parse_json(body: bytes | str) -> dict[str, Any]:
+    """Parse a JSON request body strictly: UTF-8, an object at the top, no duplicate
+    keys, no NaN/Infinity, bounded nesting. Failures raise DecodeError."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
+    except UnicodeDecodeError:
+        raise DecodeError("request body is not UTF-8") from None
+    _check_depth(text)
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except DecodeError:
+        raise
+    except (ValueError, RecursionError):
+        raise DecodeError("request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise DecodeError("request body must be a JSON object")
+    return value
+
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+def decode_hex(
+    value: object, name: str, length: int | None = None, *, max_length: int = 4096
+) -> bytes:
+    if not isinstance(value, str):
+        raise DecodeError(f"{name} must be a hex string")
+    if len(value) % 2 or not _HEX.fullmatch(value):
+        raise DecodeError(f"{name} is not valid hex")
+    if len(value) > 2 * max_length:
+        raise DecodeError(f"{name} is too long")
+    data = bytes.fromhex(value)
+    if length is not None and len(data) != length:
+        raise DecodeError(f"{name} must be {length} bytes, not {len(data)}")
+    return data
+
+
+def decode_b64(value: object, name: str, *, max_length: int | None = None) -> bytes:
+    """Standard-alphabet base64 with padding, canonical only (RFC 4648 §4)."""
+    if not isinstance(value, str):
+        raise DecodeError(f"{name} must be a base64 string")
+    if max_length is not None and len(value) > (max_length + 2) // 3 * 4:
+        raise DecodeError(f"{name} is too long")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError(f"{name} is not valid base64") from None
+    # Non-zero trailing bits ("QR==") decode to the same bytes as canonical text; refuse them.
+    if base64.b64encode(data).decode("ascii") != value:
+        raise DecodeError(f"{name} is not canonical base64")
+    return data
+
+
+def encode_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+T = TypeVar("T")
+
+
+class Fields:
+    """Reads a JSON object field by field and rejects what is left over.
+
+    ``with Fields(obj, "hello") as f: x = f.required("x", f.hex_(32))``.
+    """
+
+    def __init__(self, obj: object, where: str) -> None:
+        if not isinstance(obj, dict):
+            raise DecodeError(f"{where} must be a JSON object")
+        self._obj: dict[str, Any] = obj
+        self._where = where
+        self._seen: set[str] = set()
+
+    def __enter__(self) -> Fields:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            unknown = sorted(set(self._obj) - self._seen)
+            if unknown:
+                raise DecodeError(f"unknown field(s) in {self._where}: {', '.join(unknown)}")
+
+    def has(self, key: str) -> bool:
+        return key in self._obj
+
+    def required(self, key: str, convert: Callable[[object, str], T]) -> T:
+        self._seen.add(key)
+        if key not in self._obj:
+            raise DecodeError(f"{self._where} lacks required field {key!r}")
+        return convert(self._obj[key], key)
+
+    def optional(self, key: str, convert: Callable[[object, str], T], default: T) -> T:
+        self._seen.add(key)
+        if key not in self._obj or self._obj[key] is None:
+            return default
+        return convert(self._obj[key], key)
+
+
+def as_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise DecodeError(f"{name} must be true or false")
+    return value
+
+
+def as_str(value: object, name: str, *, max_length: int = 255) -> str:
+    if not isinstance(value, str):
+        raise DecodeError(f"{name} must be a string")
+    if len(value) > max_length:
+        raise DecodeError(f"{name} is longer than {max_length} characters")
+    return value
+
+
+def as_str_list(
+    value: object, name: str, *, max_items: int = 64, allow_empty: bool = False
+) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DecodeError(f"{name} must be a list of strings")
+    if (not value and not allow_empty) or len(value) > max_items:
+        raise DecodeError(f"{name} must have 1 to {max_items} entries")
+    return list(value)
+
+
+def as_int(value: object, name: str, *, minimum: int = 0, maximum: int = (1 << 63) - 1) -> int:
+    # bool is an int in Python and 1.0 is a float: neither is accepted where an integer belongs.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DecodeError(f"{name} must be an integer")
+    if not minimum <= value <= maximum:
+        raise DecodeError(f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def hex_field(length: int | None = None, max_length: int = 4096) -> Callable[[object, str], bytes]:
+    return lambda v, n: decode_hex(v, n, length, max_length=max_length)
+
+
+def b64_field(max_length: int | None = None) -> Callable[[object, str], bytes]:
+    return lambda v, n: decode_b64(v, n, max_length=max_length)
+
+
+def _enum_list(
+    enum: Any, what: str, *, allow_empty: bool = False
+) -> Callable[[object, str], tuple[Any, ...]]:
+    def convert(value: object, name: str) -> tuple[Any, ...]:
+        names = as_str_list(value, name, allow_empty=allow_empty)
+        try:
+            items = tuple(enum[n] for n in names)
+        except KeyError as exc:
+            raise IllegalParameter(f"unknown {what} {exc.args[0]!r}") from None
+        if len(set(items)) != len(items):
+            raise DecodeError(f"{name} lists an entry twice")
+        return items
+
+    return convert
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def as_hostname(value: object, name: str) -> str:
+    host = as_str(value, name, max_length=253)
+    # RFC 6066 §3: a DNS host name, ASCII, no trailing dot.
+    if not _HOSTNAME.fullmatch(host):
+        raise DecodeError(f"{name} is not a valid DNS host name")
+    return host.lower()
+
+
+# -- the messages ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientExtensions:
+    extended_master_secret: bool = False
+    encrypt_then_mac: bool = False
+    server_name: str | None = None
+    supported_groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    signature_algorithms: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+
+    def encode(self) -> bytes:
+        """The extensions block in ascending type order (one canonical order for the transcript)."""
+        out = b""
+        if self.server_name is not None:
+            name = self.server_name.encode("ascii")
+            out += _extension(ExtensionType.server_name, vector(u8(0) + vector(name, 2), 2))
+        if self.supported_groups:
+            groups = b"".join(u16(g) for g in self.supported_groups)
+            out += _extension(ExtensionType.supported_groups, vector(groups, 2))
+            out += _extension(ExtensionType.ec_point_formats, vector(u8(0), 1))
+        schemes = b"".join(u16(s) for s in self.signature_algorithms)
+        out += _extension(ExtensionType.signature_algorithms, vector(schemes, 2))
+        if self.encrypt_then_mac:
+            out += _extension(ExtensionType.encrypt_then_mac, b"")
+        if self.extended_master_secret:
+            out += _extension(ExtensionType.extended_master_secret, b"")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "extended_master_secret": self.extended_master_secret,
+            "encrypt_then_mac": self.encrypt_then_mac,
+            "server_name": self.server_name,
+            "supported_groups": [g.name for g in self.supported_groups],
+            "signature_algorithms": [s.name for s in self.signature_algorithms],
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> ClientExtensions:
+        with Fields(obj, "extensions") as f:
+            return cls(
+                extended_master_secret=f.optional("extended_master_secret", as_bool, False),
+                encrypt_then_mac=f.optional("encrypt_then_mac", as_bool, False),
+                server_name=f.optional("server_name", as_hostname, None),
+                supported_groups=f.optional(
+                    "supported_groups",
+                    # [] means the extension is not sent (an RSA-only offer).
+                    _enum_list(NamedGroup, "group", allow_empty=True),
+                    DEFAULT_GROUPS,
+                ),
+                signature_algorithms=f.optional(
+                    "signature_algorithms",
+                    _enum_list(SignatureScheme, "signature algorithm"),
+                    DEFAULT_SIGNATURE_SCHEMES,
+                ),
+            )
+
+
+def _extension(ext_type: int, data: bytes) -> bytes:
+    return u16(ext_type) + vector(data, 2)
+
+
+@dataclass(frozen=True)
+class ServerExtensions:
+    extended_master_secret: bool = False
+    encrypt_then_mac: bool = False
+    ec_point_formats: bool = False
+
+    def encode(self) -> bytes:
+        out = b""
+        if self.ec_point_formats:
+            out += _extension(ExtensionType.ec_point_formats, vector(u8(0), 1))
+        if self.encrypt_then_mac:
+            out += _extension(ExtensionType.encrypt_then_mac, b"")
+        if self.extended_master_secret:
+            out += _extension(ExtensionType.extended_master_secret, b"")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "extended_master_secret": self.extended_master_secret,
+            "encrypt_then_mac": self.encrypt_then_mac,
+            "ec_point_formats": ["uncompressed"] if self.ec_point_formats else None,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> ServerExtensions:
+        def point_formats(value: object, name: str) -> bool:
+            if as_str_list(value, name) != ["uncompressed"]:
+                raise IllegalParameter("only uncompressed EC points are supported")
+            return True
+
+        with Fields(obj, "extensions") as f:
+            return cls(
+                extended_master_secret=f.optional("extended_master_secret", as_bool, False),
+                encrypt_then_mac=f.optional("encrypt_then_mac", as_bool, False),
+                ec_point_formats=f.optional("ec_point_formats", point_formats, False),
+            )
+
+
+def _suite_names(value: object, name: str) -> tuple[CipherSuite, ...]:
+    names = as_str_list(value, name)
+    # A name has no code point unless it is in the table, so an unknown name
+    # could not be put into the transcript: it is refused rather than skipped.
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise IllegalParameter(f"unknown cipher suite {unknown[0]!r}")
+    if len(set(names)) != len(names):
+        raise DecodeError(f"{name} lists a suite twice")
+    return tuple(SUITES[n] for n in names)
+
+
+@dataclass(frozen=True)
+class ClientHello:
+    random: bytes
+    cipher_suites: tuple[CipherSuite, ...]
+    extensions: ClientExtensions
+    session_id: bytes = b""
+
+    msg_type = HandshakeType.client_hello
+
+    def encode(self) -> bytes:
+        body = (
+            b"\x03\x03"
+            + self.random
+            + vector(self.session_id, 1)
+            + vector(b"".join(u16(s.code) for s in self.cipher_suites), 2)
+            + vector(u8(0), 1)  # compression_methods: null only
+            + vector(self.extensions.encode(), 2)
+        )
+        return handshake_message(self.msg_type, body)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "client_random": self.random.hex(),
+            "cipher_suites": [s.name for s in self.cipher_suites],
+            "extensions": self.extensions.to_json(),
+        }
+        if self.session_id:
+            out["session_id"] = self.session_id.hex()
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object) -> ClientHello:
+        with Fields(obj, "ClientHello") as f:
+            random = f.required("client_random", hex_field(RANDOM_LENGTH))
+            suites = f.required("cipher_suites", _suite_names)
+            session_id = f.optional("session_id", hex_field(max_length=MAX_SESSION_ID), b"")
+            extensions = f.optional(
+                "extensions", lambda v, n: ClientExtensions.from_json(v), ClientExtensions()
+            )
+        return cls(random, suites, extensions, session_id)
+
+
+@dataclass(frozen=True)
+class ServerHello:
+    random: bytes
+    session_id: bytes
+    cipher_suite: CipherSuite
+    extensions: ServerExtensions
+
+    msg_type = HandshakeType.server_hello
+
+    def encode(self) -> bytes:
+        body = (
+            b"\x03\x03"
+            + self.random
+            + vector(self.session_id, 1)
+            + u16(self.cipher_suite.code)
+            + u8(0)
+            + vector(self.extensions.encode(), 2)
+        )
+        return handshake_message(self.msg_type, body)
+
+
+@dataclass(frozen=True)
+class CertificateMessage:
+    chain_der: tuple[bytes, ...]
+
+    msg_type = HandshakeType.certificate
+
+    def encode(self) -> bytes:
+        certs = b"".join(vector(der, 3) for der in self.chain_der)
+        return handshake_message(self.msg_type, vector(certs, 3))
+
+
+@dataclass(frozen=True)
+class ServerKeyExchange:
+    group: NamedGroup
+    public_key: bytes
+    signature_algorithm: SignatureScheme
+    signature: bytes
+
+    msg_type = HandshakeType.server_key_exchange
+
+    @property
+    def params(self) -> bytes:
+        """ServerECDHParams, the part the signature covers (with the randoms)."""
+        return u8(3) + u16(self.group) + vector(self.public_key, 1)
+
+    def encode(self) -> bytes:
+        body = self.params + u16(self.signature_algorithm) + vector(self.signature, 2)
+        return handshake_message(self.msg_type, body)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "curve_type": "named_curve",
+            "named_curve": self.group.name,
+            "public_key": self.public_key.hex(),
+            "signature_algorithm": self.signature_algorithm.name,
+            "signature": encode_b64(self.signature),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> ServerKeyExchange:
+        def named(enum: Any, what: str) -> Callable[[object, str], Any]:
+            def convert(value: object, name: str) -> Any:
+                try:
+                    return enum[as_str(value, name)]
+                except KeyError:
+                    raise IllegalParameter(f"unknown {what}") from None
+
+            return convert
+
+        def curve_type(value: object, name: str) -> str:
+            if value != "named_curve":
+                raise IllegalParameter("only named curves are supported (RFC 8422 §5.4)")
+            return "named_curve"
+
+        with Fields(obj, "server_key_exchange") as f:
+            f.optional("curve_type", curve_type, "named_curve")
+            return cls(
+                group=f.required("named_curve", named(NamedGroup, "named curve")),
+                public_key=f.required("public_key", hex_field(max_length=255)),
+                signature_algorithm=f.required(
+                    "signature_algorithm", named(SignatureScheme, "signature algorithm")
+                ),
+                signature=f.required("signature", b64_field(max_length=1024)),
+            )
+
+
+@dataclass(frozen=True)
+class ServerHelloDone:
+    msg_type = HandshakeType.server_hello_done
+
+    def encode(self) -> bytes:
+        return handshake_message(self.msg_type, b"")
+
+
+@dataclass(frozen=True)
+class ClientKeyExchange:
+    """Either the RSA-encrypted pre-master secret or the client's ECDH public key."""
+
+    encrypted_pre_master_secret: bytes | None = field(default=None, repr=False)
+    public_key: bytes | None = None
+
+    msg_type = HandshakeType.client_key_exchange
+
+    def encode(self) -> bytes:
+        if self.encrypted_pre_master_secret is not None:
+            # RFC 5246 §7.4.7.1: TLS 1.0 and later send a 2-byte length before the ciphertext.
+            body = vector(self.encrypted_pre_master_secret, 2)
+        else:
+            assert self.public_key is not None
+            body = vector(self.public_key, 1)  # RFC 8422 §5.7 ClientECDiffieHellmanPublic
+        return handshake_message(self.msg_type, body)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.encrypted_pre_master_secret is not None:
+            return {"encrypted_pre_master_secret": encode_b64(self.encrypted_pre_master_secret)}
+        assert self.public_key is not None
+        return {"public_key": self.public_key.hex()}
+
+    @classmethod
+    def from_json(cls, obj: object) -> ClientKeyExchange:
+        with Fields(obj, "client_key_exchange") as f:
+            if f.has("encrypted_pre_master_secret") and f.has("public_key"):
+                raise DecodeError(
+                    "client_key_exchange carries either an encrypted pre-master secret or a public key"
+                )
+            if f.has("public_key"):
+                key = f.required("public_key", hex_field(max_length=255))
+                if not key:
+                    raise DecodeError("public_key must not be empty")
+                return cls(public_key=key)
+            return cls(
+                encrypted_pre_master_secret=f.required(
+                    "encrypted_pre_master_secret", b64_field(max_length=1024)
+                )
+            )
+
+
+@dataclass(frozen=True)
+class Finished:
+    verify_data: bytes = field(repr=False)
+
+    msg_type = HandshakeType.finished
+
+    def encode(self) -> bytes:
+        return handshake_message(self.msg_type, self.verify_data)
+
+    @classmethod
+    def decode(cls, data: bytes, verify_data_length: int = 12) -> Finished:
+        """Parse a Finished handshake message from a decrypted record (exactly one message)."""
+        reader = Reader(data)
+        if reader.uint(1) != HandshakeType.finished:
+            raise DecodeError("expected a Finished message")
+        body = reader.take(reader.uint(3))
+        reader.finish()
+        if len(body) != verify_data_length:
+            raise DecodeError(f"verify_data must be {verify_data_length} bytes")
+        return cls(body)
+
+
+def transcript_bytes(messages: Sequence[Any]) -> bytes:
+    """Concatenate the TLS encodings of handshake messages, in the order they were sent."""
+    return b"".join(m.encode() for m in messages)
