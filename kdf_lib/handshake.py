@@ -127,10 +127,15 @@ class Step:
     data: dict[str, Any]
     elapsed_ms: float
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    #: The step's place in the ladder: 1 client sends ClientHello, 2 server answers it,
+    #: 3 client handles the server's flight, 4 server handles the client's second flight,
+    #: 5 client checks the server's Finished. Sorting both sides' steps by it gives the ladder.
+    flight: int = 0
 
     def to_json(self, reveal_secrets: bool = False) -> dict[str, Any]:
         out = {
             "actor": self.actor,
+            "flight": self.flight,
             "action": self.action,
             "purpose": self.purpose,
             "data": self.data,
@@ -147,6 +152,7 @@ class _Trace:
         self.clock = clock
         self.start = clock()
         self.steps: list[Step] = []
+        self.flight = 0
 
     def add(
         self, action: str, purpose: str, secrets: dict[str, bytes] | None = None, **data: Any
@@ -163,6 +169,7 @@ class _Trace:
                 data,
                 (self.clock() - self.start) * 1000.0,
                 {k: v.hex() for k, v in secret_values.items()},
+                self.flight,
             )
         )
 
@@ -409,6 +416,8 @@ class _Machine:
         self.state: Any = None
         self._schedule: _KeySchedule | None = None
         self.connection: Connection | None = None
+        self.hello: ClientHello | None = None
+        self.server_hello: ServerHello | None = None
 
     def _dispatch(self, msg_type: HandshakeType, *args: Any) -> Any:
         handler = self._table.get((self.state, msg_type))
@@ -557,8 +566,41 @@ class _Machine:
         )
         return self.connection
 
-    def public_state(self) -> dict[str, Any]:
-        return {"state": self.state.value, "error": self.error.code if self.error else None}
+    def summary(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
+        """This side's view of the handshake as public JSON data.
+
+        Secrets appear (hex, under ``"secrets"``) only with ``reveal_secrets``; otherwise
+        the master secret and key block are represented by their SHA-256 fingerprints.
+        """
+        conn = self.connection
+        hello, server_hello = self.hello, self.server_hello
+        suite = server_hello.cipher_suite if server_hello else None
+        out: dict[str, Any] = {
+            "side": self.side,
+            "state": self.state.value,
+            "error": self.error.code if self.error else None,
+            "cipher_suite": suite.name if suite else None,
+            "key_exchange": suite.key_exchange.value if suite else None,
+            "client_random": hello.random.hex() if hello else None,
+            "server_random": server_hello.random.hex() if server_hello else None,
+            "session_id": server_hello.session_id.hex() if server_hello else None,
+            "extended_master_secret": (
+                server_hello.extensions.extended_master_secret if server_hello else None
+            ),
+            "encrypt_then_mac": server_hello.extensions.encrypt_then_mac if server_hello else None,
+            "resumed": conn.resumed if conn else None,
+            "closed": conn.closed if conn else None,
+            "sequence_numbers": (
+                {"write": conn.writer.seq, "read": conn.reader.seq} if conn else None
+            ),
+            "fingerprints": conn.fingerprints() if conn else None,
+            "key_block_layout": conn.key_layout() if conn else None,
+            "transcript_sha256": fingerprint(self.transcript),
+            "trace": [step.to_json(reveal_secrets) for step in self.trace.steps],
+        }
+        if reveal_secrets and conn is not None:
+            out["secrets"] = conn.reveal_secrets()
+        return out
 
 
 class ServerHandshake(_Machine):
@@ -591,8 +633,6 @@ class ServerHandshake(_Machine):
         self.config = config
         self.lookup_session = lookup_session
         self.state = ServerState.WAIT_CLIENT_HELLO
-        self.client_hello: ClientHello | None = None
-        self.server_hello: ServerHello | None = None
         self._ephemeral: kex.EphemeralKey | None = None
         self._resumed_session: Session | None = None
         self.session: Session | None = None
@@ -600,6 +640,7 @@ class ServerHandshake(_Machine):
     # public API ---------------------------------------------------------------
 
     def receive_client_hello(self, hello: ClientHello) -> ServerFlight:
+        self.trace.flight = 2
         result: ServerFlight = self._dispatch(HandshakeType.client_hello, hello)
         return result
 
@@ -608,6 +649,7 @@ class ServerHandshake(_Machine):
     ) -> bytes:
         """Take the client's second flight; returns the server Finished record (full handshake)
         or ``b""`` (abbreviated handshake, where the server spoke first)."""
+        self.trace.flight = 4
         if client_key_exchange is not None:
             self._dispatch(HandshakeType.client_key_exchange, client_key_exchange)
         elif self.state is ServerState.WAIT_CLIENT_KEY_EXCHANGE:
@@ -652,7 +694,7 @@ class ServerHandshake(_Machine):
         return session
 
     def _on_client_hello(self, hello: ClientHello) -> ServerFlight:
-        self.client_hello = hello
+        self.hello = hello
         self._add(hello)
         self.trace.add(
             "receive ClientHello",
@@ -752,7 +794,7 @@ class ServerHandshake(_Machine):
         return ServerFlight(server_hello, (), None, record)
 
     def _on_client_key_exchange(self, cke: ClientKeyExchange) -> None:
-        hello, server_hello = self.client_hello, self.server_hello
+        hello, server_hello = self.hello, self.server_hello
         assert hello is not None and server_hello is not None
         suite = server_hello.cipher_suite
         if suite.key_exchange is KeyExchange.RSA:
@@ -803,7 +845,7 @@ class ServerHandshake(_Machine):
         return b""
 
     def _finish(self, *, resumed: bool) -> None:
-        hello, server_hello, schedule = self.client_hello, self.server_hello, self._schedule
+        hello, server_hello, schedule = self.hello, self.server_hello, self._schedule
         assert hello is not None and server_hello is not None and schedule is not None
         ems = server_hello.extensions.extended_master_secret
         self._establish(
@@ -899,8 +941,6 @@ class ClientHandshake(_Machine):
         self.resume = resume
         self.now = now
         self.state = ClientState.START
-        self.hello: ClientHello | None = None
-        self.server_hello: ServerHello | None = None
         self._leaf: x509.Certificate | None = None
         self._ske: ServerKeyExchange | None = None
         self.session: Session | None = None
@@ -910,6 +950,7 @@ class ClientHandshake(_Machine):
     def client_hello(self) -> ClientHello:
         if self.state is not ClientState.START:
             self._fail(UnexpectedMessage("ClientHello was already sent"))
+        self.trace.flight = 1
         suites = self.config.cipher_suites
         session_id = b""
         if self.resume is not None:
@@ -940,6 +981,7 @@ class ClientHandshake(_Machine):
 
     def receive_server_flight(self, flight: ServerFlight) -> ClientFinish:
         """Process ServerHello..ServerHelloDone (or ServerHello + Finished when resuming)."""
+        self.trace.flight = 3
         self._dispatch(HandshakeType.server_hello, flight.server_hello)
         if flight.finished_record is not None:
             if flight.certificate_pem or flight.server_key_exchange is not None:
@@ -955,6 +997,7 @@ class ClientHandshake(_Machine):
         return finish
 
     def receive_server_finished(self, record: bytes) -> Connection:
+        self.trace.flight = 5
         connection: Connection = self._dispatch(HandshakeType.finished, record)
         return connection
 

@@ -1,0 +1,45 @@
+"""client_svc: the TLS 1.2 client side of the lab, as a Flask app (served by gunicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from kdf_lib import pki
+from lab_common.app import configure_app
+
+from . import config as settings_module
+from .driver import Driver, KeyLogWriter
+from .store import ClientState
+from .upstream import HttpTransport, ServerClient, Transport
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The app factory. ``config`` overrides environment settings; tests may pass
+    ``TRUST_ANCHORS`` (certificates) and ``TRANSPORT`` (e.g. server_svc's test client)."""
+    app = Flask(__name__)
+    app.config.update(settings_module.from_environment())
+    app.config.update(config or {})
+    configure_app(app, "client_svc")
+    trust = app.config.get("TRUST_ANCHORS") or tuple(
+        pki.load_certificate_chain(Path(app.config["TRUST_STORE"]).read_bytes())
+    )
+    transport: Transport = app.config.get("TRANSPORT") or HttpTransport(
+        app.config["SERVER_URL"],
+        connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT"],
+        read_timeout=app.config["UPSTREAM_READ_TIMEOUT"],
+    )
+    app.extensions["driver"] = Driver(
+        ServerClient(transport),
+        ClientState(app.config),
+        tuple(trust),
+        app.config["SERVER_NAME"],
+        KeyLogWriter(app.config["SSLKEYLOGFILE"]),
+        bool(app.config["REVEAL_SECRETS"]),
+    )
+    from .views import bp
+
+    app.register_blueprint(bp)
+    return app

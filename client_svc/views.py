@@ -1,0 +1,101 @@
+"""client_svc's HTTP API: run handshakes against server_svc and send protected messages."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from kdf_lib.errors import DecodeError
+from kdf_lib.messages import Fields, as_bool, as_str
+from lab_common.errors import ServiceError
+from lab_common.http import json_body
+
+from .driver import Driver, HandshakeRequest
+
+bp = Blueprint("client", __name__)
+
+_ID = re.compile(r"[0-9a-f]{32}")
+_SESSION_ID = re.compile(r"[0-9a-f]{2,64}")
+#: The plaintext limit for one /message call (it is split into 2^14-byte records).
+MAX_PLAINTEXT_CHARS = 2 * 1024 * 1024
+
+
+def _driver() -> Driver:
+    driver: Driver = current_app.extensions["driver"]
+    return driver
+
+
+def _key_exchange(value: object, name: str) -> str:
+    if value not in ("rsa", "ecdhe"):
+        raise DecodeError(f"{name} must be 'rsa' or 'ecdhe'")
+    return str(value)
+
+
+def _session_id(value: object, name: str) -> str:
+    if not isinstance(value, str) or not _SESSION_ID.fullmatch(value) or len(value) % 2:
+        raise DecodeError(f"{name} must be a session ID in lowercase hex")
+    return value
+
+
+def _connection_id(value: object, name: str) -> str:
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise ServiceError(
+            "malformed_connection_id", f"{name} must be 32 lowercase hex digits", 400
+        )
+    return value
+
+
+@bp.post("/handshake")
+def handshake() -> Any:
+    with Fields(json_body(optional=True), "handshake request") as f:
+        request = HandshakeRequest(
+            key_exchange=f.optional("key_exchange", _key_exchange, None),
+            cipher_suite=f.optional("cipher_suite", as_str, None),
+            resume=f.optional("resume", _session_id, None),
+            extended_master_secret=f.optional("extended_master_secret", as_bool, True),
+            encrypt_then_mac=f.optional("encrypt_then_mac", as_bool, True),
+        )
+    driver = _driver()
+    return jsonify(driver.describe(driver.handshake(request)))
+
+
+@bp.post("/message")
+def message() -> Any:
+    with Fields(json_body(), "message request") as f:
+        plaintext = f.required(
+            "plaintext", lambda v, n: as_str(v, n, max_length=MAX_PLAINTEXT_CHARS)
+        )
+        connection_id = f.optional("connection_id", _connection_id, None)
+    return jsonify(_driver().send(connection_id, plaintext.encode("utf-8")))
+
+
+@bp.get("/sessions/<connection_id>")
+def session(connection_id: str) -> Any:
+    driver = _driver()
+    entry = driver.state.connection(_connection_id(connection_id, "connection_id"))
+    with entry.lock:
+        summary = entry.handshake.summary(reveal_secrets=driver.reveal_secrets)
+        summary["messages"] = entry.messages
+    summary["connection_id"] = entry.connection_id
+    summary["server_fingerprints"] = entry.server_view.get("fingerprints")
+    summary["exchanges"] = entry.exchanges
+    summary["secrets_revealed"] = driver.reveal_secrets
+    return jsonify(summary)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    driver = _driver()
+    return jsonify(
+        {
+            "status": "ok",
+            "service": "client_svc",
+            "server_url": current_app.config["SERVER_URL"],
+            "server_name": driver.server_name,
+            "connections": len(driver.state.connections),
+            "sessions": len(driver.state.sessions),
+            "keylog": bool(current_app.config["SSLKEYLOGFILE"]),
+        }
+    )

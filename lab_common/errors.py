@@ -1,0 +1,83 @@
+"""The services' error model: every failure is JSON ``{"error": {"code", "message"}}``.
+
+Protocol errors come from kdf_lib (codes named after TLS alerts); service errors
+(unknown connection, body too large, peer unreachable) are :class:`ServiceError`.
+Neither a traceback nor an HTML page ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from kdf_lib.errors import TLSError
+
+log = logging.getLogger("lab")
+
+#: Stable codes for HTTP-level failures that werkzeug raises before a view runs.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    411: "length_required",
+    413: "body_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+
+class ServiceError(Exception):
+    """A failure of the service around the protocol (not a TLS alert)."""
+
+    def __init__(self, code: str, message: str, status: int, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.details = details
+
+
+def error_response(code: str, message: str, status: int, **details: Any) -> tuple[Response, int]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    body.update(details)
+    return jsonify({"error": body}), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """One handler per family, so every error body has the same shape."""
+
+    @app.errorhandler(TLSError)
+    def _tls_error(exc: TLSError) -> tuple[Response, int]:
+        log.info(
+            "protocol error", extra={"event": "alert", "code": exc.code, "status": exc.http_status}
+        )
+        return error_response(exc.code, exc.message, exc.http_status)
+
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> tuple[Response, int]:
+        log.info("service error", extra={"event": "error", "code": exc.code, "status": exc.status})
+        return error_response(exc.code, exc.message, exc.status, **exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = {
+            404: "no such endpoint",
+            405: "method not allowed on this endpoint",
+            413: f"request body larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes",
+        }.get(status, exc.description or code)
+        return error_response(code, message, status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        # Only the type goes to the log: an exception message might quote input.
+        log.error(
+            "unexpected failure", extra={"event": "internal_error", "exception": type(exc).__name__}
+        )
+        return error_response("internal_error", "the service failed unexpectedly", 500)

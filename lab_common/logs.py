@@ -1,0 +1,44 @@
+"""Structured JSON log lines on stdout, one per event, with connection ids and never secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def configure(service: str, level: str = "INFO") -> None:
+    """Send the 'lab' logger's records to stdout as JSON lines (idempotent)."""
+    logger = logging.getLogger("lab")
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        if getattr(handler, "_lab", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    handler._lab = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)

@@ -1,0 +1,40 @@
+"""server_svc: the TLS 1.2 server side of the lab, as a Flask app (served by gunicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from kdf_lib import pki
+from kdf_lib.handshake import ServerConfig
+from lab_common.app import configure_app
+
+from . import config as settings_module
+from .store import ServerState
+
+
+def load_server_config(chain_path: str, key_path: str) -> ServerConfig:
+    """Read and parse the certificate chain and key once, at start-up."""
+    chain = pki.load_certificate_chain(Path(chain_path).read_bytes())
+    key = pki.load_private_key(Path(key_path).read_bytes())
+    return ServerConfig(tuple(chain), key)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """The app factory. ``config`` overrides environment settings; tests may pass
+    ``SERVER_CONFIG`` (a ready kdf_lib ServerConfig) instead of file paths."""
+    app = Flask(__name__)
+    app.config.update(settings_module.from_environment())
+    app.config.update(config or {})
+    configure_app(app, "server_svc")
+    server_config = app.config.get("SERVER_CONFIG") or load_server_config(
+        app.config["SERVER_CERT_CHAIN"], app.config["SERVER_KEY"]
+    )
+    app.extensions["server_config"] = server_config
+    app.extensions["server_state"] = ServerState(app.config)
+    from .views import bp
+
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,181 @@
+"""server_svc's HTTP API: each view decodes JSON, calls one kdf_lib method, answers JSON."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from kdf_lib.handshake import ServerHandshake
+from kdf_lib.messages import ClientHello, ClientKeyExchange, Fields, b64_field, encode_b64
+from lab_common.errors import ServiceError
+from lab_common.http import json_body
+
+from .store import ServerConnection, ServerState
+
+bp = Blueprint("server", __name__)
+log = logging.getLogger("lab")
+
+_CONNECTION_ID = re.compile(r"[0-9a-f]{32}")
+#: A /message body holds at most this much record data (the request size limit applies too).
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+def _state() -> ServerState:
+    state: ServerState = current_app.extensions["server_state"]
+    return state
+
+
+def _reveal() -> bool:
+    return bool(current_app.config["REVEAL_SECRETS"])
+
+
+def connection_id_field(value: object, name: str) -> str:
+    if not isinstance(value, str) or not _CONNECTION_ID.fullmatch(value):
+        raise ServiceError(
+            "malformed_connection_id", "connection_id must be 32 lowercase hex digits", 400
+        )
+    return value
+
+
+def _lookup(connection_id: str) -> ServerConnection:
+    return _state().connection(connection_id_field(connection_id, "connection_id"))
+
+
+@bp.post("/handshake/hello")
+def hello() -> Any:
+    hello = ClientHello.from_json(json_body())
+    state = _state()
+    handshake = ServerHandshake(
+        current_app.extensions["server_config"], lookup_session=state.lookup_session
+    )
+    flight = handshake.receive_client_hello(hello)
+    connection = state.new_connection(handshake)
+    log.info(
+        "ServerHello sent",
+        extra={
+            "event": "server_hello",
+            "connection_id": connection.connection_id,
+            "cipher_suite": flight.server_hello.cipher_suite.name,
+            "resumed": flight.resumed,
+        },
+    )
+    return jsonify({"connection_id": connection.connection_id, **flight.to_json()})
+
+
+@bp.post("/handshake/finish")
+def finish() -> Any:
+    with Fields(json_body(), "finish request") as f:
+        connection_id = f.required("connection_id", connection_id_field)
+        cke = f.optional("client_key_exchange", lambda v, n: ClientKeyExchange.from_json(v), None)
+        record = f.required("finished_record", b64_field(max_length=4096))
+    connection = _lookup(connection_id)
+    with connection.lock:
+        handshake = connection.handshake
+        try:
+            reply = handshake.receive_client_finish(cke, record)
+        finally:
+            log.info(
+                "client Finished processed",
+                extra={
+                    "event": "finish",
+                    "connection_id": connection_id,
+                    "state": handshake.state.value,
+                    "alert": handshake.error.code if handshake.error else None,
+                },
+            )
+        assert handshake.connection is not None and handshake.session is not None
+        _state().connections.mark_established(connection_id)
+        _state().remember_session(handshake.session)
+        summary = handshake.summary(reveal_secrets=_reveal())
+    return jsonify(
+        {
+            "connection_id": connection_id,
+            "finished_record": encode_b64(reply) if reply else None,
+            "fingerprints": summary["fingerprints"],
+            "trace": summary["trace"],
+        }
+    )
+
+
+@bp.post("/message")
+def message() -> Any:
+    with Fields(json_body(), "message request") as f:
+        connection_id = f.required("connection_id", connection_id_field)
+        record = f.required("record", b64_field(max_length=MAX_RECORD_BYTES))
+    connection = _lookup(connection_id)
+    with connection.lock:
+        conn = connection.handshake.connection
+        if conn is None:
+            raise ServiceError(
+                "unexpected_message", "the handshake on this connection is not finished", 409
+            )
+        first_seq = conn.reader.seq
+        try:
+            plaintext = conn.open(record)
+        except Exception:
+            log.info(
+                "record refused; connection closed",
+                extra={"event": "message_refused", "connection_id": connection_id},
+            )
+            raise
+        last_seq = conn.reader.seq - 1
+        reply_text = (
+            f"server_svc received {len(plaintext)} bytes in records {first_seq}..{last_seq}: ".encode()
+            + plaintext
+        )
+        reply_seq = conn.writer.seq
+        reply = conn.seal(reply_text)
+        connection.messages += 1
+    log.info(
+        "message echoed",
+        extra={
+            "event": "message",
+            "connection_id": connection_id,
+            "bytes": len(plaintext),
+            "seq": first_seq,
+        },
+    )
+    return jsonify(
+        {
+            "connection_id": connection_id,
+            "record": encode_b64(reply),
+            "received": {
+                "seq": first_seq,
+                "records": last_seq - first_seq + 1,
+                "bytes": len(plaintext),
+            },
+            "reply_seq": reply_seq,
+        }
+    )
+
+
+@bp.get("/sessions/<connection_id>")
+def session(connection_id: str) -> Any:
+    connection = _lookup(connection_id)
+    with connection.lock:
+        summary = connection.handshake.summary(reveal_secrets=_reveal())
+        summary["messages"] = connection.messages
+    summary["connection_id"] = connection_id
+    summary["secrets_revealed"] = _reveal()
+    return jsonify(summary)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    state = _state()
+    leaf = current_app.extensions["server_config"].certificate_chain[0]
+    return jsonify(
+        {
+            "status": "ok",
+            "service": "server_svc",
+            "connections": len(state.connections),
+            "sessions": len(state.sessions),
+            "certificate": {
+                "subject": leaf.subject.rfc4514_string(),
+                "not_after": leaf.not_valid_after_utc.isoformat(),
+            },
+        }
+    )
