@@ -30,6 +30,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is at the time of each record (gunicorn, tests)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure(service: str, level: str = "INFO") -> None:
     """Send the 'lab' logger's records to stdout as JSON lines (idempotent)."""
     logger = logging.getLogger("lab")
@@ -38,7 +50,7 @@ def configure(service: str, level: str = "INFO") -> None:
     for handler in list(logger.handlers):
         if getattr(handler, "_lab", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(JsonFormatter(service))
     handler._lab = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

@@ -1,0 +1,263 @@
+"""client_svc driving server_svc in-process: the API as users call it, without a network."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from client_svc import create_app as create_client_app
+from kdf_lib import keylog, pki
+from kdf_lib.suites import SUITES
+
+
+def handshake(client, **body):
+    response = client.post("/handshake", json=body)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_both_sides_derive_the_same_keys_for_every_suite(client, server, suite):
+    result = handshake(client, cipher_suite=suite)
+    assert result["cipher_suite"] == suite
+    server_view = server.get(f"/sessions/{result['connection_id']}").get_json()
+    assert server_view["state"] == "established"
+    assert server_view["fingerprints"] == result["fingerprints"]
+    assert result["fingerprints_match"] is True
+    assert server_view["client_random"] == result["client_random"]
+    assert server_view["server_random"] == result["server_random"]
+    assert result["extended_master_secret"] is True
+    # Encrypt-then-MAC only means something for CBC suites.
+    assert result["encrypt_then_mac"] is (SUITES[suite].kind == "cbc_hmac")
+
+
+def test_default_handshake_uses_the_seed_example_suite(client):
+    result = handshake(client)
+    assert result["cipher_suite"] == "TLS_RSA_WITH_AES_256_CBC_SHA256"
+    assert result["key_exchange"] == "rsa"
+    layout = {part["name"]: part for part in result["key_block_layout"]}
+    # RFC 5246 §6.3 order: MAC keys first, then the encryption keys, then the IVs.
+    assert [layout[n]["start"] for n in layout] == [0, 32, 64, 96, 128, 144]
+
+
+def test_ecdhe_handshake_defaults_to_aes_gcm(client):
+    result = handshake(client, key_exchange="ecdhe")
+    assert result["cipher_suite"] == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+    actions = [step["action"] for step in result["trace"]]
+    assert "send ServerKeyExchange" in actions and "verify ServerKeyExchange" in actions
+
+
+def test_resumption_keeps_the_master_secret_and_changes_the_keys(client, server):
+    first = handshake(client, key_exchange="ecdhe")
+    second = handshake(client, resume=first["session_id"])
+    assert second["resumed"] is True
+    assert second["session_id"] == first["session_id"]
+    assert second["fingerprints"]["master_secret"] == first["fingerprints"]["master_secret"]
+    assert second["fingerprints"]["key_block"] != first["fingerprints"]["key_block"]
+    assert second["client_random"] != first["client_random"]
+    server_view = server.get(f"/sessions/{second['connection_id']}").get_json()
+    assert server_view["resumed"] is True
+    assert server_view["fingerprints"] == second["fingerprints"]
+    # An abbreviated handshake has no certificate and no key exchange.
+    actions = {step["action"] for step in second["trace"]}
+    assert "verify Certificate" not in actions
+    assert "reuse master secret" in actions
+
+
+def test_resuming_an_unknown_session_is_a_clear_404(client):
+    response = client.post("/handshake", json={"resume": "ab" * 32})
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "unknown_session"
+
+
+def test_messages_travel_both_ways_with_rising_sequence_numbers(client, server):
+    result = handshake(client)
+    first = client.post("/message", json={"plaintext": "hello server"}).get_json()
+    second = client.post("/message", json={"plaintext": "again"}).get_json()
+    assert first["connection_id"] == result["connection_id"]
+    # The Finished records used sequence number 0 in each direction.
+    assert (first["sent"]["seq"], first["reply"]["seq"]) == (1, 1)
+    assert (second["sent"]["seq"], second["reply"]["seq"]) == (2, 2)
+    assert first["reply"]["plaintext"].endswith("hello server")
+    record = base64.b64decode(first["sent"]["record"])
+    assert record[:3] == b"\x17\x03\x03"  # application_data, TLS 1.2
+    assert b"hello server" not in record
+    view = server.get(f"/sessions/{result['connection_id']}").get_json()
+    assert view["sequence_numbers"] == {"read": 3, "write": 3}
+
+
+def test_a_large_message_spans_several_records(client):
+    handshake(client, key_exchange="ecdhe")
+    text = "x" * 40_000
+    answer = client.post("/message", json={"plaintext": text}).get_json()
+    assert answer["sent"]["records"] == 3  # 2^14-byte fragments
+    assert answer["reply"]["plaintext"].endswith(text)
+
+
+def test_no_secret_appears_in_any_response_or_log(client, server, client_app, capsys):
+    result = handshake(client)
+    client.post("/message", json={"plaintext": "secret-free"})
+    log_text = Path(client_app.config["SSLKEYLOGFILE"]).read_text()
+    master = keylog.find_master_secret(log_text, bytes.fromhex(result["client_random"]))
+    assert master is not None
+    bodies = [
+        json.dumps(result),
+        server.get(f"/sessions/{result['connection_id']}").get_data(as_text=True),
+        client.get(f"/sessions/{result['connection_id']}").get_data(as_text=True),
+        capsys.readouterr().out,
+    ]
+    assert (
+        '"event":"handshake"' in bodies[-1]
+    )  # the logs were captured, so the check means something
+    for body in bodies:
+        assert master.hex() not in body
+
+
+def test_key_log_lines_let_a_third_party_reproduce_the_keys(client, client_app):
+    result = handshake(client)
+    lines = Path(client_app.config["SSLKEYLOGFILE"]).read_text().splitlines()
+    assert re.fullmatch(r"CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}", lines[-1])
+    entry = keylog.parse_line(lines[-1])
+    assert entry is not None and entry.client_random.hex() == result["client_random"]
+
+
+def test_no_key_log_is_written_unless_configured(ca, transport, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = create_client_app({"TRUST_ANCHORS": (ca.certificate,), "TRANSPORT": transport})
+    assert app.test_client().post("/handshake", json={}).status_code == 200
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_revealed_secrets_are_equal_on_both_sides(ca, server_identity, transport):
+    from kdf_lib.handshake import ServerConfig
+    from server_svc import create_app as create_server_app
+
+    server_app = create_server_app(
+        {
+            "SERVER_CONFIG": ServerConfig(
+                (server_identity.certificate,), server_identity.private_key
+            ),
+            "REVEAL_SECRETS": True,
+        }
+    )
+    transport.client = server_app.test_client()
+    client_app = create_client_app(
+        {"TRUST_ANCHORS": (ca.certificate,), "TRANSPORT": transport, "REVEAL_SECRETS": True}
+    )
+    result = client_app.test_client().post("/handshake", json={"key_exchange": "ecdhe"}).get_json()
+    server_view = transport.client.get(f"/sessions/{result['connection_id']}").get_json()
+    assert result["secrets_revealed"] is True
+    assert len(result["secrets"]["master_secret"]) == 96
+    assert result["secrets"] == server_view["secrets"]
+
+
+def test_an_untrusted_server_certificate_aborts_before_any_secret_is_sent(transport):
+    other_ca = pki.create_ca("Some Other CA", now=datetime.now(UTC))
+    app = create_client_app({"TRUST_ANCHORS": (other_ca.certificate,), "TRANSPORT": transport})
+    response = app.test_client().post("/handshake", json={})
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "unknown_ca"
+    assert ("POST", "/handshake/finish") not in transport.calls
+
+
+def test_a_certificate_for_another_name_is_refused(ca, transport):
+    app = create_client_app(
+        {"TRUST_ANCHORS": (ca.certificate,), "TRANSPORT": transport, "SERVER_NAME": "bank.example"}
+    )
+    response = app.test_client().post("/handshake", json={})
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "bad_certificate"
+    assert ("POST", "/handshake/finish") not in transport.calls
+
+
+def test_an_unknown_suite_is_refused_with_illegal_parameter(client):
+    response = client.post("/handshake", json={"cipher_suite": "TLS_NULL_WITH_NULL_NULL"})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "illegal_parameter"
+
+
+def test_a_suite_that_contradicts_the_key_exchange_is_refused(client):
+    response = client.post(
+        "/handshake",
+        json={"key_exchange": "ecdhe", "cipher_suite": "TLS_RSA_WITH_AES_128_CBC_SHA"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "illegal_parameter"
+
+
+def test_message_before_any_handshake_is_a_clear_409(client):
+    response = client.post("/message", json={"plaintext": "too early"})
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "no_connection"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        ("{", "application/json", 400, "decode_error"),
+        ('{"plaintext": "a", "plaintext": "b"}', "application/json", 400, "decode_error"),
+        ('{"plaintext": "a", "extra": 1}', "application/json", 400, "decode_error"),
+        ('{"plaintext": 5}', "application/json", 400, "decode_error"),
+        ("[1, 2]", "application/json", 400, "decode_error"),
+        ('{"plaintext": "a"}', "text/plain", 415, "unsupported_media_type"),
+        (
+            '{"plaintext": "a", "connection_id": "XYZ"}',
+            "application/json",
+            400,
+            "malformed_connection_id",
+        ),
+        (
+            '{"plaintext": "a", "connection_id": "' + "0" * 32 + '"}',
+            "application/json",
+            404,
+            "unknown_connection",
+        ),
+    ],
+)
+def test_bad_message_requests_get_json_errors(client, body, content_type, status, code):
+    handshake(client)
+    response = client.post("/message", data=body, content_type=content_type)
+    assert response.status_code == status
+    assert response.is_json
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_handshake_request_fields_are_strict(client):
+    for body in (
+        {"key_exchange": "dhe"},
+        {"extended_master_secret": 1},
+        {"resume": "xyz"},
+        {"nope": 1},
+    ):
+        response = client.post("/handshake", json=body)
+        assert response.status_code == 400, body
+        assert response.get_json()["error"]["code"] == "decode_error"
+
+
+def test_unknown_paths_and_methods_answer_in_json(client, server):
+    for app_client in (client, server):
+        missing = app_client.get("/no/such/thing")
+        assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+        wrong = app_client.get("/message")
+        assert wrong.status_code == 405
+        assert wrong.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_body_over_the_limit_is_refused_with_413(server_app):
+    server_app.config["MAX_CONTENT_LENGTH"] = 2048
+    response = server_app.test_client().post(
+        "/message", data=b"{" + b" " * 4096 + b"}", content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "body_too_large"
+
+
+def test_healthz(client, server):
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    health = server.get("/healthz").get_json()
+    assert health["status"] == "ok" and health["certificate"]["subject"] == "CN=server"
