@@ -1,0 +1,70 @@
+"""An in-memory client/server pair built from kdf_lib's state machines (no HTTP, no JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from kdf_lib import pki
+from kdf_lib.handshake import (
+    ClientConfig,
+    ClientHandshake,
+    Connection,
+    ServerConfig,
+    ServerHandshake,
+    Session,
+)
+from kdf_lib.suites import SUITES, CipherSuite
+
+
+@lru_cache(maxsize=1)
+def identity() -> tuple[pki.Issued, pki.Issued]:
+    now = datetime.now(UTC)
+    ca = pki.create_ca("Pair CA", now=now)
+    return ca, pki.issue_server_certificate(ca, "server", now=now)
+
+
+def server_config() -> ServerConfig:
+    _, leaf = identity()
+    return ServerConfig((leaf.certificate,), leaf.private_key)
+
+
+def client_config(*suites: CipherSuite | str, ems: bool = True, etm: bool = True) -> ClientConfig:
+    ca, _ = identity()
+    chosen = tuple(SUITES[s] if isinstance(s, str) else s for s in suites) or (
+        SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"],
+    )
+    return ClientConfig(
+        (ca.certificate,), "server", chosen, extended_master_secret=ems, encrypt_then_mac=etm
+    )
+
+
+@dataclass
+class Pair:
+    client: ClientHandshake
+    server: ServerHandshake
+    client_conn: Connection
+    server_conn: Connection
+
+
+def connect(
+    *suites: CipherSuite | str,
+    ems: bool = True,
+    etm: bool = True,
+    resume: Session | None = None,
+    sessions: dict[bytes, Session] | None = None,
+) -> Pair:
+    """Run a complete handshake in memory and return both ends."""
+    store = {} if sessions is None else sessions
+    client = ClientHandshake(client_config(*suites, ems=ems, etm=etm), resume=resume)
+    server = ServerHandshake(server_config(), lookup_session=store.get)
+    flight = server.receive_client_hello(client.client_hello())
+    finish = client.receive_server_flight(flight)
+    reply = server.receive_client_finish(finish.client_key_exchange, finish.finished_record)
+    if reply:
+        client.receive_server_finished(reply)
+    assert client.connection is not None and server.connection is not None
+    assert server.session is not None
+    store[server.session.session_id] = server.session
+    return Pair(client, server, client.connection, server.connection)

@@ -1,0 +1,366 @@
+"""The client and server state machines driven against each other in memory (RFC 5246 §7.3)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kdf_lib.errors import (
+    BadRecordMac,
+    CertificateExpired,
+    DecodeError,
+    DecryptError,
+    HandshakeFailure,
+    IllegalParameter,
+    TLSError,
+    UnexpectedMessage,
+    UnsupportedExtension,
+)
+from kdf_lib.handshake import (
+    ClientHandshake,
+    ClientState,
+    ServerFlight,
+    ServerHandshake,
+    ServerState,
+)
+from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions
+from kdf_lib.suites import SUITES
+
+from .pair import client_config, connect, server_config
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_full_and_resumed_handshakes_agree_for_every_suite(suite):
+    sessions = {}
+    full = connect(suite, sessions=sessions)
+    assert full.client.transcript == full.server.transcript
+    assert full.client_conn.fingerprints() == full.server_conn.fingerprints()
+    assert full.client.state is ClientState.ESTABLISHED
+    assert full.server.state is ServerState.ESTABLISHED
+    resumed = connect(suite, resume=full.client.session, sessions=sessions)
+    assert resumed.client_conn.resumed and resumed.server_conn.resumed
+    assert resumed.client_conn.fingerprints() == resumed.server_conn.fingerprints()
+    assert (
+        resumed.client_conn.fingerprints()["master_secret"]
+        == full.client_conn.fingerprints()["master_secret"]
+    )
+    assert (
+        resumed.client_conn.fingerprints()["key_block"]
+        != full.client_conn.fingerprints()["key_block"]
+    )
+    # Application data flows both ways, starting at sequence number 1 after Finished.
+    assert resumed.client_conn.writer.seq == 1
+    assert resumed.server_conn.open(resumed.client_conn.seal(b"ping")) == b"ping"
+    assert resumed.client_conn.open(resumed.server_conn.seal(b"pong")) == b"pong"
+
+
+def test_without_extensions_the_classic_master_secret_is_used():
+    pair = connect("TLS_RSA_WITH_AES_128_CBC_SHA256", ems=False, etm=False)
+    assert not pair.client_conn.extended_master_secret
+    assert not pair.client_conn.encrypt_then_mac
+    actions = [s.action for s in pair.client.trace.steps]
+    assert "master secret" in actions and "master secret (extended)" not in actions
+
+
+def _start(suite="TLS_RSA_WITH_AES_256_CBC_SHA256", **kw):
+    client = ClientHandshake(client_config(suite, **kw))
+    server = ServerHandshake(server_config())
+    return client, server
+
+
+def test_an_edited_client_hello_fails_at_finished_on_the_server():
+    # Downgrade in transit: the attacker drops encrypt_then_mac from the ClientHello.
+    client, server = _start()
+    hello = client.client_hello()
+    edited = dataclasses.replace(
+        hello, extensions=dataclasses.replace(hello.extensions, encrypt_then_mac=False)
+    )
+    flight = server.receive_client_hello(edited)
+    finish = client.receive_server_flight(flight)
+    with pytest.raises((BadRecordMac, DecryptError)):
+        server.receive_client_finish(finish.client_key_exchange, finish.finished_record)
+    assert server.state is ServerState.FAILED and server.connection is None
+
+
+def test_an_edited_server_random_fails_at_finished():
+    client, server = _start("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    flight = server.receive_client_hello(client.client_hello())
+    edited = dataclasses.replace(
+        flight, server_hello=dataclasses.replace(flight.server_hello, random=b"\x00" * 32)
+    )
+    # With ECDHE the signature over the randoms catches it before any secret is computed.
+    with pytest.raises(DecryptError):
+        client.receive_server_flight(edited)
+    assert client.state is ClientState.FAILED
+
+
+def test_a_server_hello_edited_to_drop_ems_fails_on_the_server():
+    client, server = _start()
+    flight = server.receive_client_hello(client.client_hello())
+    edited = dataclasses.replace(
+        flight,
+        server_hello=dataclasses.replace(
+            flight.server_hello,
+            extensions=ServerExtensions(extended_master_secret=False, encrypt_then_mac=True),
+        ),
+    )
+    finish = client.receive_server_flight(edited)
+    with pytest.raises((BadRecordMac, DecryptError)):
+        server.receive_client_finish(finish.client_key_exchange, finish.finished_record)
+
+
+def test_a_suite_that_was_not_offered_is_refused_by_the_client():
+    client, server = _start("TLS_RSA_WITH_AES_256_CBC_SHA256")
+    flight = server.receive_client_hello(client.client_hello())
+    edited = dataclasses.replace(
+        flight,
+        server_hello=dataclasses.replace(
+            flight.server_hello, cipher_suite=SUITES["TLS_RSA_WITH_AES_128_CBC_SHA"]
+        ),
+    )
+    with pytest.raises(IllegalParameter):
+        client.receive_server_flight(edited)
+
+
+def test_an_unsolicited_extension_is_refused():
+    client, server = _start(ems=False)
+    flight = server.receive_client_hello(client.client_hello())
+    edited = dataclasses.replace(
+        flight,
+        server_hello=dataclasses.replace(
+            flight.server_hello, extensions=ServerExtensions(extended_master_secret=True)
+        ),
+    )
+    with pytest.raises(UnsupportedExtension):
+        client.receive_server_flight(edited)
+
+
+def test_missing_server_key_exchange_for_ecdhe_is_unexpected():
+    client, server = _start("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    flight = server.receive_client_hello(client.client_hello())
+    with pytest.raises(UnexpectedMessage):
+        client.receive_server_flight(dataclasses.replace(flight, server_key_exchange=None))
+
+
+def test_a_tampered_server_key_exchange_signature_aborts_the_client():
+    client, server = _start("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    flight = server.receive_client_hello(client.client_hello())
+    ske = flight.server_key_exchange
+    assert ske is not None
+    bad = dataclasses.replace(ske, signature=ske.signature[:-1] + bytes([ske.signature[-1] ^ 1]))
+    with pytest.raises(DecryptError):
+        client.receive_server_flight(dataclasses.replace(flight, server_key_exchange=bad))
+
+
+def test_a_server_key_exchange_replayed_from_another_handshake_aborts_the_client():
+    old_client, old_server = _start("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    old = old_server.receive_client_hello(old_client.client_hello())
+    client, server = _start("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    flight = server.receive_client_hello(client.client_hello())
+    with pytest.raises(DecryptError):
+        client.receive_server_flight(
+            dataclasses.replace(flight, server_key_exchange=old.server_key_exchange)
+        )
+
+
+def test_an_expired_certificate_aborts_before_the_key_exchange():
+    client = ClientHandshake(client_config(), now=lambda: datetime.now(UTC) + timedelta(days=3650))
+    server = ServerHandshake(server_config())
+    with pytest.raises(CertificateExpired):
+        client.receive_server_flight(server.receive_client_hello(client.client_hello()))
+    assert client.state is ClientState.FAILED
+
+
+@pytest.mark.parametrize("mutation", ["flip", "short", "long", "other_label"])
+def test_a_bad_client_finished_is_refused(mutation):
+    client, server = _start("TLS_RSA_WITH_AES_128_GCM_SHA256")
+    flight = server.receive_client_hello(client.client_hello())
+    finish = client.receive_server_flight(flight)
+    schedule = client._schedule
+    assert schedule is not None
+    from kdf_lib.messages import Finished
+    from kdf_lib.record import ContentType, RecordProtection
+
+    keys = schedule.keys
+    writer = RecordProtection(
+        keys.suite, keys.client_write_mac_key, keys.client_write_key, keys.client_write_iv
+    )
+    verify = schedule.verify_data("client", client.transcript[: -len(Finished(b"x" * 12).encode())])
+    body = {
+        "flip": Finished(bytes([verify[0] ^ 1]) + verify[1:]).encode(),
+        "short": b"\x14\x00\x00\x0b" + verify[:11],
+        "long": b"\x14\x00\x00\x0d" + verify + b"\x00",
+        "other_label": Finished(
+            schedule.verify_data("server", client.transcript[: -len(Finished(b"x" * 12).encode())])
+        ).encode(),
+    }[mutation]
+    record = writer.seal(ContentType.handshake, body)
+    with pytest.raises((DecryptError, DecodeError)):
+        server.receive_client_finish(finish.client_key_exchange, record)
+    assert server.state is ServerState.FAILED
+
+
+def test_finish_twice_and_finish_before_hello_are_unexpected():
+    server = ServerHandshake(server_config())
+    with pytest.raises(UnexpectedMessage):
+        server.receive_client_finish(None, b"\x16\x03\x03\x00\x00")
+    assert server.state is ServerState.FAILED
+    pair = connect()
+    with pytest.raises(UnexpectedMessage):
+        pair.server.receive_client_finish(None, b"\x16\x03\x03\x00\x00")
+
+
+def test_a_failed_machine_accepts_nothing_more():
+    client, server = _start()
+    hello = client.client_hello()
+    with pytest.raises(UnexpectedMessage):
+        client.client_hello()
+    with pytest.raises(UnexpectedMessage):
+        client.receive_server_finished(b"")
+    flight = server.receive_client_hello(hello)
+    with pytest.raises(UnexpectedMessage):
+        client.receive_server_flight(flight)
+
+
+def test_resumption_with_ems_session_but_no_ems_in_hello_is_aborted():
+    sessions = {}
+    full = connect(ems=True, sessions=sessions)
+    session = full.client.session
+    assert session is not None
+    client = ClientHandshake(client_config(ems=False), resume=session)
+    server = ServerHandshake(server_config(), lookup_session=sessions.get)
+    with pytest.raises(HandshakeFailure):
+        server.receive_client_hello(client.client_hello())
+
+
+def test_a_non_ems_session_is_not_resumed_by_an_ems_hello():
+    sessions = {}
+    full = connect(ems=False, sessions=sessions)
+    session = full.client.session
+    assert session is not None
+    client = ClientHandshake(client_config(ems=True), resume=session)
+    server = ServerHandshake(server_config(), lookup_session=sessions.get)
+    flight = server.receive_client_hello(client.client_hello())
+    assert not flight.resumed  # RFC 7627 §5.3: a full handshake instead
+
+
+def test_an_unknown_session_id_gives_a_full_handshake():
+    client = ClientHandshake(client_config())
+    server = ServerHandshake(server_config())
+    hello = dataclasses.replace(client.client_hello(), session_id=b"\x01" * 32)
+    flight = server.receive_client_hello(hello)
+    assert not flight.resumed and flight.server_hello.session_id != hello.session_id
+
+
+def test_application_records_are_refused_after_an_integrity_failure():
+    pair = connect("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256")
+    record = pair.client_conn.seal(b"one")
+    with pytest.raises(BadRecordMac):
+        pair.server_conn.open(record[:-1] + bytes([record[-1] ^ 1]))
+    with pytest.raises(UnexpectedMessage):
+        pair.server_conn.open(pair.client_conn.seal(b"two"))
+
+
+def test_replayed_reflected_and_spliced_records_are_rejected():
+    pair, other = connect(), connect()
+    record = pair.client_conn.seal(b"once")
+    assert pair.server_conn.open(record) == b"once"
+    with pytest.raises(BadRecordMac):
+        pair.server_conn.open(record)  # replay
+    pair = connect()
+    with pytest.raises(BadRecordMac):
+        pair.server_conn.open(pair.server_conn.seal(b"mirror"))  # reflection
+    pair = connect()
+    with pytest.raises(BadRecordMac):
+        pair.server_conn.open(other.client_conn.seal(b"elsewhere"))  # splice
+
+
+def test_repr_of_machines_and_connections_shows_no_secrets():
+    pair = connect("TLS_RSA_WITH_AES_128_CBC_SHA256")
+    secrets = pair.client_conn.reveal_secrets()
+    for obj in (
+        pair.client,
+        pair.server,
+        pair.client_conn,
+        pair.server.session,
+        pair.client.session,
+    ):
+        text = repr(obj) + repr(vars(obj)) if hasattr(obj, "__dict__") else repr(obj)
+        for value in secrets.values():
+            if value:
+                assert value not in text
+
+
+def test_summary_shows_fingerprints_unless_secrets_are_revealed():
+    pair = connect()
+    hidden = str(pair.server.summary())
+    shown = pair.server.summary(reveal_secrets=True)
+    master = shown["secrets"]["master_secret"]
+    assert master not in hidden
+    assert pair.server.summary()["fingerprints"] == pair.client.summary()["fingerprints"]
+
+
+# -- random message sequences --------------------------------------------------------------
+
+_server_calls = st.one_of(
+    st.tuples(st.just("hello"), st.sampled_from(["valid", "empty_suites", "other"])),
+    st.tuples(st.just("finish"), st.booleans(), st.binary(max_size=64)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_server_calls, min_size=1, max_size=5))
+def test_the_server_machine_only_ever_raises_protocol_errors(calls):
+    server = ServerHandshake(server_config())
+    client = ClientHandshake(client_config("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"))
+    hello = client.client_hello()
+    failed = False
+    for call in calls:
+        try:
+            if call[0] == "hello":
+                msg = (
+                    hello if call[1] == "valid" else ClientHello(b"\x01" * 32, (), hello.extensions)
+                )
+                server.receive_client_hello(msg)
+            else:
+                cke = ClientKeyExchange(public_key=call[2] or b"\x00") if call[1] else None
+                server.receive_client_finish(cke, call[2])
+        except TLSError:
+            failed = True
+            assert server.state is ServerState.FAILED
+        else:
+            assert not failed, "a failed machine accepted a message"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.sampled_from(["hello", "flight", "finished", "junk_finished"]), min_size=1, max_size=5
+    )
+)
+def test_the_client_machine_only_ever_raises_protocol_errors(calls):
+    client = ClientHandshake(client_config("TLS_RSA_WITH_AES_128_CBC_SHA256"))
+    server = ServerHandshake(server_config())
+    flight: ServerFlight | None = None
+    failed = False
+    for call in calls:
+        try:
+            if call == "hello":
+                flight = server.receive_client_hello(client.client_hello())
+            elif call == "flight":
+                if flight is None:
+                    continue  # nothing has been sent yet, so there is nothing to deliver
+                client.receive_server_flight(flight)
+            elif call == "finished":
+                client.receive_server_finished(b"\x16\x03\x03\x00\x10" + b"\x00" * 16)
+            else:
+                client.receive_server_finished(b"junk")
+        except TLSError:
+            failed = True
+            assert client.state is ClientState.FAILED
+        else:
+            assert not failed, "a failed machine accepted a message"
