@@ -202,10 +202,13 @@ class Driver:
                 conn.fail(exc.code)
                 raise
             reply_seq = conn.reader.seq
-            reply_record = decode_b64(answer.get("record"), "record")
             try:
+                reply_record = decode_b64(answer.get("record"), "record")
                 reply = conn.open(reply_record)
             except TLSError:
+                # RFC 5246 §7.2.2: no resumption of a session ended by a fatal alert.
+                self.state.sessions.pop(conn.session_id.hex())
+                conn.fail("bad reply record")
                 raise
             entry.messages += 1
         return {

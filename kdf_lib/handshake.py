@@ -13,6 +13,7 @@ master secret), RFC 7366 (encrypt-then-MAC), RFC 8422 (ECDHE). Each machine is a
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -682,7 +683,7 @@ class ServerHandshake(_Machine):
         session = self.lookup_session(hello.session_id)
         if session is None or session.suite not in hello.cipher_suites:
             return None
-        if session.server_name != hello.extensions.server_name:
+        if (session.server_name or "").lower() != (hello.extensions.server_name or "").lower():
             return None  # RFC 6066 §3: never resume a session made for another name
         if session.extended_master_secret and not hello.extensions.extended_master_secret:
             # RFC 7627 §5.3: abort rather than resume an EMS session without EMS.
@@ -905,6 +906,15 @@ class ClientFinish:
             out["client_key_exchange"] = self.client_key_exchange.to_json()
         return out
 
+    @classmethod
+    def from_json(cls, obj: object) -> ClientFinish:
+        with Fields(obj, "client finish") as f:
+            cke = f.optional(
+                "client_key_exchange", lambda v, n: ClientKeyExchange.from_json(v), None
+            )
+            record = f.required("finished_record", b64_field(max_length=4096))
+        return cls(cke, record)
+
 
 class ClientHandshake(_Machine):
     """One client-side handshake: :meth:`client_hello`, :meth:`receive_server_flight`,
@@ -961,7 +971,7 @@ class ClientHandshake(_Machine):
         extensions = ClientExtensions(
             extended_master_secret=self.config.extended_master_secret,
             encrypt_then_mac=self.config.encrypt_then_mac,
-            server_name=self.config.server_name,
+            server_name=_sni_name(self.config.server_name),
             supported_groups=self.config.groups if uses_ecdhe else (),
             signature_algorithms=self.config.signature_schemes,
         )
@@ -1195,6 +1205,15 @@ class ClientHandshake(_Machine):
 def _unsolicited(name: str) -> TLSError:
     # RFC 5246 §7.4.1.4: a server must not answer with an extension the client did not offer.
     return UnsupportedExtension(f"server answered with {name}, which the client did not offer")
+
+
+def _sni_name(server_name: str) -> str | None:
+    """The server_name extension's value: RFC 6066 §3 forbids IP literals there."""
+    try:
+        ipaddress.ip_address(server_name)
+    except ValueError:
+        return server_name
+    return None
 
 
 def _der(certificate: x509.Certificate) -> bytes:

@@ -91,8 +91,8 @@ def rsa_decrypt_pre_master_secret(
     """Recover the pre-master secret without ever revealing whether decryption worked.
 
     RFC 5246 §7.4.7.1: a random 48-byte R is prepared first; if the PKCS#1 padding
-    is wrong or the plaintext is not 48 bytes, R is used; the version bytes are
-    always forced to ``client_version``. The handshake then fails at Finished,
+    is wrong or the plaintext is not 48 bytes, R is used; otherwise the version
+    bytes are forced to ``client_version``. The handshake then fails at Finished,
     indistinguishably from a well-formed but wrong secret. Current OpenSSL builds
     return a synthetic plaintext for bad padding instead of raising ("implicit
     rejection"), so the length check below is what decides, not an exception.
@@ -103,8 +103,10 @@ def rsa_decrypt_pre_master_secret(
     except ValueError:
         # Raised for a ciphertext of the wrong length or out of range: public facts.
         plaintext = b""
-    candidate = plaintext if len(plaintext) == PRE_MASTER_SECRET_LENGTH else fallback
-    return client_version + candidate[2:]
+    if len(plaintext) == PRE_MASTER_SECRET_LENGTH:
+        # A wrong version is overwritten, never reported (it would be an oracle too).
+        return client_version + plaintext[2:]
+    return fallback
 
 
 # -- ECDHE -------------------------------------------------------------------

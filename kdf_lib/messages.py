@@ -269,10 +269,11 @@ _HOSTNAME = re.compile(
 
 def as_hostname(value: object, name: str) -> str:
     host = as_str(value, name, max_length=253)
-    # RFC 6066 §3: a DNS host name, ASCII, no trailing dot.
+    # RFC 6066 §3: a DNS host name, ASCII, no trailing dot. Kept exactly as sent,
+    # since the transcript must hold the bytes the client encoded.
     if not _HOSTNAME.fullmatch(host):
         raise DecodeError(f"{name} is not a valid DNS host name")
-    return host.lower()
+    return host
 
 
 # -- the messages ---------------------------------------------------------------
@@ -440,13 +441,15 @@ class ServerHello:
     msg_type = HandshakeType.server_hello
 
     def encode(self) -> bytes:
+        extensions = self.extensions.encode()
         body = (
             b"\x03\x03"
             + self.random
             + vector(self.session_id, 1)
             + u16(self.cipher_suite.code)
             + u8(0)
-            + vector(self.extensions.encode(), 2)
+            # RFC 5246 §7.4.1.3: with no extensions the field is left out, as real stacks do.
+            + (vector(extensions, 2) if extensions else b"")
         )
         return handshake_message(self.msg_type, body)
 

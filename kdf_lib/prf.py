@@ -31,7 +31,7 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 RANDOM_LENGTH = 32
 MASTER_SECRET_LENGTH = 48
 VERIFY_DATA_LENGTH = 12
-#: Upper bound on one PRF output; far above any TLS 1.2 use (a key block is at most 136 bytes).
+#: Upper bound on one PRF output; far above any TLS 1.2 use (a key block is at most 192 bytes).
 MAX_PRF_OUTPUT = 1 << 16
 
 _FINISHED_LABELS = {"client": b"client finished", "server": b"server finished"}

@@ -39,11 +39,13 @@ class BulkCipher(StrEnum):
 class CipherSuite:
     """One row of the suite table.
 
-    ``fixed_iv_length`` is the IV length that goes into the key block. For CBC
-    suites RFC 5246 §6.3 keeps client/server_write_IV in the block (as OpenSSL
-    does) although TLS 1.2 CBC records carry their own explicit IV; for GCM it
+    ``fixed_iv_length`` is the IV length that goes into the key block. For GCM it
     is the 4-byte implicit salt (RFC 5288 §3), for ChaCha20-Poly1305 the 12-byte
-    nonce mask (RFC 7905 §2).
+    nonce mask (RFC 7905 §2). For CBC suites RFC 5246 §6.3 says the IVs are only
+    generated for implicit-nonce ciphers, yet OpenSSL and the published vectors
+    include 16-byte client/server_write_IV in the block; TLS 1.2 CBC records carry
+    an explicit IV, so these bytes are derived but never used. They sit at the
+    end of the block, so including them changes no other key.
     """
 
     name: str

@@ -58,3 +58,6 @@ class ServerState:
 
     def remember_session(self, session: Session) -> None:
         self.sessions.put(session.session_id.hex(), session, established=True)
+
+    def forget_session(self, session_id: bytes) -> None:
+        self.sessions.pop(session_id.hex())

@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from kdf_lib.handshake import ServerHandshake
-from kdf_lib.messages import ClientHello, ClientKeyExchange, Fields, b64_field, encode_b64
+from kdf_lib.errors import TLSError, UnexpectedMessage
+from kdf_lib.handshake import ClientFinish, ServerHandshake
+from kdf_lib.messages import ClientHello, Fields, b64_field, encode_b64
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
 
@@ -67,15 +68,16 @@ def hello() -> Any:
 
 @bp.post("/handshake/finish")
 def finish() -> Any:
-    with Fields(json_body(), "finish request") as f:
-        connection_id = f.required("connection_id", connection_id_field)
-        cke = f.optional("client_key_exchange", lambda v, n: ClientKeyExchange.from_json(v), None)
-        record = f.required("finished_record", b64_field(max_length=4096))
+    body = json_body()
+    connection_id = connection_id_field(body.pop("connection_id", None), "connection_id")
+    request = ClientFinish.from_json(body)
     connection = _lookup(connection_id)
     with connection.lock:
         handshake = connection.handshake
         try:
-            reply = handshake.receive_client_finish(cke, record)
+            reply = handshake.receive_client_finish(
+                request.client_key_exchange, request.finished_record
+            )
         finally:
             log.info(
                 "client Finished processed",
@@ -109,25 +111,27 @@ def message() -> Any:
     with connection.lock:
         conn = connection.handshake.connection
         if conn is None:
-            raise ServiceError(
-                "unexpected_message", "the handshake on this connection is not finished", 409
-            )
+            raise UnexpectedMessage("the handshake on this connection is not finished")
         first_seq = conn.reader.seq
         try:
             plaintext = conn.open(record)
-        except Exception:
+        except TLSError as exc:
+            # A fatal alert ends the connection, and its session must not be resumed
+            # (RFC 5246 §7.2.2).
+            _state().forget_session(conn.session_id)
             log.info(
                 "record refused; connection closed",
-                extra={"event": "message_refused", "connection_id": connection_id},
+                extra={
+                    "event": "message_refused",
+                    "connection_id": connection_id,
+                    "alert": exc.code,
+                },
             )
             raise
         last_seq = conn.reader.seq - 1
-        reply_text = (
-            f"server_svc received {len(plaintext)} bytes in records {first_seq}..{last_seq}: ".encode()
-            + plaintext
-        )
+        header = f"server_svc received {len(plaintext)} bytes in records {first_seq}..{last_seq}: "
         reply_seq = conn.writer.seq
-        reply = conn.seal(reply_text)
+        reply = conn.seal(header.encode() + plaintext)
         connection.messages += 1
     log.info(
         "message echoed",

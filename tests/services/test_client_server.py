@@ -261,3 +261,25 @@ def test_healthz(client, server):
     assert client.get("/healthz").get_json()["status"] == "ok"
     health = server.get("/healthz").get_json()
     assert health["status"] == "ok" and health["certificate"]["subject"] == "CN=server"
+
+
+def test_a_tampered_record_ends_the_connection_and_its_session(client, server):
+    result = handshake(client)
+    sent = client.post("/message", json={"plaintext": "first"}).get_json()["sent"]
+    record = bytearray(base64.b64decode(sent["record"]))
+    record[-1] ^= 1
+    tampered = {
+        "connection_id": result["connection_id"],
+        "record": base64.b64encode(bytes(record)).decode(),
+    }
+    refused = server.post("/message", json=tampered)
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == {
+        "code": "bad_record_mac",
+        "message": "record authentication failed",
+    }
+    # The connection is now closed on the server, and the session is not resumable (RFC 5246 §7.2.2).
+    after = client.post("/message", json={"plaintext": "second"})
+    assert after.status_code == 502 and after.get_json()["error"]["code"] == "unexpected_message"
+    again = handshake(client, resume=result["session_id"])
+    assert again["resumed"] is False
