@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .errors import BadRecordMac, DecodeError, RecordOverflow, SequenceExhausted
+from .errors import BadRecordMac, RecordOverflow, SequenceExhausted
 from .suites import BulkCipher, CipherSuite, KeyMaterial
 
 __all__ = [
@@ -85,7 +85,7 @@ def split_records(data: bytes) -> Iterator[tuple[RecordHeader, bytes]]:
     view = memoryview(data)
     offset, total = 0, len(view)
     if total == 0:
-        raise DecodeError("no record")
+        raise BadRecordMac()  # an empty record must look like every other damaged one
     while offset < total:
         if total - offset < HEADER_LENGTH:
             raise BadRecordMac()
@@ -166,8 +166,10 @@ class RecordProtection:
         """Protect one plaintext fragment and return the complete record (header + fragment)."""
         if len(plaintext) > MAX_PLAINTEXT:
             raise RecordOverflow("plaintext fragment longer than 2^14 bytes")
-        seq = self._next_seq()
         content_type = int(content_type)
+        if content_type not in _CONTENT_TYPES:
+            raise ValueError(f"unknown content type {content_type}")
+        seq = self._next_seq()
         if self._aead is not None:
             fragment = self._seal_aead(seq, content_type, plaintext)
         elif self.encrypt_then_mac:

@@ -224,11 +224,13 @@ def split_key_block(suite: CipherSuite, block: bytes) -> KeyMaterial:
     """Split a key block into the six keys in RFC 5246 §6.3 order.
 
     Raises:
-        ValueError: ``block`` is shorter than ``suite.key_block_length``.
+        ValueError: ``block`` is not ``suite.key_block_length`` bytes long.
     """
-    if not isinstance(block, (bytes, bytearray)):
+    if not isinstance(block, (bytes, bytearray, memoryview)):
         raise TypeError(f"block must be bytes, not {type(block).__name__}")
-    if len(block) < suite.key_block_length:
+    block = bytes(block)
+    # An exact length catches a key block derived for another suite.
+    if len(block) != suite.key_block_length:
         raise ValueError(
             f"{suite.name} needs a {suite.key_block_length}-byte key block, got {len(block)}"
         )
