@@ -10,6 +10,7 @@ Environment:
                             scripts/test does); otherwise ``up -d --build``.
     LAB_COMPOSE_COMMAND     the compose command, e.g. ``docker-compose``; by default
                             ``docker compose`` when that plugin works, else ``docker-compose``.
+    LAB_E2E_PROJECT         the compose project name (default tls12-lab-e2e).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from .stack import LabStack, open_url
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 # Not the default project name, so the tests never touch a stack the user has up.
-PROJECT_NAME = "tls12-lab-e2e"
+# LAB_E2E_PROJECT gives concurrent test runs on one engine stacks of their own.
+PROJECT_NAME = os.environ.get("LAB_E2E_PROJECT", "tls12-lab-e2e")
 # The mitm profile is part of the stack under test: client-mitm must exist for the MITM tests.
 PROFILE_ARGS = "--profile mitm"
 # Host ports, chosen free at session start unless set; docker-compose.yml reads these names.
