@@ -58,6 +58,8 @@ _MAC_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 _SEQ_STRUCT = struct.Struct(">Q")
 _LEN_STRUCT = struct.Struct(">H")
+# seq_num(8) + type(1) + version(2) + length(2) in one pack: this runs twice per record.
+_PSEUDO_HEADER_STRUCT = struct.Struct(">QB2sH")
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,7 @@ class RecordHeader:
 
 def _pseudo_header(seq: int, content_type: int, length: int) -> bytes:
     """seq_num + type + version + length: the MAC header / AEAD additional data (§6.2.3.1, §6.2.3.3)."""
-    return (
-        _SEQ_STRUCT.pack(seq) + bytes((content_type,)) + PROTOCOL_VERSION + _LEN_STRUCT.pack(length)
-    )
+    return _PSEUDO_HEADER_STRUCT.pack(seq, content_type, PROTOCOL_VERSION, length)
 
 
 def split_records(data: bytes) -> Iterator[tuple[RecordHeader, bytes]]:
@@ -147,6 +147,8 @@ class RecordProtection:
             self._aead = AESGCM(self.enc_key)
         elif suite.bulk_cipher is BulkCipher.CHACHA20_POLY1305:
             self._aead = ChaCha20Poly1305(self.enc_key)
+            # RFC 7905 §2 XORs the sequence number into the write IV: as integers, one operation.
+            self._nonce_mask = int.from_bytes(self.fixed_iv, "big")
         else:
             assert suite.mac_name is not None
             self._hmac = hmac.HMAC(self.mac_key, _MAC_HASHES[suite.mac_name]())
@@ -190,8 +192,7 @@ class RecordProtection:
             # RFC 5288 §3: salt (implicit, from the key block) + nonce_explicit.
             return self.fixed_iv + explicit
         # RFC 7905 §2: the padded sequence number XORed with the 12-byte write IV.
-        padded = b"\x00\x00\x00\x00" + _SEQ_STRUCT.pack(seq)
-        return bytes(a ^ b for a, b in zip(self.fixed_iv, padded, strict=True))
+        return (self._nonce_mask ^ seq).to_bytes(12, "big")
 
     def _seal_aead(self, seq: int, content_type: int, plaintext: bytes) -> bytes:
         assert self._aead is not None
@@ -301,13 +302,13 @@ class RecordProtection:
         """
         pad = data[-1]
         good = pad + 1 + min_length <= len(data)
-        # Look at the last 256 bytes regardless of the claimed length.
-        window = data[-256:] if len(data) >= 256 else data
-        mismatch = 0
-        for i, byte in enumerate(reversed(window)):
-            in_padding = i <= pad
-            mismatch |= (byte ^ pad) if in_padding else 0
-        good = good and mismatch == 0
+        # Compare the last 256 bytes (all of a shorter record) with what they would be if the
+        # padding were right: one compare_digest of a fixed length, whatever the claimed length.
+        window = data[-256:]
+        keep = max(len(window) - pad - 1, 0)
+        expected = window[:keep] + bytes((pad,)) * (pad + 1)
+        padding_matches = _stdlib_hmac.compare_digest(window, expected)
+        good = good and padding_matches
         return good, (pad + 1 if good else 0)
 
     def _open_cbc_mte(self, seq: int, content_type: int, fragment: bytes) -> bytes | None:
