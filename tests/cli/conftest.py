@@ -1,0 +1,123 @@
+"""Fixtures: client_svc and server_svc in-process, wired together, and an HTTP function
+that routes the CLI's calls to their Flask test clients (no sockets)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from client_svc import create_app as create_client_app
+from kdf_lib import pki
+from kdf_lib.handshake import ServerConfig
+from lab_cli.__main__ import main
+from server_svc import create_app as create_server_app
+
+CLIENT_URL = "http://client.test:8001"
+SERVER_URL = "http://server.test:8002"
+
+
+class ServerTransport:
+    """client_svc's Transport to server_svc, backed by server_svc's Flask test client."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        response = self.client.open(
+            path,
+            method=method,
+            data=None if body is None else json.dumps(body),
+            content_type="application/json" if body is not None else None,
+        )
+        return response.status_code, response.get_data()
+
+
+class Lab:
+    """Both services in-process; ``http`` is the CLI's transport, routed by URL."""
+
+    def __init__(self, client: Any, server: Any, keylog: Path) -> None:
+        self.client = client
+        self.server = server
+        self.keylog = keylog
+        self.calls: list[tuple[str, str]] = []
+        #: Rewrites server_svc's GET /sessions answer before the CLI sees it (doctoring).
+        self.doctor_server_view: Callable[[dict[str, Any]], None] | None = None
+
+    def http(self, method: str, url: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        self.calls.append((method, url))
+        parts = urlsplit(url)
+        base = f"{parts.scheme}://{parts.netloc}"
+        target = {CLIENT_URL: self.client, SERVER_URL: self.server}.get(base)
+        if target is None:
+            raise ConnectionRefusedError(111, "Connection refused")
+        response = target.open(
+            parts.path,
+            method=method,
+            data=None if body is None else json.dumps(body),
+            content_type="application/json" if body is not None else None,
+        )
+        data = response.get_data()
+        if (
+            target is self.server
+            and self.doctor_server_view
+            and parts.path.startswith("/sessions/")
+        ):
+            view = json.loads(data)
+            self.doctor_server_view(view)
+            data = json.dumps(view).encode()
+        return response.status_code, data
+
+    def run(self, *argv: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """``tls-lab argv...`` against this lab; returns (status, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        args = list(argv)
+        if args and args[0] == "handshake":
+            args += ["--client", CLIENT_URL, "--server", SERVER_URL]
+        status = main(args, http=self.http, stdout=out, stderr=err, environ=environ or {})
+        return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def ca() -> pki.Issued:
+    return pki.create_ca("CLI Test CA", now=datetime.now(UTC))
+
+
+@pytest.fixture(scope="session")
+def server_identity(ca: pki.Issued) -> pki.Issued:
+    return pki.issue_server_certificate(ca, "server", now=datetime.now(UTC))
+
+
+def _make_lab(ca: pki.Issued, identity: pki.Issued, tmp_path: Path, reveal: bool) -> Lab:
+    config = ServerConfig((identity.certificate,), identity.private_key)
+    server = create_server_app(
+        {"SERVER_CONFIG": config, "TESTING": True, "REVEAL_SECRETS": reveal}
+    ).test_client()
+    keylog = tmp_path / "sslkeylog.txt"
+    client = create_client_app(
+        {
+            "TRUST_ANCHORS": (ca.certificate,),
+            "TRANSPORT": ServerTransport(server),
+            "SERVER_NAME": "server",
+            "TESTING": True,
+            "SSLKEYLOGFILE": str(keylog),
+            "REVEAL_SECRETS": reveal,
+        }
+    ).test_client()
+    return Lab(client, server, keylog)
+
+
+@pytest.fixture
+def lab(ca: pki.Issued, server_identity: pki.Issued, tmp_path: Path) -> Lab:
+    return _make_lab(ca, server_identity, tmp_path, reveal=False)
+
+
+@pytest.fixture
+def revealing_lab(ca: pki.Issued, server_identity: pki.Issued, tmp_path: Path) -> Lab:
+    return _make_lab(ca, server_identity, tmp_path, reveal=True)
