@@ -12,6 +12,7 @@ from lab_common.app import configure_app
 
 from . import config as settings_module
 from .driver import Driver, KeyLogWriter
+from .openapi import openapi_view
 from .store import ClientState
 from .upstream import HttpTransport, ServerClient, Transport
 
@@ -42,4 +43,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .views import bp
 
     app.register_blueprint(bp)
+    from .web import bp as web_bp
+
+    app.register_blueprint(web_bp)
+    from .demos import bp as demos_bp
+
+    app.register_blueprint(demos_bp)
+    app.add_url_rule("/openapi.json", view_func=openapi_view)
     return app

@@ -7,12 +7,17 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "SERVER_URL": "http://127.0.0.1:8002",
+    # The man in the middle of POST /demo/mitm (compose profile mitm); "" = demo unavailable.
+    "MITM_SERVER_URL": "",
     "TRUST_STORE": "/certs/trust/ca.pem",
     # The name the client expects in the server's certificate (compose: the service name).
     "SERVER_NAME": "server",
     "SSLKEYLOGFILE": "",
     "UPSTREAM_CONNECT_TIMEOUT": 2.0,
     "UPSTREAM_READ_TIMEOUT": 10.0,
+    # POST /message's auto_reconnect default: replace a connection server_svc forgot (a restart)
+    # by a new handshake and send the message there. Off: the caller decides (docs/resilience.md).
+    "AUTO_RECONNECT": False,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "CONNECTION_TTL": 900.0,
     "MAX_CONNECTIONS": 10_000,
@@ -24,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
 
 _FLOATS = {"UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "CONNECTION_TTL", "SESSION_TTL"}
 _INTS = {"MAX_CONTENT_LENGTH", "MAX_CONNECTIONS", "MAX_SESSIONS"}
-_BOOLS = {"REVEAL_SECRETS"}
+_BOOLS = {"REVEAL_SECRETS", "AUTO_RECONNECT"}
 MAX_BODY_LIMIT = 8 * 1024 * 1024
 
 

@@ -2,11 +2,16 @@
 
 The protocol itself is kdf_lib's ClientHandshake; this module moves its messages over
 HTTP, keeps the connection, and writes key log lines when the operator asked for them.
+
+Every failed POST /message says what became of the message (``delivery``), and the connection
+is closed after it, as a TLS connection is after any error (RFC 5246 §7.2.2): its record's
+sequence number is spent whether or not the record arrived. docs/resilience.md has the rules.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -14,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from kdf_lib import keylog
-from kdf_lib.errors import IllegalParameter, TLSError
+from kdf_lib.errors import BadCertificate, IllegalParameter, TLSError
 from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerFlight, Session
 from kdf_lib.messages import decode_b64, encode_b64
 from kdf_lib.suites import SUITES, CipherSuite
 from lab_common.errors import ServiceError
 
 from .store import ClientConnection, ClientState
-from .upstream import ServerClient
+from .upstream import PeerError, ServerClient, UpstreamError
 
 log = logging.getLogger("lab")
 
@@ -29,29 +34,44 @@ DEFAULT_SUITES = {
     "rsa": "TLS_RSA_WITH_AES_256_CBC_SHA256",
     "ecdhe": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
 }
+_CONNECTION_ID = re.compile(r"[0-9a-f]{32}")
+
+# What a failed POST /message did with the message (the ``delivery`` field of the error).
+#: server_svc did not process it: it was never sent, or server_svc refused it before opening it.
+NOT_DELIVERED = "not_delivered"
+#: It was sent and server_svc may or may not have processed it; client_svc never resends it.
+UNKNOWN = "unknown"
+#: server_svc processed it and answered, but its reply could not be opened.
+DELIVERED = "delivered"
 
 
 @dataclass(frozen=True)
 class HandshakeRequest:
     key_exchange: str | None = None
     cipher_suite: str | None = None
+    #: Several suites, offered in this order (the server takes the first it supports).
+    cipher_suites: tuple[str, ...] | None = None
     resume: str | None = None
     extended_master_secret: bool = True
     encrypt_then_mac: bool = True
 
 
-def choose_suite(request: HandshakeRequest, session: Session | None) -> CipherSuite:
-    """The one suite the client offers: the session's, the one asked for, or the default."""
+def choose_suites(request: HandshakeRequest, session: Session | None) -> tuple[CipherSuite, ...]:
+    """The suites the client offers: the session's, the ones asked for, or the default."""
     if session is not None:
-        return session.suite
-    if request.cipher_suite is not None:
-        suite = SUITES.get(request.cipher_suite)
+        return (session.suite,)
+    names = request.cipher_suites or ((request.cipher_suite,) if request.cipher_suite else ())
+    if not names:
+        return (SUITES[DEFAULT_SUITES[request.key_exchange or "rsa"]],)
+    suites = []
+    for name in names:
+        suite = SUITES.get(name)
         if suite is None:
-            raise IllegalParameter(f"unknown cipher suite {request.cipher_suite!r}")
+            raise IllegalParameter(f"unknown cipher suite {name!r}")
         if request.key_exchange and suite.key_exchange.value != request.key_exchange:
             raise IllegalParameter(f"{suite.name} does not use {request.key_exchange} key exchange")
-        return suite
-    return SUITES[DEFAULT_SUITES[request.key_exchange or "rsa"]]
+        suites.append(suite)
+    return tuple(suites)
 
 
 class KeyLogWriter:
@@ -67,6 +87,28 @@ class KeyLogWriter:
         line = keylog.format_line(client_random, master_secret) + "\n"
         with self._lock, self.path.open("a", encoding="ascii") as handle:
             handle.write(line)
+
+
+class ConnectionLost(ServiceError):
+    """server_svc no longer knows the connection: restarted, or expired it. Nothing was processed."""
+
+    def __init__(self, connection_id: str, *, earlier: bool = False) -> None:
+        when = "was lost earlier" if earlier else "is lost"
+        super().__init__(
+            "connection_lost",
+            f"connection {connection_id} {when}: server_svc no longer knows it (it restarted, "
+            "or the connection expired there), so the message was not delivered. Run POST "
+            '/handshake for a new connection, or send again with "auto_reconnect": true',
+            409,
+            connection_id=connection_id,
+            delivery=NOT_DELIVERED,
+        )
+
+
+def _error_parts(exc: TLSError | ServiceError) -> tuple[str, str, int, dict[str, Any]]:
+    if isinstance(exc, TLSError):
+        return exc.code, exc.message, exc.http_status, {}
+    return exc.code, exc.message, exc.status, dict(exc.details)
 
 
 class Driver:
@@ -95,13 +137,14 @@ class Driver:
         entry["response"] = response
         return response
 
+    # -- handshakes ---------------------------------------------------------------------------
+
     def handshake(self, request: HandshakeRequest) -> ClientConnection:
         session = self.state.session(request.resume) if request.resume else None
-        suite = choose_suite(request, session)
         config = ClientConfig(
             trust_anchors=self.trust_anchors,
             server_name=self.server_name,
-            cipher_suites=(suite,),
+            cipher_suites=choose_suites(request, session),
             extended_master_secret=(
                 session.extended_master_secret if session else request.extended_master_secret
             ),
@@ -112,19 +155,20 @@ class Driver:
         hello = machine.client_hello()
         answer = self._exchange(exchanges, "/handshake/hello", hello.to_json())
         connection_id = answer.pop("connection_id", None)
-        if not isinstance(connection_id, str):
+        if not isinstance(connection_id, str) or not _CONNECTION_ID.fullmatch(connection_id):
             raise ServiceError(
                 "upstream_bad_response", "server_svc's hello answer has no connection_id", 502
             )
-        flight = ServerFlight.from_json(answer)
-        answer["connection_id"] = connection_id
-        finish = machine.receive_server_flight(flight)
-        reply = self._exchange(
-            exchanges, "/handshake/finish", {"connection_id": connection_id, **finish.to_json()}
+        result = ClientConnection(
+            connection_id, machine, {"fingerprints": None}, exchanges, request=request
         )
-        if not flight.resumed:
-            record = decode_b64(reply.get("finished_record"), "finished_record", max_length=4096)
-            machine.receive_server_finished(record)
+        try:
+            flight = ServerFlight.from_json(answer)
+            answer["connection_id"] = connection_id
+            self._complete(result, flight)
+        except (TLSError, ServiceError) as exc:
+            raise self._handshake_failed(result, exc) from None
+        result.freeze()
         connection = machine.connection
         assert connection is not None
         if machine.session is not None:
@@ -132,11 +176,6 @@ class Driver:
                 machine.session.session_id.hex(), machine.session, established=True
             )
         self.keylog.write(connection.client_random, connection.master_secret_for_keylog)
-        server_view = {
-            "fingerprints": reply.get("fingerprints"),
-            "trace": reply.get("trace") if isinstance(reply.get("trace"), list) else [],
-        }
-        result = ClientConnection(connection_id, machine, server_view, exchanges)
         self.state.add(result)
         log.info(
             "handshake complete",
@@ -145,10 +184,52 @@ class Driver:
                 "connection_id": connection_id,
                 "cipher_suite": connection.suite.name,
                 "resumed": connection.resumed,
-                "fingerprints_match": server_view["fingerprints"] == connection.fingerprints(),
+                "fingerprints_match": result.server_view["fingerprints"]
+                == connection.fingerprints(),
             },
         )
         return result
+
+    def _complete(self, entry: ClientConnection, flight: ServerFlight) -> None:
+        """The rest of the handshake after the hello: certificate, key exchange, Finished.
+
+        Any failure before ``/handshake/finish`` is sent (certificate, ServerKeyExchange
+        signature, unexpected suite or extension) means no secret ever leaves the client.
+        """
+        machine = entry.handshake
+        finish = machine.receive_server_flight(flight)
+        reply = self._exchange(
+            entry.exchanges,
+            "/handshake/finish",
+            {"connection_id": entry.connection_id, **finish.to_json()},
+        )
+        if not flight.resumed:
+            record = decode_b64(reply.get("finished_record"), "finished_record", max_length=4096)
+            machine.receive_server_finished(record)
+        entry.server_view["fingerprints"] = reply.get("fingerprints")
+
+    def _handshake_failed(
+        self, entry: ClientConnection, exc: TLSError | ServiceError
+    ) -> ServiceError:
+        """Keep the failed handshake for GET /sessions; the error names its connection_id."""
+        code, message, status, details = _error_parts(exc)
+        if isinstance(exc, BadCertificate):
+            message = f"server certificate refused before any secret was sent: {message}"
+        if isinstance(exc, PeerError) and code == "unknown_connection":
+            code, status = "connection_lost", 409
+            message = (
+                f"server_svc no longer knows connection {entry.connection_id} (it restarted, "
+                "or the handshake took longer than its half-open limit); run POST /handshake again"
+            )
+            details = {}
+        entry.fail(code, message)
+        entry.freeze()
+        self.state.add_failed(entry)
+        log.info(
+            "handshake failed",
+            extra={"event": "handshake_failed", "connection_id": entry.connection_id, "code": code},
+        )
+        return ServiceError(code, message, status, **details, connection_id=entry.connection_id)
 
     def describe(self, entry: ClientConnection) -> dict[str, Any]:
         """The /handshake answer: this side's results, the server's fingerprints, the merged ladder."""
@@ -158,8 +239,11 @@ class Driver:
         assert conn is not None
         server_fingerprints = entry.server_view.get("fingerprints")
         client_steps = summary["trace"]
+        # The server's steps came in its /handshake/finish answer.
+        finish_answer = entry.recorded_exchanges()[-1].get("response") or {}
+        server_steps = finish_answer.get("trace")
         ladder = sorted(
-            [*client_steps, *entry.server_view["trace"]],
+            [*client_steps, *(server_steps if isinstance(server_steps, list) else [])],
             key=lambda step: step.get("flight", 0) if isinstance(step, dict) else 0,
         )
         out = {
@@ -183,13 +267,92 @@ class Driver:
             out["secrets"] = summary.get("secrets")
         return out
 
-    def send(self, connection_id: str | None, plaintext: bytes) -> dict[str, Any]:
+    # -- messages -----------------------------------------------------------------------------
+
+    def send(
+        self, connection_id: str | None, plaintext: bytes, *, auto_reconnect: bool = False
+    ) -> dict[str, Any]:
+        """Send one message and open the reply.
+
+        With ``auto_reconnect``, a connection that server_svc no longer knows is replaced by a
+        new handshake (resuming its session if the server still has it) and the message is
+        sent once more, on the new connection; that is safe because server_svc provably did
+        not process it. An unknown outcome is never retried.
+        """
         entry = self.state.connection(connection_id)
+        try:
+            return self._send_on(entry, plaintext)
+        except ConnectionLost:
+            if not auto_reconnect:
+                raise
+        fresh = self._reconnect(entry)
+        try:
+            result = self._send_on(fresh, plaintext)
+        except ServiceError as exc:
+            exc.details["previous_connection_id"] = entry.connection_id
+            raise
+        conn = fresh.handshake.connection
+        assert conn is not None
+        result["reconnected"] = {
+            "previous_connection_id": entry.connection_id,
+            "reason": "connection_lost",
+            "resumed": conn.resumed,
+            "session_id": conn.session_id.hex(),
+            "cipher_suite": conn.suite.name,
+        }
+        return result
+
+    def _reconnect(self, lost: ClientConnection) -> ClientConnection:
+        """A new handshake with what the lost connection used: its suite and its flags."""
+        conn = lost.handshake.connection
+        assert conn is not None
+        before = lost.request or HandshakeRequest()
+        session_id = conn.session_id.hex() if conn.session_id else None
+        resume = session_id if session_id and self.state.sessions.get(session_id) else None
+        request = HandshakeRequest(
+            cipher_suite=conn.suite.name,
+            resume=resume,
+            extended_master_secret=before.extended_master_secret,
+            encrypt_then_mac=before.encrypt_then_mac,
+        )
+        try:
+            fresh = self.handshake(request)
+        except ServiceError as exc:
+            exc.details.update(previous_connection_id=lost.connection_id, delivery=NOT_DELIVERED)
+            exc.message = f"{exc.message} (while replacing lost connection {lost.connection_id})"
+            raise
+        resumed = fresh.handshake.connection is not None and fresh.handshake.connection.resumed
+        if resume and not resumed:
+            # server_svc has forgotten the session too (a restart): offering it again is useless.
+            self.state.sessions.pop(resume)
+        log.info(
+            "connection replaced",
+            extra={
+                "event": "reconnect",
+                "connection_id": fresh.connection_id,
+                "previous_connection_id": lost.connection_id,
+                "resumed": resumed,
+            },
+        )
+        return fresh
+
+    def _send_on(self, entry: ClientConnection, plaintext: bytes) -> dict[str, Any]:
         with entry.lock:  # one message at a time per connection: sequence numbers stay in step
             conn = entry.handshake.connection
-            assert conn is not None
+            if conn is None or conn.closed:
+                raise self._closed(entry)
             sent_seq = conn.writer.seq
-            record = conn.seal(plaintext)
+            try:
+                record = conn.seal(plaintext)
+            except TLSError as exc:  # the sequence number space is exhausted
+                entry.fail(exc.code, exc.message)
+                raise ServiceError(
+                    exc.code,
+                    exc.message,
+                    exc.http_status,
+                    connection_id=entry.connection_id,
+                    delivery=NOT_DELIVERED,
+                ) from None
             try:
                 answer = self.server.call(
                     "POST",
@@ -197,19 +360,34 @@ class Driver:
                     {"connection_id": entry.connection_id, "record": encode_b64(record)},
                 )
             except ServiceError as exc:
-                # The record may or may not have reached the server: its sequence
-                # number is spent either way, so this connection cannot go on safely.
-                conn.fail(exc.code)
-                raise
+                # The record's sequence number is spent whether or not it arrived: the
+                # connection cannot go on safely (and a TLS connection would not either).
+                error = self._not_answered(entry, exc)
+                log.info(
+                    "message not answered; connection closed",
+                    extra={
+                        "event": "message_failed",
+                        "connection_id": entry.connection_id,
+                        "code": error.code,
+                        "delivery": error.details["delivery"],
+                    },
+                )
+                raise error from None
             reply_seq = conn.reader.seq
             try:
                 reply_record = decode_b64(answer.get("record"), "record")
                 reply = conn.open(reply_record)
-            except TLSError:
+            except TLSError as exc:
                 # RFC 5246 §7.2.2: no resumption of a session ended by a fatal alert.
                 self.state.sessions.pop(conn.session_id.hex())
-                conn.fail("bad reply record")
-                raise
+                entry.fail(exc.code, exc.message)
+                raise ServiceError(
+                    exc.code,
+                    exc.message,
+                    exc.http_status,
+                    connection_id=entry.connection_id,
+                    delivery=DELIVERED,
+                ) from None
             entry.messages += 1
         return {
             "connection_id": entry.connection_id,
@@ -224,7 +402,56 @@ class Driver:
                 "records": conn.reader.seq - reply_seq,
                 "plaintext": reply.decode("utf-8", errors="replace"),
             },
+            "reconnected": None,
         }
+
+    def _closed(self, entry: ClientConnection) -> ServiceError:
+        """The error for a message on a connection that can no longer carry one."""
+        failure = entry.failure or {"code": "unexpected_message", "message": "closed"}
+        if failure["code"] == "connection_lost" and entry.handshake.connection is not None:
+            return ConnectionLost(entry.connection_id, earlier=True)
+        what = (
+            "was closed by" if entry.handshake.connection is not None else "failed its handshake:"
+        )
+        return ServiceError(
+            "unexpected_message",
+            f"connection {entry.connection_id} {what} {failure['code']} ({failure['message']}); "
+            "nothing more can be sent on it: run POST /handshake for a new connection",
+            409,
+            connection_id=entry.connection_id,
+            delivery=NOT_DELIVERED,
+        )
+
+    def _not_answered(self, entry: ClientConnection, exc: ServiceError) -> ServiceError:
+        """Close the connection; say whether server_svc processed the message (see NOT_DELIVERED)."""
+        if isinstance(exc, PeerError) and exc.code == "unknown_connection":
+            lost = ConnectionLost(entry.connection_id)
+            entry.fail(lost.code, lost.message)
+            return lost
+        sent = exc.sent if isinstance(exc, UpstreamError) else True
+        peer_status = exc.details.get("peer_status")
+        # server_svc checks a request and opens its record before it changes anything, and
+        # answers 4xx when it refuses: a 4xx means not processed. A 5xx, or an answer that
+        # is not server_svc's JSON, can come after the record was opened.
+        refused = isinstance(peer_status, int) and 400 <= peer_status < 500
+        if not sent or refused:
+            entry.fail(exc.code, exc.message)
+            exc.details.update(connection_id=entry.connection_id, delivery=NOT_DELIVERED)
+            return exc
+        message = (
+            f"{exc.message}, after the message was sent: server_svc may or may not have "
+            f"processed it. client_svc does not resend it; connection {entry.connection_id} "
+            "is closed (check GET /sessions/<connection_id> on server_svc, or handshake again)"
+        )
+        entry.fail("outcome_unknown", message)
+        return ServiceError(
+            "outcome_unknown",
+            message,
+            504,
+            connection_id=entry.connection_id,
+            delivery=UNKNOWN,
+            cause=exc.code,
+        )
 
 
 def new_connection_id() -> str:

@@ -8,7 +8,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from kdf_lib.errors import DecodeError
-from kdf_lib.messages import Fields, as_bool, as_str
+from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
+from kdf_lib.suites import SUITES
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
 
@@ -39,6 +40,13 @@ def _session_id(value: object, name: str) -> str:
     return value
 
 
+def _suite_names(value: object, name: str) -> tuple[str, ...]:
+    names = as_str_list(value, name, max_items=len(SUITES))
+    if len(set(names)) != len(names):
+        raise DecodeError(f"{name} lists a suite twice")
+    return tuple(names)
+
+
 def _connection_id(value: object, name: str) -> str:
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise ServiceError(
@@ -53,10 +61,13 @@ def handshake() -> Any:
         request = HandshakeRequest(
             key_exchange=f.optional("key_exchange", _key_exchange, None),
             cipher_suite=f.optional("cipher_suite", as_str, None),
+            cipher_suites=f.optional("cipher_suites", _suite_names, None),
             resume=f.optional("resume", _session_id, None),
             extended_master_secret=f.optional("extended_master_secret", as_bool, True),
             encrypt_then_mac=f.optional("encrypt_then_mac", as_bool, True),
         )
+    if request.cipher_suite is not None and request.cipher_suites is not None:
+        raise DecodeError("give cipher_suite or cipher_suites, not both")
     driver = _driver()
     return jsonify(driver.describe(driver.handshake(request)))
 
@@ -68,7 +79,11 @@ def message() -> Any:
             "plaintext", lambda v, n: as_str(v, n, max_length=MAX_PLAINTEXT_CHARS)
         )
         connection_id = f.optional("connection_id", _connection_id, None)
-    return jsonify(_driver().send(connection_id, plaintext.encode("utf-8")))
+        auto_reconnect = f.optional(
+            "auto_reconnect", as_bool, bool(current_app.config["AUTO_RECONNECT"])
+        )
+    answer = _driver().send(connection_id, plaintext.encode("utf-8"), auto_reconnect=auto_reconnect)
+    return jsonify(answer)
 
 
 @bp.get("/sessions/<connection_id>")
@@ -78,9 +93,10 @@ def session(connection_id: str) -> Any:
     with entry.lock:
         summary = entry.handshake.summary(reveal_secrets=driver.reveal_secrets)
         summary["messages"] = entry.messages
+        summary["failure"] = entry.failure
     summary["connection_id"] = entry.connection_id
     summary["server_fingerprints"] = entry.server_view.get("fingerprints")
-    summary["exchanges"] = entry.exchanges
+    summary["exchanges"] = entry.recorded_exchanges()
     summary["secrets_revealed"] = driver.reveal_secrets
     return jsonify(summary)
 
@@ -97,5 +113,10 @@ def healthz() -> Any:
             "connections": len(driver.state.connections),
             "sessions": len(driver.state.sessions),
             "keylog": bool(current_app.config["SSLKEYLOGFILE"]),
+            "upstream_timeouts": {
+                "connect": float(current_app.config["UPSTREAM_CONNECT_TIMEOUT"]),
+                "read": float(current_app.config["UPSTREAM_READ_TIMEOUT"]),
+            },
+            "auto_reconnect": bool(current_app.config["AUTO_RECONNECT"]),
         }
     )

@@ -430,6 +430,11 @@ class _Machine:
         except TLSError as exc:
             self._fail(exc)
 
+    def abort(self, exc: TLSError) -> None:
+        """End the handshake with ``exc`` because the caller saw something the
+        machine cannot (e.g. application data before Finished); raises ``exc``."""
+        self._fail(exc)
+
     def _fail(self, exc: TLSError) -> None:
         if self.state is not self._failed_state:
             self.state = self._failed_state
@@ -486,7 +491,14 @@ class _Machine:
         ems: bool,
         etm: bool,
         resumed_master: bytes | None = None,
+        trace_pre_master: bool = True,
     ) -> None:
+        # A server must not show anything computed from an RSA-decrypted pre-master secret
+        # alone: the same ciphertext sent twice would give the same fingerprint when its
+        # padding is good and a fresh random one when not, a Bleichenbacher oracle.
+        pms_trace: dict[str, bytes] = {}
+        if trace_pre_master and pre_master_secret is not None:
+            pms_trace["pre_master_secret"] = pre_master_secret
         if resumed_master is not None:
             master = resumed_master
             self.trace.add(
@@ -501,7 +513,7 @@ class _Machine:
             self.trace.add(
                 "master secret (extended)",
                 'PRF(pms, "extended master secret", session_hash): binds the secret to this handshake (RFC 7627)',
-                secrets={"pre_master_secret": pre_master_secret, "master_secret": master},
+                secrets={**pms_trace, "master_secret": master},
                 prf_hash=suite.prf_hash,
                 session_hash=session_hash.hex(),
             )
@@ -511,7 +523,7 @@ class _Machine:
             self.trace.add(
                 "master secret",
                 'PRF(pms, "master secret", client_random + server_random)',
-                secrets={"pre_master_secret": pre_master_secret, "master_secret": master},
+                secrets={**pms_trace, "master_secret": master},
                 prf_hash=suite.prf_hash,
                 seed="client_random + server_random",
             )
@@ -830,6 +842,7 @@ class ServerHandshake(_Machine):
             server_hello.random,
             ems=server_hello.extensions.extended_master_secret,
             etm=server_hello.extensions.encrypt_then_mac,
+            trace_pre_master=suite.key_exchange is not KeyExchange.RSA,
         )
         self._ephemeral = None  # forward secrecy: the ephemeral key is not kept
         self.state = ServerState.WAIT_CLIENT_FINISHED

@@ -157,6 +157,9 @@ def decode_b64(value: object, name: str, *, max_length: int | None = None) -> by
     # Non-zero trailing bits ("QR==") decode to the same bytes as canonical text; refuse them.
     if base64.b64encode(data).decode("ascii") != value:
         raise DecodeError(f"{name} is not canonical base64")
+    # The text check above is a cheap bound before decoding; it admits up to 2 bytes more.
+    if max_length is not None and len(data) > max_length:
+        raise DecodeError(f"{name} is too long")
     return data
 
 

@@ -446,11 +446,15 @@ def _classify_verification_error(
         return UnsupportedCertificate(f"certificate basicConstraints not acceptable: {reason}")
     if "eku" in lowered or "key usage" in lowered:
         return UnsupportedCertificate(f"certificate key usage not acceptable: {reason}")
+    leaf = chain[0]
     if "candidates exhausted" in lowered:
-        leaf = chain[0]
         if leaf.issuer == leaf.subject:
             return UnknownCA("self-signed certificate is not trusted")
         return UnknownCA("certificate was not issued by a trusted certificate authority")
+    if leaf.issuer == leaf.subject and len(chain) == 1:
+        # A self-signed leaf without authorityKeyIdentifier fails the WebPKI profile before
+        # chain building; what matters to the user is that nobody vouches for it.
+        return UnknownCA("self-signed certificate is not trusted")
     return BadCertificate(f"certificate verification failed: {reason}")
 
 

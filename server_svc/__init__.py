@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ def load_server_config(chain_path: str, key_path: str) -> ServerConfig:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """The app factory. ``config`` overrides environment settings; tests may pass
-    ``SERVER_CONFIG`` (a ready kdf_lib ServerConfig) instead of file paths."""
+    ``SERVER_CONFIG`` (a ready kdf_lib ServerConfig) instead of file paths, and
+    ``STORE_CLOCK`` (a monotonic clock) to drive the stores' expiry."""
     app = Flask(__name__)
     app.config.update(settings_module.from_environment())
     app.config.update(config or {})
@@ -33,8 +35,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["SERVER_CERT_CHAIN"], app.config["SERVER_KEY"]
     )
     app.extensions["server_config"] = server_config
-    app.extensions["server_state"] = ServerState(app.config)
+    app.extensions["server_state"] = ServerState(
+        app.config, clock=app.config.get("STORE_CLOCK") or time.monotonic
+    )
     from .views import bp
 
     app.register_blueprint(bp)
+    from .demo import bp as demo_bp
+
+    app.register_blueprint(demo_bp)
     return app

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kdf_lib.handshake import ServerHandshake, Session
@@ -27,18 +29,24 @@ class ServerConnection:
 
 
 class ServerState:
-    def __init__(self, settings: dict[str, object]) -> None:
+    def __init__(
+        self, settings: dict[str, object], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.connections: BoundedStore[ServerConnection] = BoundedStore(
             capacity=int(settings["MAX_CONNECTIONS"]),  # type: ignore[call-overload]
             ttl=float(settings["CONNECTION_TTL"]),  # type: ignore[arg-type]
             half_open_ttl=float(settings["HALF_OPEN_TTL"]),  # type: ignore[arg-type]
+            clock=clock,
         )
         self.sessions: BoundedStore[Session] = BoundedStore(
             capacity=int(settings["MAX_SESSIONS"]),  # type: ignore[call-overload]
             ttl=float(settings["SESSION_TTL"]),  # type: ignore[arg-type]
+            clock=clock,
         )
 
     def new_connection(self, handshake: ServerHandshake) -> ServerConnection:
+        # A fresh id from the OS CSPRNG on every call: nothing is seeded per process, so
+        # forked workers never repeat one another's ids.
         connection = ServerConnection(secrets.token_hex(CONNECTION_ID_BYTES), handshake)
         self.connections.put(connection.connection_id, connection)
         return connection

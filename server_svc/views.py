@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from kdf_lib.errors import TLSError, UnexpectedMessage
+from kdf_lib.errors import DecodeError, TLSError, UnexpectedMessage
 from kdf_lib.handshake import ClientFinish, ServerHandshake
-from kdf_lib.messages import ClientHello, Fields, b64_field, encode_b64
+from kdf_lib.messages import ClientHello, Fields, as_int, b64_field, encode_b64
+from kdf_lib.record import MAX_PLAINTEXT
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
 
@@ -22,6 +23,9 @@ log = logging.getLogger("lab")
 _CONNECTION_ID = re.compile(r"[0-9a-f]{32}")
 #: A /message body holds at most this much record data (the request size limit applies too).
 MAX_RECORD_BYTES = 8 * 1024 * 1024
+#: The smallest reply fragment a client may ask for: RFC 6066 §4's smallest max_fragment_length.
+#: Smaller pieces would let one request make the server seal a record per few bytes.
+MIN_REPLY_FRAGMENT = 512
 
 
 def _state() -> ServerState:
@@ -43,6 +47,20 @@ def connection_id_field(value: object, name: str) -> str:
 
 def _lookup(connection_id: str) -> ServerConnection:
     return _state().connection(connection_id_field(connection_id, "connection_id"))
+
+
+def _reply_fragment_size(value: object, name: str) -> int:
+    return as_int(value, name, minimum=MIN_REPLY_FRAGMENT, maximum=MAX_PLAINTEXT)
+
+
+def _fragments(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+
+
+def _forget_session(handshake: ServerHandshake) -> None:
+    """After a fatal alert the connection's session can no longer be resumed (RFC 5246 §7.2.2)."""
+    if handshake.server_hello is not None:
+        _state().forget_session(handshake.server_hello.session_id)
 
 
 @bp.post("/handshake/hello")
@@ -69,7 +87,9 @@ def hello() -> Any:
 @bp.post("/handshake/finish")
 def finish() -> Any:
     body = json_body()
-    connection_id = connection_id_field(body.pop("connection_id", None), "connection_id")
+    if "connection_id" not in body:
+        raise DecodeError("finish request lacks required field 'connection_id'")
+    connection_id = connection_id_field(body.pop("connection_id"), "connection_id")
     request = ClientFinish.from_json(body)
     connection = _lookup(connection_id)
     with connection.lock:
@@ -78,6 +98,11 @@ def finish() -> Any:
             reply = handshake.receive_client_finish(
                 request.client_key_exchange, request.finished_record
             )
+        except TLSError:
+            # Matters for a resumed session, and for a connection that had finished already
+            # (a repeated Finished); a new full handshake's session was not stored yet.
+            _forget_session(handshake)
+            raise
         finally:
             log.info(
                 "client Finished processed",
@@ -107,18 +132,24 @@ def message() -> Any:
     with Fields(json_body(), "message request") as f:
         connection_id = f.required("connection_id", connection_id_field)
         record = f.required("record", b64_field(max_length=MAX_RECORD_BYTES))
+        fragment_size = f.optional("reply_fragment_size", _reply_fragment_size, MAX_PLAINTEXT)
     connection = _lookup(connection_id)
     with connection.lock:
-        conn = connection.handshake.connection
+        handshake = connection.handshake
+        conn = handshake.connection
         if conn is None:
-            raise UnexpectedMessage("the handshake on this connection is not finished")
+            # Application data in the middle of a handshake is a fatal unexpected_message
+            # (RFC 5246 §7.2.2): the handshake fails and accepts nothing more.
+            error = UnexpectedMessage("the handshake on this connection is not finished")
+            _forget_session(handshake)
+            handshake.abort(error)  # marks the handshake failed, then raises error
+            raise error
         first_seq = conn.reader.seq
         try:
             plaintext = conn.open(record)
         except TLSError as exc:
-            # A fatal alert ends the connection, and its session must not be resumed
-            # (RFC 5246 §7.2.2).
-            _state().forget_session(conn.session_id)
+            # A fatal alert ends the connection, and its session must not be resumed.
+            _forget_session(handshake)
             log.info(
                 "record refused; connection closed",
                 extra={
@@ -131,7 +162,8 @@ def message() -> Any:
         last_seq = conn.reader.seq - 1
         header = f"server_svc received {len(plaintext)} bytes in records {first_seq}..{last_seq}: "
         reply_seq = conn.writer.seq
-        reply = conn.seal(header.encode() + plaintext)
+        pieces = _fragments(header.encode() + plaintext, fragment_size)
+        reply = b"".join(conn.seal(piece) for piece in pieces)
         connection.messages += 1
     log.info(
         "message echoed",
@@ -165,6 +197,13 @@ def session(connection_id: str) -> Any:
     summary["connection_id"] = connection_id
     summary["secrets_revealed"] = _reveal()
     return jsonify(summary)
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Any:
+    from .openapi import document  # the document imports this module's limits
+
+    return jsonify(document())
 
 
 @bp.get("/healthz")

@@ -1,0 +1,212 @@
+"""client_svc's OpenAPI 3.1 document, served at ``GET /openapi.json``.
+
+It describes the JSON API of client_svc.views (and the page's and demos' routes when those
+blueprints are registered). The client API is still growing, so request and answer objects
+here are open to fields they do not list; the types of the fields they do list are checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from kdf_lib.prf import HASHES
+from kdf_lib.suites import SUITES
+from lab_common.openapi import (
+    CONNECTION_ID,
+    FINGERPRINT,
+    Schema,
+    build_document,
+    closed_object,
+    error_schema,
+    json_request,
+    json_response,
+    nullable,
+    responses,
+)
+
+#: client_svc wraps server_svc's refusals (502), may add details beside code and message.
+CLIENT_ERROR = error_schema(extra_fields=True)
+ERROR_STATUSES = (400, 403, 404, 409, 413, 415, 500, 502, 504)
+
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+_FINGERPRINTS = closed_object(
+    {"master_secret": FINGERPRINT, "key_block": FINGERPRINT},
+    ["master_secret", "key_block"],
+    closed=False,
+)
+_BOOL_OR_NULL = nullable({"type": "boolean"})
+
+
+def _open(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
+    return closed_object(properties, required or [], closed=False)
+
+
+HANDSHAKE_REQUEST = _open(
+    {
+        "key_exchange": nullable({"type": "string", "enum": ["rsa", "ecdhe"]}),
+        "cipher_suite": nullable({"type": "string", "maxLength": 255}),
+        "cipher_suites": nullable(
+            {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+        ),
+        "resume": nullable({"type": "string", "pattern": "^(?:[0-9a-f]{2}){1,32}$"}),
+        "extended_master_secret": _BOOL_OR_NULL,
+        "encrypt_then_mac": _BOOL_OR_NULL,
+    }
+)
+
+HANDSHAKE_ANSWER = _open(
+    {
+        "connection_id": CONNECTION_ID,
+        "session_id": {"type": "string"},
+        "cipher_suite": {"type": "string", "enum": sorted(SUITES)},
+        "key_exchange": {"type": "string", "enum": ["rsa", "ecdhe"]},
+        "resumed": {"type": "boolean"},
+        "extended_master_secret": {"type": "boolean"},
+        "encrypt_then_mac": {"type": "boolean"},
+        "client_random": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "server_random": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "fingerprints": _FINGERPRINTS,
+        "server_fingerprints": nullable(_FINGERPRINTS),
+        "fingerprints_match": {"type": "boolean"},
+        "key_block_layout": {"type": "array", "items": {"type": "object"}},
+        "trace": {"type": "array", "items": {"type": "object"}},
+        "secrets_revealed": {"type": "boolean"},
+    },
+    ["connection_id", "cipher_suite", "resumed", "fingerprints", "trace"],
+)
+
+MESSAGE_REQUEST = _open(
+    {
+        "plaintext": {"type": "string", "maxLength": 2 * 1024 * 1024},
+        "connection_id": nullable(CONNECTION_ID),
+        "auto_reconnect": _BOOL_OR_NULL,
+    },
+    ["plaintext"],
+)
+
+_RECORDS = _open({"seq": _COUNT, "record": {"type": "string"}, "records": _COUNT})
+MESSAGE_ANSWER = _open(
+    {
+        "connection_id": CONNECTION_ID,
+        "sent": _RECORDS,
+        "reply": _open({**_RECORDS["properties"], "plaintext": {"type": "string"}}),
+    },
+    ["connection_id", "sent", "reply"],
+)
+
+SESSION_VIEW = _open(
+    {
+        "side": {"const": "client"},
+        "state": {"type": "string"},
+        "connection_id": CONNECTION_ID,
+        "messages": _COUNT,
+        "trace": {"type": "array"},
+        "exchanges": {"type": "array"},
+        "secrets_revealed": {"type": "boolean"},
+    },
+    ["side", "state", "connection_id", "trace"],
+)
+
+HEALTH = _open(
+    {
+        "status": {"const": "ok"},
+        "service": {"const": "client_svc"},
+        "connections": _COUNT,
+        "sessions": _COUNT,
+    },
+    ["status", "service"],
+)
+
+PRF_REQUEST = _open(
+    {
+        "secret": {"type": "string", "pattern": "^(?:[0-9a-fA-F]{2}){0,1024}$"},
+        "label": {"type": "string", "maxLength": 255},
+        "seed": {"type": "string", "pattern": "^(?:[0-9a-fA-F]{2}){0,1024}$"},
+        "length": {"type": "integer", "minimum": 1, "maximum": 1024},
+        "hash_name": nullable({"type": "string", "enum": sorted(HASHES)}),
+    },
+    ["secret", "label", "seed", "length"],
+)
+PRF_ANSWER = _open({"output": {"type": "string"}, "blocks": {"type": "array"}}, ["output"])
+
+DEMO_ANSWER = _open({"demo": {"type": "string"}, "steps": {"type": "array"}}, ["demo"])
+
+
+def _errors() -> dict[int, Schema]:
+    return dict.fromkeys(ERROR_STATUSES, CLIENT_ERROR)
+
+
+def _post(summary: str, request: Schema, answer: Schema, *, body_required: bool = True) -> Any:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": json_request(request, required=body_required),
+            "responses": responses(answer, _errors()),
+        }
+    }
+
+
+def _get(summary: str, answer: Schema, **extra: Any) -> Any:
+    return {"get": {"summary": summary, **extra, "responses": responses(answer, _errors())}}
+
+
+def _paths(blueprints: set[str]) -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/handshake": _post(
+            "Run a TLS 1.2 handshake against server_svc",
+            HANDSHAKE_REQUEST,
+            HANDSHAKE_ANSWER,
+            body_required=False,
+        ),
+        "/message": _post(
+            "Send a message through the protected channel, get the echo",
+            MESSAGE_REQUEST,
+            MESSAGE_ANSWER,
+        ),
+        "/sessions/{connection_id}": _get(
+            "The client's view of one connection",
+            SESSION_VIEW,
+            parameters=[
+                {"name": "connection_id", "in": "path", "required": True, "schema": CONNECTION_ID}
+            ],
+        ),
+        "/healthz": _get("Liveness and counts", HEALTH),
+        "/openapi.json": _get("This document", {"type": "object"}),
+    }
+    if "web" in blueprints:
+        paths["/"] = {
+            "get": {
+                "summary": "The live page",
+                "responses": {
+                    "200": {"description": "HTML", "content": {"text/html": {"schema": {}}}},
+                    "500": json_response(CLIENT_ERROR, "The service failed unexpectedly"),
+                },
+            }
+        }
+        paths["/api/prf"] = _post("PRF rounds for the page", PRF_REQUEST, PRF_ANSWER)
+    if "demos" in blueprints:
+        for name in ("forward-secrecy", "tamper", "mismatch", "mitm"):
+            paths[f"/demo/{name}"] = _post(
+                f"The {name} demo",
+                _open({}),
+                DEMO_ANSWER,
+                body_required=name not in {"forward-secrecy", "mitm"},
+            )
+    return paths
+
+
+def document(app: Flask) -> dict[str, Any]:
+    return build_document(
+        "client_svc",
+        "1",
+        "The TLS 1.2 client side of the lab: it runs handshakes against server_svc and "
+        'sends protected messages. Errors are `{"error": {"code", "message", ...}}`.',
+        _paths(set(app.blueprints)),
+    )
+
+
+def openapi_view() -> ResponseReturnValue:
+    return jsonify(document(current_app))

@@ -1,0 +1,113 @@
+"""client_svc's live page: the HTML page at ``/``, its static files, and the PRF calculator API.
+
+The page drives client_svc's JSON API from the browser; ``POST /api/prf`` shows P_hash's
+rounds (RFC 5246 §5) through :func:`kdf_lib.prf.p_hash_rounds`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request
+
+from kdf_lib.errors import DecodeError
+from kdf_lib.handshake import fingerprint
+from kdf_lib.messages import Fields, as_int, as_str, hex_field
+from kdf_lib.prf import HASHES, p_hash_rounds
+from kdf_lib.suites import SUITES
+from lab_common.http import json_body
+
+from .driver import DEFAULT_SUITES
+
+bp = Blueprint("web", __name__, template_folder="templates")
+
+#: The calculator is for showing rounds, not for bulk output: 1 KiB is 32 SHA-256 rounds.
+MAX_PRF_LENGTH = 1024
+#: Secret and seed limit (bytes); TLS uses at most 48-byte secrets and 77-byte seeds.
+MAX_PRF_INPUT = 1024
+
+# The page loads only its own files and talks only to its own origin; no inline script or
+# style can run, so a string that slipped into the DOM could not execute (defence in depth
+# on top of the page never using innerHTML).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+@bp.get("/")
+def index() -> Any:
+    page = {
+        "suites": [suite.describe() for suite in SUITES.values()],
+        "default_suites": DEFAULT_SUITES,
+        "max_prf_length": MAX_PRF_LENGTH,
+    }
+    return render_template("index.html", page=page)
+
+
+def _label(value: object, name: str) -> str:
+    label = as_str(value, name, max_length=255)
+    # TLS labels are ASCII (RFC 5246 §5); anything else is almost surely a paste error.
+    if not (label.isascii() and label.isprintable()):
+        raise DecodeError(f"{name} must be printable ASCII")
+    return label
+
+
+def _hash_name(value: object, name: str) -> str:
+    if not isinstance(value, str) or value not in HASHES:  # a list or object is unhashable
+        raise DecodeError(f"{name} must be one of {', '.join(sorted(HASHES))}")
+    return str(value)
+
+
+@bp.post("/api/prf")
+def prf_rounds_api() -> Any:
+    with Fields(json_body(), "prf request") as f:
+        secret = f.required("secret", hex_field(max_length=MAX_PRF_INPUT))
+        label = f.required("label", _label)
+        seed = f.required("seed", hex_field(max_length=MAX_PRF_INPUT))
+        length = f.required("length", lambda v, n: as_int(v, n, minimum=1, maximum=MAX_PRF_LENGTH))
+        hash_name = f.optional("hash_name", _hash_name, "sha256")
+    return jsonify(prf_rounds(secret, label.encode("ascii"), seed, length, hash_name))
+
+
+def prf_rounds(
+    secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str
+) -> dict[str, Any]:
+    """PRF(secret, label, seed) with every round of P_hash, as hex for the page.
+
+    ``blocks`` are the whole HMAC(secret, A(i) + label + seed) outputs; ``output`` is their
+    concatenation cut to ``length`` bytes, exactly :func:`kdf_lib.prf.prf`.
+    """
+    digest_size = HASHES[hash_name].digest_size
+    rounds = -(-length // digest_size)
+    # Asking for whole rounds keeps the last block whole; the PRF output is its prefix.
+    a_values, stream = p_hash_rounds(secret, label + seed, rounds * digest_size, hash_name)
+    output = stream[:length]
+    return {
+        "hash_name": hash_name,
+        "length": length,
+        "label_hex": label.hex(),
+        "p_hash_seed": (label + seed).hex(),
+        "a": [a.hex() for a in a_values],
+        "blocks": [stream[i : i + digest_size].hex() for i in range(0, len(stream), digest_size)],
+        "output": output.hex(),
+        "output_sha256": fingerprint(output),
+    }
+
+
+@bp.after_app_request
+def _page_headers(response: Response) -> Response:
+    # Only the page, its files and its API: the JSON API of other blueprints is left as it is.
+    if request.blueprint == bp.name or request.endpoint == "static":
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -1,0 +1,686 @@
+"""Offline analysis of a recorded TLS 1.2 handshake, sans-I/O: what the wire alone gives away.
+
+Rebuilds the transcript from the wire JSON (docs/protocol.md §2); recomputes the master secret
+(RFC 5246 §8.1, RFC 7627 §4), the key block (§6.3) and client Finished (§7.4.9) and names the
+input behind a mismatch by trying a catalogue of known mistakes; and replays the key schedule as
+a passive eavesdropper holding the server's RSA key would (the forward-secrecy lesson).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from hmac import compare_digest
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from . import kex, pki
+from .errors import DecodeError, DecryptError, TLSError
+from .handshake import ClientFinish, ServerFlight, fingerprint
+from .messages import (
+    CertificateMessage,
+    ClientHello,
+    ClientKeyExchange,
+    Finished,
+    ServerHelloDone,
+    decode_b64,
+)
+from .prf import (
+    HASHES,
+    MASTER_SECRET_LENGTH,
+    RANDOM_LENGTH,
+    VERIFY_DATA_LENGTH,
+    extended_master_secret,
+    finished_verify_data,
+    key_block,
+    master_secret,
+    prf,
+)
+from .record import ContentType, connection_record_layers
+from .suites import CipherSuite, KeyExchange, split_key_block
+
+__all__ = [
+    "CATALOGUE",
+    "DerivationInputs",
+    "Diagnosis",
+    "HandshakeMessage",
+    "Mistake",
+    "PassiveDecryption",
+    "RecordedHandshake",
+    "Stage",
+    "decrypt_recorded_session",
+    "derive",
+    "diagnose",
+    "transcript_hash",
+]
+
+
+class Stage(StrEnum):
+    """The three PRF derivations of a full handshake, in the order they happen."""
+
+    MASTER_SECRET = "master_secret"  # noqa: S105 (a stage name, not a password)
+    KEY_BLOCK = "key_block"
+    FINISHED = "finished"
+
+    @property
+    def description(self) -> str:
+        """The derivation's output in words, e.g. "key block"."""
+        return _STAGE_NAMES[self]
+
+
+_STAGE_NAMES = {
+    Stage.MASTER_SECRET: "master secret",
+    Stage.KEY_BLOCK: "key block",
+    Stage.FINISHED: "client Finished verify_data",
+}
+
+
+@dataclass(frozen=True)
+class HandshakeMessage:
+    """One handshake message in its TLS encoding, as it goes into the transcript."""
+
+    name: str
+    encoded: bytes
+
+
+# -- the recorded handshake ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedHandshake:
+    """The public values of one full handshake, decoded from the JSON that crossed the wire."""
+
+    client_hello: ClientHello
+    server_flight: ServerFlight
+    client_key_exchange: ClientKeyExchange
+    client_finished_record: bytes
+    server_finished_record: bytes
+
+    @classmethod
+    def from_json(
+        cls, hello: object, flight: object, finish: object, finish_answer: object
+    ) -> RecordedHandshake:
+        """Decode the four bodies of a full handshake, as POST /handshake/hello and
+        /handshake/finish carried them (``connection_id`` envelopes included).
+
+        Raises:
+            DecodeError: a body breaks the codec, or the handshake was an abbreviated one
+                (it has no key exchange to analyse).
+        """
+        server_flight = ServerFlight.from_json(_without_envelope(flight, "hello answer"))
+        if server_flight.resumed:
+            raise DecodeError("a resumed handshake has no key exchange to analyse")
+        client_finish = ClientFinish.from_json(_without_envelope(finish, "finish request"))
+        if client_finish.client_key_exchange is None:
+            raise DecodeError("the recorded finish request has no ClientKeyExchange")
+        # Only finished_record is protocol; the answer's fingerprints and trace are teaching aids.
+        server_finished = decode_b64(
+            _without_envelope(finish_answer, "finish answer").get("finished_record"),
+            "finished_record",
+            max_length=4096,
+        )
+        return cls(
+            ClientHello.from_json(hello),
+            server_flight,
+            client_finish.client_key_exchange,
+            client_finish.finished_record,
+            server_finished,
+        )
+
+    @property
+    def suite(self) -> CipherSuite:
+        return self.server_flight.server_hello.cipher_suite
+
+    @property
+    def client_random(self) -> bytes:
+        return self.client_hello.random
+
+    @property
+    def server_random(self) -> bytes:
+        return self.server_flight.server_hello.random
+
+    @property
+    def extended_master_secret(self) -> bool:
+        return self.server_flight.server_hello.extensions.extended_master_secret
+
+    @property
+    def encrypt_then_mac(self) -> bool:
+        return self.server_flight.server_hello.extensions.encrypt_then_mac
+
+    def certificate_chain(self) -> list[x509.Certificate]:
+        """The server's certificates, leaf first."""
+        return [
+            c for pem in self.server_flight.certificate_pem for c in pki.load_certificate_chain(pem)
+        ]
+
+    def handshake_messages(self) -> tuple[HandshakeMessage, ...]:
+        """ClientHello up to ClientKeyExchange in their TLS encoding: the transcript that the
+        extended master secret and the client Finished hash (rebuilt exactly as the services do)."""
+        flight = self.server_flight
+        chain_der = tuple(c.public_bytes(Encoding.DER) for c in self.certificate_chain())
+        messages = [
+            HandshakeMessage("ClientHello", self.client_hello.encode()),
+            HandshakeMessage("ServerHello", flight.server_hello.encode()),
+            HandshakeMessage("Certificate", CertificateMessage(chain_der).encode()),
+        ]
+        if flight.server_key_exchange is not None:
+            messages.append(
+                HandshakeMessage("ServerKeyExchange", flight.server_key_exchange.encode())
+            )
+        messages.append(HandshakeMessage("ServerHelloDone", ServerHelloDone().encode()))
+        messages.append(HandshakeMessage("ClientKeyExchange", self.client_key_exchange.encode()))
+        return tuple(messages)
+
+
+def _without_envelope(body: object, where: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise DecodeError(f"the recorded {where} is not a JSON object")
+    return {k: v for k, v in body.items() if k != "connection_id"}
+
+
+# -- derivations and the mistake catalogue -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DerivationInputs:
+    """Everything the three derivations of one full handshake take; the secret stays out of repr."""
+
+    suite: CipherSuite
+    client_random: bytes
+    server_random: bytes
+    extended_master_secret: bool
+    handshake_messages: tuple[HandshakeMessage, ...]
+    pre_master_secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("client_random", "server_random", "pre_master_secret"):
+            if not isinstance(getattr(self, name), bytes):
+                raise TypeError(f"{name} must be bytes")
+        for name in ("client_random", "server_random"):
+            if len(getattr(self, name)) != RANDOM_LENGTH:
+                raise ValueError(f"{name} must be {RANDOM_LENGTH} bytes")
+        if not self.pre_master_secret:
+            raise ValueError("pre_master_secret must not be empty")
+        if not self.handshake_messages:
+            raise ValueError("handshake_messages must not be empty")
+
+    @classmethod
+    def from_recorded(
+        cls, recorded: RecordedHandshake, pre_master_secret: bytes
+    ) -> DerivationInputs:
+        return cls(
+            recorded.suite,
+            recorded.client_random,
+            recorded.server_random,
+            recorded.extended_master_secret,
+            recorded.handshake_messages(),
+            pre_master_secret,
+        )
+
+
+def transcript_hash(messages: Sequence[HandshakeMessage], hash_name: str) -> bytes:
+    """Hash(handshake_messages) with the PRF hash: the EMS session hash and Finished's input."""
+    digest = hashes.Hash(HASHES[hash_name]())
+    for message in messages:
+        digest.update(message.encoded)
+    return digest.finalize()
+
+
+def derive(inputs: DerivationInputs, stage: Stage) -> bytes:
+    """The correct output of ``stage``, computed with the functions the handshake itself uses."""
+    h = inputs.suite.prf_hash
+    if stage is Stage.MASTER_SECRET:
+        if inputs.extended_master_secret:
+            session_hash = transcript_hash(inputs.handshake_messages, h)
+            return extended_master_secret(inputs.pre_master_secret, session_hash, h)
+        return master_secret(
+            inputs.pre_master_secret, inputs.client_random, inputs.server_random, h
+        )
+    master = derive(inputs, Stage.MASTER_SECRET)
+    if stage is Stage.KEY_BLOCK:
+        return key_block(
+            master, inputs.client_random, inputs.server_random, inputs.suite.key_block_length, h
+        )
+    return finished_verify_data(master, "client", transcript_hash(inputs.handshake_messages, h), h)
+
+
+def _compute(
+    inputs: DerivationInputs,
+    stage: Stage,
+    *,
+    label: bytes | None = None,
+    swap_randoms: bool = False,
+    messages: Sequence[HandshakeMessage] | None = None,
+    hash_name: str | None = None,
+    ems: bool | None = None,
+) -> bytes:
+    """``stage`` as PRF(secret, label, seed) with one input changed: how a mistake is replayed."""
+    h = hash_name or inputs.suite.prf_hash
+    ems = inputs.extended_master_secret if ems is None else ems
+    hashed = inputs.handshake_messages if messages is None else messages
+    first, second = inputs.client_random, inputs.server_random
+    if swap_randoms:
+        first, second = second, first
+    if stage is Stage.MASTER_SECRET:
+        secret, length = inputs.pre_master_secret, MASTER_SECRET_LENGTH
+        if ems:
+            default_label, seed = b"extended master secret", transcript_hash(hashed, h)
+        else:
+            default_label, seed = b"master secret", first + second
+    else:
+        secret = derive(inputs, Stage.MASTER_SECRET)
+        if stage is Stage.KEY_BLOCK:
+            default_label, seed = b"key expansion", second + first
+            length = inputs.suite.key_block_length
+        else:
+            default_label, seed = b"client finished", transcript_hash(hashed, h)
+            length = VERIFY_DATA_LENGTH
+    return prf(secret, default_label if label is None else label, seed, length, h)
+
+
+#: Labels that sit next to each other in RFC 5246 and get mixed up.
+_NEIGHBOUR_LABELS = {
+    b"master secret": (b"extended master secret", b"key expansion"),
+    b"extended master secret": (b"master secret",),
+    b"key expansion": (b"master secret",),
+    b"client finished": (b"server finished",),
+}
+
+
+def _correct_label(inputs: DerivationInputs, stage: Stage) -> bytes:
+    if stage is Stage.MASTER_SECRET:
+        return b"extended master secret" if inputs.extended_master_secret else b"master secret"
+    return b"key expansion" if stage is Stage.KEY_BLOCK else b"client finished"
+
+
+def _show(label: bytes) -> str:
+    return label.decode("ascii", "backslashreplace")
+
+
+def _wrong_labels(inputs: DerivationInputs, stage: Stage) -> list[tuple[str, bytes]]:
+    right = _correct_label(inputs, stage)
+    spellings = [
+        right + b"s",
+        right.title(),
+        right.upper(),
+        right.replace(b" ", b"_"),
+        right.replace(b" ", b"-"),
+        right.replace(b" ", b""),
+        right + b"\x00",  # sizeof("master secret") in C counts the terminating NUL
+        *_NEIGHBOUR_LABELS.get(right, ()),
+    ]
+    unique = [s for s in dict.fromkeys(spellings) if s != right]
+    return [
+        (
+            f'the label was "{_show(s)}" instead of "{_show(right)}"',
+            _compute(inputs, stage, label=s),
+        )
+        for s in unique
+    ]
+
+
+def _swapped_randoms(inputs: DerivationInputs, stage: Stage) -> list[tuple[str, bytes]]:
+    if stage is Stage.MASTER_SECRET and inputs.extended_master_secret:
+        return []  # the extended master secret has no randoms in its seed
+    if stage is Stage.MASTER_SECRET:
+        detail = (
+            "the seed was server_random + client_random instead of client_random + server_random"
+        )
+    else:
+        detail = (
+            "the seed was client_random + server_random instead of server_random + client_random"
+        )
+    return [(detail, _compute(inputs, stage, swap_randoms=True))]
+
+
+def _missing_message(inputs: DerivationInputs, stage: Stage) -> list[tuple[str, bytes]]:
+    if stage is Stage.MASTER_SECRET and not inputs.extended_master_secret:
+        return []  # the RFC 5246 master secret hashes no transcript
+    messages = inputs.handshake_messages
+    return [
+        (
+            f"{left_out.name} was left out of the transcript",
+            _compute(inputs, stage, messages=messages[:i] + messages[i + 1 :]),
+        )
+        for i, left_out in enumerate(messages)
+    ]
+
+
+def _other_formula(inputs: DerivationInputs, stage: Stage) -> list[tuple[str, bytes]]:
+    if inputs.extended_master_secret:
+        detail = "the RFC 5246 formula was used although extended master secret was negotiated"
+    else:
+        detail = "the extended master secret formula was used although it was not negotiated"
+    return [(detail, _compute(inputs, stage, ems=not inputs.extended_master_secret))]
+
+
+def _other_hash(inputs: DerivationInputs, stage: Stage) -> list[tuple[str, bytes]]:
+    right = inputs.suite.prf_hash
+    return [
+        (f"the PRF ran with {other} instead of {right}", _compute(inputs, stage, hash_name=other))
+        for other in HASHES
+        if other != right
+    ]
+
+
+Variants = Callable[[DerivationInputs, Stage], list[tuple[str, bytes]]]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One known way to get a derivation wrong; ``variants`` replays it on given inputs."""
+
+    name: str
+    stage: Stage
+    differing_input: str
+    rule: str
+    variants: Variants
+
+
+_LABEL_RULE = (
+    "The label is PRF input byte for byte (RFC 5246 §5): any other spelling gives unrelated output."
+)
+_HASH_RULE = "TLS 1.2's PRF uses the suite's hash: SHA-256 unless the suite's name ends in SHA384."
+
+#: The known mistakes, in the order the diagnosis tries them.
+CATALOGUE: tuple[Mistake, ...] = (
+    Mistake(
+        "swapped_randoms",
+        Stage.MASTER_SECRET,
+        "random_order",
+        "RFC 5246 §8.1 seeds the master secret with client_random + server_random.",
+        _swapped_randoms,
+    ),
+    Mistake("wrong_label", Stage.MASTER_SECRET, "label", _LABEL_RULE, _wrong_labels),
+    Mistake(
+        "missing_transcript_message",
+        Stage.MASTER_SECRET,
+        "transcript",
+        "RFC 7627 §3: the session hash covers every handshake message from ClientHello up to and including ClientKeyExchange.",
+        _missing_message,
+    ),
+    Mistake(
+        "wrong_master_secret_formula",
+        Stage.MASTER_SECRET,
+        "extended_master_secret",
+        'RFC 7627 §4: when both hellos carry extended_master_secret, the master secret is PRF(pms, "extended master secret", session_hash); otherwise the RFC 5246 formula applies.',
+        _other_formula,
+    ),
+    Mistake("wrong_prf_hash", Stage.MASTER_SECRET, "prf_hash", _HASH_RULE, _other_hash),
+    Mistake(
+        "key_block_seed_order",
+        Stage.KEY_BLOCK,
+        "random_order",
+        "RFC 5246 §6.3 seeds the key block with server_random + client_random: the reverse of the master secret, and of what many explanations write.",
+        _swapped_randoms,
+    ),
+    Mistake("wrong_label", Stage.KEY_BLOCK, "label", _LABEL_RULE, _wrong_labels),
+    Mistake("wrong_prf_hash", Stage.KEY_BLOCK, "prf_hash", _HASH_RULE, _other_hash),
+    Mistake(
+        "missing_transcript_message",
+        Stage.FINISHED,
+        "transcript",
+        "RFC 5246 §7.4.9: verify_data hashes every handshake message before this Finished, ServerHelloDone included.",
+        _missing_message,
+    ),
+    Mistake("wrong_label", Stage.FINISHED, "label", _LABEL_RULE, _wrong_labels),
+    Mistake("wrong_prf_hash", Stage.FINISHED, "prf_hash", _HASH_RULE, _other_hash),
+)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Which input explains a mismatch. ``differing_input`` is ``"none"`` when the two values
+    agree and ``"unknown"`` when no mistake in the catalogue reproduces the observed one."""
+
+    stage: Stage | None
+    differing_input: str
+    explanation: str
+    mistake: str | None = None
+    detail: str | None = None
+    candidates_tried: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": None if self.stage is None else self.stage.value,
+            "differing_input": self.differing_input,
+            "explanation": self.explanation,
+            "mistake": self.mistake,
+            "detail": self.detail,
+            "candidates_tried": self.candidates_tried,
+        }
+
+
+def _check_fingerprint(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a hex string")
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"{name} must be a SHA-256 fingerprint: 64 lowercase hex digits")
+    return value
+
+
+def diagnose(
+    inputs: DerivationInputs, expected: str, observed: str, *, stage: Stage | None = None
+) -> Diagnosis:
+    """Name the input that makes ``observed`` differ from ``expected``.
+
+    Args:
+        inputs: the public values of the handshake and its pre-master secret.
+        expected: the SHA-256 fingerprint of the correct output (e.g. what the peer derived).
+        observed: the fingerprint of the output under suspicion.
+        stage: which derivation the outputs belong to; by default the stage whose correct
+            output ``expected`` is.
+
+    Returns:
+        The first mistake of :data:`CATALOGUE` that reproduces ``observed``, ``"none"`` if the
+        two fingerprints agree, or ``"unknown"`` if nothing explains the difference.
+
+    Raises:
+        TypeError, ValueError: a fingerprint is not 64 lowercase hex digits.
+    """
+    expected = _check_fingerprint(expected, "expected")
+    observed = _check_fingerprint(observed, "observed")
+    stages = list(Stage) if stage is None else [stage]
+    found = next(
+        (s for s in stages if compare_digest(fingerprint(derive(inputs, s)), expected)), None
+    )
+    if found is None:
+        where = "any derivation" if stage is None else f"the {stage.description}"
+        return Diagnosis(
+            stage,
+            "unknown",
+            f"The expected value is not {where} of these inputs: the inputs themselves "
+            "(pre-master secret, randoms, transcript) are not the ones that produced it.",
+        )
+    name = found.description
+    if compare_digest(expected, observed):
+        return Diagnosis(found, "none", f"Both values are the correct {name}: nothing differs.")
+    tried = 0
+    for mistake in CATALOGUE:
+        if mistake.stage is not found:
+            continue
+        for detail, value in mistake.variants(inputs, found):
+            tried += 1
+            if compare_digest(fingerprint(value), observed):
+                return Diagnosis(
+                    found,
+                    mistake.differing_input,
+                    f"The {name} differs because {detail}. {mistake.rule} Recomputing it that "
+                    f"way reproduces the observed value exactly ({_candidates(tried)} tried).",
+                    mistake.name,
+                    detail,
+                    tried,
+                )
+    return Diagnosis(
+        found,
+        "unknown",
+        f"No known mistake reproduces the observed {name} ({_candidates(tried)} tried): the "
+        "difference lies in an input the catalogue does not vary, such as the pre-master secret.",
+        candidates_tried=tried,
+    )
+
+
+def _candidates(count: int) -> str:
+    return f"{count} candidate" if count == 1 else f"{count} candidates"
+
+
+# -- the passive eavesdropper -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassiveDecryption:
+    """What a recorded session gives up to someone holding the server's private key."""
+
+    decrypted: bool
+    why: str
+    findings: tuple[str, ...]
+    master_secret_sha256: str | None = None
+    client_plaintext: bytes | None = field(default=None, repr=False)
+    server_plaintext: bytes | None = field(default=None, repr=False)
+
+
+def decrypt_recorded_session(
+    recorded: RecordedHandshake,
+    server_private_key: rsa.RSAPrivateKey,
+    client_records: bytes,
+    server_records: bytes,
+) -> PassiveDecryption:
+    """Try to open a recorded session's application data with only the wire and the server key.
+
+    ``client_records`` and ``server_records`` are the application-data records each side sent
+    after its Finished, in order, laid back to back. With RSA key exchange the key opens the
+    pre-master secret and everything follows; with ECDHE it opens nothing (RFC 8422 §5.10: the
+    secret needs an ephemeral private key, and neither was sent or kept).
+    """
+    leaf_key = recorded.certificate_chain()[0].public_key()
+    if (
+        not isinstance(leaf_key, rsa.RSAPublicKey)
+        or leaf_key.public_numbers() != server_private_key.public_key().public_numbers()
+    ):
+        return PassiveDecryption(False, "the key does not belong to the recorded certificate", ())
+    if recorded.suite.key_exchange is KeyExchange.ECDHE_RSA:
+        return _ecdhe_is_out_of_reach(recorded, server_private_key)
+    return _replay_rsa_key_schedule(recorded, server_private_key, client_records, server_records)
+
+
+def _ecdhe_is_out_of_reach(
+    recorded: RecordedHandshake, server_private_key: rsa.RSAPrivateKey
+) -> PassiveDecryption:
+    ske = recorded.server_flight.server_key_exchange
+    client_public = recorded.client_key_exchange.public_key
+    assert ske is not None and client_public is not None  # the codec enforces both for ECDHE
+    try:
+        kex.verify_server_params(
+            server_private_key.public_key(),
+            ske.signature_algorithm,
+            ske.signature,
+            recorded.client_random,
+            recorded.server_random,
+            ske.params,
+        )
+        signature = "verifies with the stolen key's public half"
+    except DecryptError:
+        signature = "does not verify"
+    findings = (
+        f"ServerKeyExchange holds only the server's ephemeral {ske.group.name} public key "
+        f"({len(ske.public_key)} bytes) and an RSA signature over it, which {signature}: "
+        "the certificate key authenticated the server, it never encrypted a secret",
+        f"ClientKeyExchange holds only the client's ephemeral public key ({len(client_public)} bytes)",
+        "the pre-master secret is ECDH(one side's ephemeral private key, the other's public key); "
+        "no private key ever crossed the wire, server_svc dropped its ephemeral key right after "
+        "ClientKeyExchange and the client never stored its own",
+    )
+    return PassiveDecryption(
+        False,
+        f"ECDHE ({ske.group.name}): the recording holds two public keys and a signature; the "
+        "server's RSA key only signed, so it recovers nothing. The ephemeral private keys that "
+        "could compute the pre-master secret were discarded after the handshake: forward secrecy.",
+        findings,
+    )
+
+
+def _replay_rsa_key_schedule(
+    recorded: RecordedHandshake,
+    server_private_key: rsa.RSAPrivateKey,
+    client_records: bytes,
+    server_records: bytes,
+) -> PassiveDecryption:
+    suite = recorded.suite
+    encrypted = recorded.client_key_exchange.encrypted_pre_master_secret
+    assert encrypted is not None  # the codec enforces it for RSA suites
+    # A wrong key would give the random fallback here; the Finished check below tells.
+    pms = kex.rsa_decrypt_pre_master_secret(server_private_key, encrypted)
+    messages = recorded.handshake_messages()
+    inputs = DerivationInputs(
+        suite,
+        recorded.client_random,
+        recorded.server_random,
+        recorded.extended_master_secret,
+        messages,
+        pms,
+    )
+    master = derive(inputs, Stage.MASTER_SECRET)
+    keys = split_key_block(suite, derive(inputs, Stage.KEY_BLOCK))
+    # The server's reader opens what the client wrote, the client's reader what the server wrote.
+    _, from_client = connection_record_layers(
+        keys, "server", encrypt_then_mac=recorded.encrypt_then_mac
+    )
+    _, from_server = connection_record_layers(
+        keys, "client", encrypt_then_mac=recorded.encrypt_then_mac
+    )
+    formula = (
+        "extended master secret over the rebuilt transcript"
+        if inputs.extended_master_secret
+        else "client_random + server_random"
+    )
+    findings = [
+        f"ClientKeyExchange holds the pre-master secret RSA-encrypted to the certificate key "
+        f"({len(encrypted)} bytes); the stolen key opens it (sha256 {fingerprint(pms)})",
+        f"master secret = PRF(pms, {formula}) (sha256 {fingerprint(master)}); key block and "
+        f"the six keys follow from the recorded randoms",
+    ]
+    try:
+        content_type, plaintext = from_client.open(recorded.client_finished_record)
+        client_finished = Finished.decode(plaintext)
+        expected = derive(inputs, Stage.FINISHED)
+        if content_type is not ContentType.handshake or not compare_digest(
+            client_finished.verify_data, expected
+        ):
+            raise DecryptError("client Finished does not verify")
+        from_server.open(recorded.server_finished_record)
+        client_data = _application_data(from_client.open_many(client_records))
+        server_data = _application_data(from_server.open_many(server_records))
+    except TLSError:
+        return PassiveDecryption(
+            False,
+            "the recorded records do not open with keys derived from this key",
+            tuple(findings),
+        )
+    findings.append(
+        "the recorded client Finished opens and its verify_data matches: the rebuilt keys are "
+        "exactly the ones both sides used"
+    )
+    findings.append(
+        f"opened {len(client_data)} bytes the client sent and {len(server_data)} bytes the "
+        "server answered"
+    )
+    return PassiveDecryption(
+        True,
+        "RSA key exchange: the pre-master secret crossed the wire encrypted to the server's "
+        "long-term key, so whoever gets that key later decrypts every recorded session.",
+        tuple(findings),
+        fingerprint(master),
+        client_data,
+        server_data,
+    )
+
+
+def _application_data(opened: list[tuple[ContentType, bytes]]) -> bytes:
+    if any(content_type is not ContentType.application_data for content_type, _ in opened):
+        raise DecryptError("expected application data records")
+    return b"".join(plaintext for _, plaintext in opened)

@@ -1,0 +1,340 @@
+"""server_svc's OpenAPI 3.1 document, served at ``GET /openapi.json``.
+
+Request schemas follow the strict codec of kdf_lib.messages (docs/protocol.md §1.5):
+closed objects, exact hex and base64, size caps. Every answer is documented, errors included.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from kdf_lib.kex import NamedGroup, SignatureScheme
+from kdf_lib.messages import MAX_SESSION_ID, RANDOM_LENGTH
+from kdf_lib.record import MAX_PLAINTEXT
+from kdf_lib.suites import SUITES
+from lab_common.openapi import (
+    CONNECTION_ID,
+    FINGERPRINT,
+    Schema,
+    base64_string,
+    build_document,
+    closed_object,
+    error_codes_by_status,
+    error_schema,
+    hex_string,
+    json_request,
+    nullable,
+    responses,
+)
+
+from .views import MAX_RECORD_BYTES, MIN_REPLY_FRAGMENT
+
+SUITE_NAME: Schema = {"type": "string", "enum": sorted(SUITES)}
+GROUP_NAME: Schema = {"type": "string", "enum": [g.name for g in NamedGroup]}
+SCHEME_NAME: Schema = {"type": "string", "enum": [s.name for s in SignatureScheme]}
+HOSTNAME: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 253,
+    "pattern": (
+        "^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        "(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    ),
+}
+
+
+def _names(item: Schema, *, min_items: int) -> Schema:
+    return {
+        "type": "array",
+        "items": item,
+        "minItems": min_items,
+        "maxItems": 64,
+        "uniqueItems": True,
+    }
+
+
+CLIENT_HELLO = closed_object(
+    {
+        "client_random": hex_string(min_bytes=RANDOM_LENGTH, max_bytes=RANDOM_LENGTH),
+        "cipher_suites": _names(SUITE_NAME, min_items=1),
+        "session_id": nullable(hex_string(max_bytes=MAX_SESSION_ID)),
+        "extensions": nullable(
+            closed_object(
+                {
+                    "extended_master_secret": nullable({"type": "boolean"}),
+                    "encrypt_then_mac": nullable({"type": "boolean"}),
+                    "server_name": nullable(HOSTNAME),
+                    "supported_groups": nullable(_names(GROUP_NAME, min_items=0)),
+                    "signature_algorithms": nullable(_names(SCHEME_NAME, min_items=1)),
+                }
+            )
+        ),
+    },
+    ["client_random", "cipher_suites"],
+)
+
+CLIENT_FINISH = closed_object(
+    {
+        "connection_id": CONNECTION_ID,
+        "client_key_exchange": {
+            "oneOf": [
+                {"type": "null"},
+                closed_object(
+                    {"encrypted_pre_master_secret": base64_string(1024)},
+                    ["encrypted_pre_master_secret"],
+                ),
+                closed_object(
+                    {"public_key": hex_string(min_bytes=1, max_bytes=255)}, ["public_key"]
+                ),
+            ]
+        },
+        "finished_record": base64_string(4096),
+    },
+    ["connection_id", "finished_record"],
+)
+
+MESSAGE = closed_object(
+    {
+        "connection_id": CONNECTION_ID,
+        "record": base64_string(MAX_RECORD_BYTES),
+        "reply_fragment_size": nullable(
+            {"type": "integer", "minimum": MIN_REPLY_FRAGMENT, "maximum": MAX_PLAINTEXT}
+        ),
+    },
+    ["connection_id", "record"],
+)
+
+_LOWER_HEX_32 = hex_string(min_bytes=32, max_bytes=32, lowercase=True)
+
+SERVER_HELLO = closed_object(
+    {
+        "connection_id": CONNECTION_ID,
+        "session_id": hex_string(max_bytes=MAX_SESSION_ID, lowercase=True),
+        "server_random": _LOWER_HEX_32,
+        "cipher_suite": SUITE_NAME,
+        "resumed": {"type": "boolean"},
+        "extensions": closed_object(
+            {
+                "extended_master_secret": {"type": "boolean"},
+                "encrypt_then_mac": {"type": "boolean"},
+                "ec_point_formats": nullable(
+                    {"type": "array", "items": {"const": "uncompressed"}, "minItems": 1}
+                ),
+            },
+            ["extended_master_secret", "encrypt_then_mac", "ec_point_formats"],
+        ),
+        "certificate_chain": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
+        "server_key_exchange": closed_object(
+            {
+                "curve_type": {"const": "named_curve"},
+                "named_curve": GROUP_NAME,
+                "public_key": hex_string(min_bytes=1, max_bytes=255, lowercase=True),
+                "signature_algorithm": SCHEME_NAME,
+                "signature": base64_string(1024),
+            },
+            ["curve_type", "named_curve", "public_key", "signature_algorithm", "signature"],
+        ),
+        "finished_record": base64_string(4096),
+    },
+    [
+        "connection_id",
+        "session_id",
+        "server_random",
+        "cipher_suite",
+        "resumed",
+        "extensions",
+        "certificate_chain",
+    ],
+)
+
+FINGERPRINTS = closed_object(
+    {"master_secret": FINGERPRINT, "key_block": FINGERPRINT}, ["master_secret", "key_block"]
+)
+
+TRACE_STEP = closed_object(
+    {
+        "actor": {"type": "string", "enum": ["client", "server"]},
+        "flight": {"type": "integer", "minimum": 0},
+        "action": {"type": "string"},
+        "purpose": {"type": "string"},
+        "data": {"type": "object"},
+        "elapsed_ms": {"type": "number"},
+        "secrets": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    ["actor", "flight", "action", "purpose", "data", "elapsed_ms"],
+)
+TRACE: Schema = {"type": "array", "items": TRACE_STEP}
+
+FINISH_ANSWER = closed_object(
+    {
+        "connection_id": CONNECTION_ID,
+        "finished_record": nullable(base64_string(4096)),
+        "fingerprints": FINGERPRINTS,
+        "trace": TRACE,
+    },
+    ["connection_id", "finished_record", "fingerprints", "trace"],
+)
+
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+
+MESSAGE_ANSWER = closed_object(
+    {
+        "connection_id": CONNECTION_ID,
+        "record": base64_string(),
+        "received": closed_object(
+            {"seq": _COUNT, "records": _COUNT, "bytes": _COUNT}, ["seq", "records", "bytes"]
+        ),
+        "reply_seq": _COUNT,
+    },
+    ["connection_id", "record", "received", "reply_seq"],
+)
+
+_NULLABLE_STRING = nullable({"type": "string"})
+_NULLABLE_BOOL = nullable({"type": "boolean"})
+
+#: kdf_lib's ServerHandshake.summary() plus what the view adds; open to new fields.
+SESSION_VIEW = closed_object(
+    {
+        "side": {"const": "server"},
+        "state": {"type": "string"},
+        "error": _NULLABLE_STRING,
+        "cipher_suite": nullable(SUITE_NAME),
+        "key_exchange": nullable({"type": "string", "enum": ["rsa", "ecdhe"]}),
+        "client_random": _NULLABLE_STRING,
+        "server_random": _NULLABLE_STRING,
+        "session_id": _NULLABLE_STRING,
+        "extended_master_secret": _NULLABLE_BOOL,
+        "encrypt_then_mac": _NULLABLE_BOOL,
+        "resumed": _NULLABLE_BOOL,
+        "closed": _NULLABLE_BOOL,
+        "sequence_numbers": nullable(
+            closed_object({"write": _COUNT, "read": _COUNT}, ["write", "read"])
+        ),
+        "fingerprints": nullable(FINGERPRINTS),
+        "key_block_layout": nullable({"type": "array", "items": {"type": "object"}}),
+        "transcript_sha256": FINGERPRINT,
+        "trace": TRACE,
+        "secrets": {"type": "object", "additionalProperties": {"type": "string"}},
+        "messages": _COUNT,
+        "connection_id": CONNECTION_ID,
+        "secrets_revealed": {"type": "boolean"},
+    },
+    ["side", "state", "error", "trace", "messages", "connection_id", "secrets_revealed"],
+    closed=False,
+)
+
+HEALTH = closed_object(
+    {
+        "status": {"const": "ok"},
+        "service": {"const": "server_svc"},
+        "connections": _COUNT,
+        "sessions": _COUNT,
+        "certificate": closed_object(
+            {"subject": {"type": "string"}, "not_after": {"type": "string"}},
+            ["subject", "not_after"],
+        ),
+    },
+    ["status", "service", "connections", "sessions", "certificate"],
+)
+
+
+def _errors(*statuses: int) -> dict[int, Schema]:
+    codes = error_codes_by_status()
+    return {status: error_schema(codes[status]) for status in statuses}
+
+
+def _post(summary: str, request: Schema, answer: Schema, *statuses: int) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": json_request(request),
+            "responses": responses(answer, _errors(*statuses)),
+        }
+    }
+
+
+@cache
+def _paths() -> dict[str, Any]:
+    return {
+        "/handshake/hello": _post(
+            "ClientHello in, ServerHello..ServerHelloDone (or a resumed ServerHello + Finished) out",
+            CLIENT_HELLO,
+            SERVER_HELLO,
+            400,
+            413,
+            415,
+            500,
+        ),
+        "/handshake/finish": _post(
+            "ClientKeyExchange and the client Finished record in, the server Finished record out",
+            CLIENT_FINISH,
+            FINISH_ANSWER,
+            400,
+            404,
+            409,
+            413,
+            415,
+            500,
+        ),
+        "/message": _post(
+            "Protected application-data records in, a protected echo out",
+            MESSAGE,
+            MESSAGE_ANSWER,
+            400,
+            404,
+            409,
+            413,
+            415,
+            500,
+        ),
+        "/sessions/{connection_id}": {
+            "get": {
+                "summary": "The server's view of one connection (no secrets unless REVEAL_SECRETS)",
+                "parameters": [
+                    {
+                        "name": "connection_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": CONNECTION_ID,
+                    }
+                ],
+                "responses": responses(SESSION_VIEW, _errors(400, 404, 500)),
+            }
+        },
+        "/healthz": {
+            "get": {"summary": "Liveness and counts", "responses": responses(HEALTH, _errors(500))}
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": responses({"type": "object"}, _errors(500)),
+            }
+        },
+        "/demo/private-key": {
+            "get": {
+                "summary": "The server's private key, only with REVEAL_SECRETS (forward-secrecy demo)",
+                "responses": responses(
+                    closed_object(
+                        {
+                            "private_key_pem": {"type": "string"},
+                            "certificate_sha256": FINGERPRINT,
+                            "warning": {"type": "string"},
+                        },
+                        ["private_key_pem", "certificate_sha256", "warning"],
+                    ),
+                    {403: error_schema(["demo_disabled"]), **_errors(500)},
+                ),
+            }
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    return build_document(
+        "server_svc",
+        "1",
+        "The TLS 1.2 server side of the lab (docs/protocol.md). Errors are "
+        '`{"error": {"code", "message"}}` named after TLS alerts.',
+        _paths(),
+    )

@@ -1,0 +1,62 @@
+"""client_svc wired in-process to server_svc and to a man in the middle with a CA of its own."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask.testing import FlaskClient
+
+STEP_FIELDS = {"side", "action", "detail"}
+
+
+class FlaskTransport:
+    """client_svc's Transport, backed by a server_svc test client; remembers what it carried."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+        self.calls: list[tuple[str, str]] = []
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        self.calls.append((method, path))
+        response = self.client.open(
+            path,
+            method=method,
+            data=None if body is None else json.dumps(body),
+            content_type="application/json" if body is not None else None,
+        )
+        return response.status_code, response.get_data()
+
+
+@dataclass
+class Lab:
+    client: FlaskClient  # client_svc
+    server: FlaskClient  # server_svc, asked directly
+    to_server: FlaskTransport  # what client_svc sent to server_svc
+    to_mitm: FlaskTransport  # what client_svc sent to the mitm
+
+    def demo(self, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /demo/<name>; the answer, after checking the shape every demo shares."""
+        response = self.client.post(f"/demo/{name}", json=body)
+        assert response.status_code == 200, response.get_json()
+        answer: dict[str, Any] = response.get_json()
+        assert_demo_shape(answer, name)
+        return answer
+
+
+def assert_demo_shape(answer: dict[str, Any], name: str) -> None:
+    assert answer["demo"] == name
+    assert isinstance(answer["title"], str) and answer["title"]
+    assert isinstance(answer["explanation"], str) and answer["explanation"]
+    assert isinstance(answer["outcome"], dict)
+    assert answer["steps"], "a demo without steps shows nothing"
+    for step in answer["steps"]:
+        assert set(step) == STEP_FIELDS
+        assert all(isinstance(step[field], str) and step[field] for field in STEP_FIELDS)
+
+
+def error_of(response: Any, status: int) -> dict[str, str]:
+    assert response.status_code == status, response.get_json()
+    error: dict[str, str] = response.get_json()["error"]
+    return error

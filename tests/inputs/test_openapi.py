@@ -1,0 +1,206 @@
+"""The OpenAPI documents at ``GET /openapi.json``, and both apps fuzzed against them.
+
+schemathesis generates requests from each document, valid and invalid ones, sends them to
+the app in-process (WSGI) and checks the answers: never a 5xx, every status and body as
+documented, and every request the schema calls invalid refused with a 4xx. Successful
+answers, which random input rarely reaches, are checked on real handshakes below.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import schemathesis
+from attacks.peer import RSA_SUITE, Peer, identity, server_config
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from client_svc import create_app as create_client_app
+from server_svc import create_app as create_server_app
+
+from .conftest import FlaskTransport
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def _apps(**server_settings: Any) -> tuple[Any, Any]:
+    server_app = create_server_app(
+        {"SERVER_CONFIG": server_config(), "TESTING": True, **server_settings}
+    )
+    ca, _ = identity()
+    client_app = create_client_app(
+        {
+            "TRUST_ANCHORS": (ca.certificate,),
+            "TRANSPORT": FlaskTransport(server_app.test_client()),
+            "SERVER_NAME": "server",
+            "TESTING": True,
+        }
+    )
+    return server_app, client_app
+
+
+# schemathesis's lazy (fixture) loader does not work with this pytest, so the apps that are
+# fuzzed are made at import time; each fuzzed operation shares them, as a real server would.
+FUZZED_SERVER, FUZZED_CLIENT = _apps()
+SERVER_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_SERVER)
+CLIENT_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_CLIENT)
+
+
+@SERVER_SCHEMA.parametrize()
+@FUZZ
+def test_server_svc_answers_as_documented(case):
+    case.call_and_validate(checks=CHECKS)
+
+
+@CLIENT_SCHEMA.parametrize()
+@FUZZ
+def test_client_svc_answers_as_documented(case):
+    case.call_and_validate(checks=CHECKS)
+
+
+def test_the_prf_calculator_refuses_a_hash_name_that_is_not_a_string():
+    """Found by the fuzzing above: a dict lookup of an unhashable value was a 500."""
+    _, client_app = _apps()
+    body = {"secret": "00", "label": "x", "seed": "00", "length": 1, "hash_name": {}}
+    response = client_app.test_client().post("/api/prf", json=body)
+    assert response.status_code == 400
+
+
+# -- the documents themselves -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", [SERVER_SCHEMA, CLIENT_SCHEMA], ids=["server", "client"])
+def test_the_document_is_valid_openapi_3_1(schema):
+    schema.validate()
+    assert schema.raw_schema["openapi"].startswith("3.1")
+
+
+@pytest.mark.parametrize("app", [FUZZED_SERVER, FUZZED_CLIENT], ids=["server", "client"])
+def test_every_route_is_documented_with_its_errors(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    documented = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+    served = {
+        (rule.rule.replace("<connection_id>", "{connection_id}"), method)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert served == documented
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            statuses = set(operation["responses"])
+            assert "200" in statuses and "500" in statuses, (path, method)
+            for status, answer in operation["responses"].items():
+                if status == "200":
+                    continue
+                schema = answer["content"]["application/json"]["schema"]
+                assert schema["required"] == ["error"], (path, method, status)
+
+
+# -- successful answers, from real handshakes ------------------------------------------------
+
+
+class RecordingClient:
+    """A Flask test client that keeps every (path template, method, response)."""
+
+    def __init__(self, app: Any) -> None:
+        self.client = app.test_client()
+        self.seen: list[tuple[str, str, Any]] = []
+
+    def open(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
+        response = self.client.open(path, method=method, **kwargs)
+        template = "/sessions/{connection_id}" if path.startswith("/sessions/") else path
+        self.seen.append((template, method, response))
+        return response
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.open(path, "POST", **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.open(path, "GET", **kwargs)
+
+
+def _validate_all(schema: Any, recorder: RecordingClient) -> set[tuple[str, str, int]]:
+    covered = set()
+    for template, method, response in recorder.seen:
+        schema[template][method].validate_response(response)
+        covered.add((template, method, response.status_code))
+    return covered
+
+
+@pytest.mark.parametrize("reveal", [False, True], ids=["secrets hidden", "secrets revealed"])
+def test_server_svc_real_answers_match_the_document(reveal):
+    server_app, _ = _apps(REVEAL_SECRETS=reveal, MAX_CONTENT_LENGTH=64 * 1024)
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", server_app)
+    http = RecordingClient(server_app)
+    rsa = Peer(http, RSA_SUITE).complete()
+    rsa.send(b"hello")
+    rsa.message(rsa.seal(b"in small pieces " * 100))  # fragment size is the default here
+    ecdhe = Peer(http, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256").complete()
+    http.post(
+        "/message",
+        json={
+            "connection_id": ecdhe.connection_id,
+            "record": __import__("base64").b64encode(ecdhe.seal(b"x" * 2000)).decode(),
+            "reply_fragment_size": 512,
+        },
+    )
+    resumed = Peer(http, RSA_SUITE, resume=rsa.handshake.session).complete()
+    assert resumed.hello_json["resumed"] is True
+    http.get(f"/sessions/{rsa.connection_id}")
+    http.get(f"/sessions/{resumed.connection_id}")
+    http.get("/healthz")
+    http.get("/openapi.json")
+    http.get("/demo/private-key")
+    # Errors of every documented kind.
+    rsa.message(rsa.seal(b"late")[:-1])  # 400 bad_record_mac
+    rsa.message(rsa.seal(b"later"))  # 409 unexpected_message
+    http.get(f"/sessions/{'0' * 32}")  # 404
+    http.post("/message", data="{}", content_type="text/plain")  # 415
+    http.post("/message", data=json.dumps({"x": "a" * 70_000}), content_type="application/json")
+    covered = _validate_all(schema, http)
+    assert {status for _, _, status in covered} >= {200, 400, 404, 409, 413, 415}
+    assert ("/demo/private-key", "GET", 200 if reveal else 403) in covered
+
+
+def test_client_svc_real_answers_match_the_document():
+    _, client_app = _apps()
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", client_app)
+    http = RecordingClient(client_app)
+    http.post("/message", json={"plaintext": "too early"})  # 409 no_connection
+    first = http.post("/handshake", json={"key_exchange": "ecdhe"}).get_json()
+    http.post("/handshake", json={"resume": first["session_id"]})
+    http.post("/handshake", data="", content_type="application/json")
+    http.post("/message", json={"plaintext": "hello"})
+    http.get(f"/sessions/{first['connection_id']}")
+    http.get("/healthz")
+    http.get("/openapi.json")
+    http.post("/handshake", json={"resume": "ab" * 32})  # 404 unknown_session
+    http.post("/handshake", json={"nope": 1})  # 400
+    http.post("/message", data="{}", content_type="text/plain")  # 415
+    covered = _validate_all(schema, http)
+    assert {status for _, _, status in covered} >= {200, 400, 404, 409, 415}

@@ -1,0 +1,212 @@
+"""client_svc refuses a bad server certificate before it sends any secret (RFC 5246 §7.4.2).
+
+Each case runs a real server_svc (in-process) whose ServerConfig carries the bad certificate and
+drives client_svc through its HTTP API. The handshake must stop after the hello: server_svc never
+receives /handshake/finish (which would carry the encrypted pre-master secret or the client's
+ECDH key), the error names the alert and says why, and nothing can be sent on the connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from flask import Flask
+from flask.testing import FlaskClient
+
+from kdf_lib import pki
+
+from .conftest import NOW
+from .wire import Wire
+
+
+def self_signed_leaf(name: str) -> pki.Issued:
+    """A server certificate signed by its own key: a proper leaf (CA:FALSE), trusted by nobody.
+
+    It names its own key as the authority key, as ``openssl req -x509`` does.
+    """
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(minutes=5))
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(key_id, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(key_id), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return pki.Issued(certificate=certificate, private_key=key)
+
+
+@pytest.fixture(scope="module")
+def other_ca() -> pki.Issued:
+    return pki.create_ca("Some Other CA", now=NOW)
+
+
+# name -> (how to make the certificate, expected code, words the message must contain)
+BAD_CERTIFICATES: dict[str, tuple[Callable[[pki.Issued, pki.Issued], pki.Issued], str, str]] = {
+    "self_signed_leaf": (
+        lambda ca, other: self_signed_leaf("server"),
+        "unknown_ca",
+        "self-signed",
+    ),
+    "unknown_ca": (
+        lambda ca, other: pki.issue_server_certificate(other, "server", now=NOW),
+        "unknown_ca",
+        "not issued by a trusted certificate authority",
+    ),
+    "wrong_host_name": (
+        lambda ca, other: pki.issue_server_certificate(ca, "bank.example", now=NOW),
+        "bad_certificate",
+        "not valid for host 'server'",
+    ),
+    "expired": (
+        lambda ca, other: pki.issue_server_certificate(
+            ca,
+            "server",
+            now=NOW,
+            not_before=NOW - timedelta(days=30),
+            not_after=NOW - timedelta(days=1),
+        ),
+        "certificate_expired",
+        "certificate expired at",
+    ),
+    "not_yet_valid": (
+        lambda ca, other: pki.issue_server_certificate(
+            ca,
+            "server",
+            now=NOW,
+            not_before=NOW + timedelta(days=1),
+            not_after=NOW + timedelta(days=30),
+        ),
+        "certificate_expired",
+        "not valid before",
+    ),
+    "ca_true_leaf": (
+        lambda ca, other: pki.issue_server_certificate(ca, "server", now=NOW, ca_flag=True),
+        "unsupported_certificate",
+        "CA certificate (basicConstraints CA:TRUE)",
+    ),
+}
+
+
+def assert_stopped_before_any_secret(
+    client: FlaskClient, wire: Wire, server_app: Flask, answer: dict, code: str
+) -> None:
+    """The common consequences of an aborted handshake, for client and server alike."""
+    error = answer["error"]
+    connection_id = error["connection_id"]
+    # Only the hello crossed: no ClientKeyExchange, no Finished, no application data.
+    assert wire.paths() == ["/handshake/hello"]
+    server_view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
+    assert server_view["state"] == "wait_client_key_exchange"
+    # client_svc keeps the failed handshake for inspection, but not as a usable connection.
+    view = client.get(f"/sessions/{connection_id}").get_json()
+    assert view["state"] == "failed" and view["error"] == code
+    assert view["failure"]["code"] == code
+    actions = [step["action"] for step in view["trace"]]
+    assert actions[-1] == "abort"
+    assert not any("pre-master" in a or "ECDH public key" in a for a in actions)
+    assert client.get("/healthz").get_json()["connections"] == 0
+    # Nothing can be sent on it, by id or as "the latest connection".
+    refused = client.post("/message", json={"plaintext": "x", "connection_id": connection_id})
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["code"] == "unexpected_message"
+    assert code in refused.get_json()["error"]["message"]
+    latest = client.post("/message", json={"plaintext": "x"})
+    assert latest.status_code == 409 and latest.get_json()["error"]["code"] == "no_connection"
+    assert wire.paths() == ["/handshake/hello"]
+
+
+@pytest.mark.parametrize("key_exchange", ["rsa", "ecdhe"])
+@pytest.mark.parametrize("case", sorted(BAD_CERTIFICATES))
+def test_a_bad_server_certificate_stops_the_handshake_before_any_secret(
+    case: str,
+    key_exchange: str,
+    ca: pki.Issued,
+    other_ca: pki.Issued,
+    make_server: Callable[..., Flask],
+    wire: Wire,
+    make_client: Callable[..., FlaskClient],
+) -> None:
+    make_certificate, code, why = BAD_CERTIFICATES[case]
+    bad = make_certificate(ca, other_ca)
+    server_app = make_server(bad.certificate, bad.private_key)
+    wire.restart(server_app)
+    client = make_client()
+    response = client.post("/handshake", json={"key_exchange": key_exchange})
+    answer = response.get_json()
+    assert response.status_code == 502, answer
+    assert answer["error"]["code"] == code
+    assert answer["error"]["message"].startswith("server certificate refused before any secret")
+    assert why in answer["error"]["message"]
+    assert_stopped_before_any_secret(client, wire, server_app, answer, code)
+
+
+def test_rsa_key_exchange_needs_key_encipherment_in_the_certificate(
+    ca: pki.Issued,
+    make_server: Callable[..., Flask],
+    wire: Wire,
+    make_client: Callable[..., FlaskClient],
+) -> None:
+    bad = pki.issue_server_certificate(ca, "server", now=NOW, key_usage_key_encipherment=False)
+    server_app = make_server(bad.certificate, bad.private_key)
+    wire.restart(server_app)
+    client = make_client()
+    response = client.post("/handshake", json={"key_exchange": "rsa"})
+    answer = response.get_json()
+    assert response.status_code == 502, answer
+    assert answer["error"]["code"] == "unsupported_certificate"
+    assert "keyEncipherment" in answer["error"]["message"]
+    assert_stopped_before_any_secret(client, wire, server_app, answer, "unsupported_certificate")
+
+
+def test_a_certificate_without_key_encipherment_still_serves_ecdhe(
+    ca: pki.Issued,
+    make_server: Callable[..., Flask],
+    wire: Wire,
+    make_client: Callable[..., FlaskClient],
+) -> None:
+    # The control for the test above: the same kind of certificate is fine where the key only
+    # signs (RFC 8422 §5.3), so the refusal there is about key usage and nothing else.
+    cert = pki.issue_server_certificate(ca, "server", now=NOW, key_usage_key_encipherment=False)
+    wire.restart(make_server(cert.certificate, cert.private_key))
+    response = make_client().post("/handshake", json={"key_exchange": "ecdhe"})
+    assert response.status_code == 200, response.get_json()
+    assert wire.paths() == ["/handshake/hello", "/handshake/finish"]
+
+
+def test_the_genuine_certificate_is_accepted(client: FlaskClient, wire: Wire) -> None:
+    # The control for every case above: the fixtures themselves make a working pair.
+    response = client.post("/handshake", json={"key_exchange": "rsa"})
+    assert response.status_code == 200, response.get_json()
+    assert wire.paths() == ["/handshake/hello", "/handshake/finish"]

@@ -1,0 +1,72 @@
+"""The service sections of the benchmark still run: quick mode exits 0 and prints their rows.
+
+`python -m bench --quick --sections handshake,message,memory` starts server_svc, client_svc, an
+echo app, OpenSSL's s_server and a tlslite-ng server on free 127.0.0.1 ports and stops them all
+by PID. As for the kdf section, nothing here looks at the numbers (a benchmark is not a test);
+it checks the rows are there, and that no process the benchmark started outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    """PIDs whose environment holds ``marker`` (children inherit it, wherever they are re-parented)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_bench_quick_mode_prints_the_service_tables(tmp_path):
+    output = tmp_path / "table.md"
+    marker = f"LAB_BENCH_SMOKE={secrets.token_hex(8)}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--sections",
+            "handshake,message,memory",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        env={**os.environ, marker.split("=")[0]: marker.split("=")[1]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = output.read_text()
+    assert "| benchmark | lab | anchor |" in table
+    for row in (
+        "| RSA full handshake, 1 client |",
+        "| RSA resumed handshake, 4 clients |",
+        "| ECDHE full handshake, 4 clients |",
+        "OpenSSL s_server + s_time -new",
+        "tlslite-ng TLSConnection",
+        "| /message CBC+HMAC (TLS_RSA_WITH_AES_256_CBC_SHA256), 1 KiB |",
+        "| /message GCM (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256), 1 MiB |",
+        "bare Flask echo under gunicorn",
+        "prototype application/tls-records body",
+        "server_svc worker RSS",
+        "RSS per established connection",
+        "after a second fill",
+    ):
+        assert row in table, row
+    assert _processes_with(marker.encode()) == [], "a process the benchmark started still runs"

@@ -1,0 +1,68 @@
+"""Fixtures for the live page: client_svc wired in-process to server_svc (Flask test clients),
+and, for the browser tests, real gunicorn processes driven by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from client_svc import create_app as create_client_app
+from kdf_lib import pki
+from kdf_lib.handshake import ServerConfig
+from server_svc import create_app as create_server_app
+
+
+@pytest.fixture(scope="module")
+def ca() -> pki.Issued:
+    return pki.create_ca("Web Test CA", now=datetime.now(UTC))
+
+
+class InProcessTransport:
+    """client_svc's Transport, backed by server_svc's Flask test client instead of HTTP."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        response = self.client.open(
+            path,
+            method=method,
+            data=None if body is None else json.dumps(body),
+            content_type="application/json" if body is not None else None,
+        )
+        return response.status_code, response.get_data()
+
+
+def _client_app(ca: pki.Issued, *, reveal_secrets: bool) -> Any:
+    identity = pki.issue_server_certificate(ca, "server", now=datetime.now(UTC))
+    server_app = create_server_app(
+        {
+            "SERVER_CONFIG": ServerConfig((identity.certificate,), identity.private_key),
+            "TESTING": True,
+            "REVEAL_SECRETS": reveal_secrets,
+        }
+    )
+    return create_client_app(
+        {
+            "TRUST_ANCHORS": (ca.certificate,),
+            "TRANSPORT": InProcessTransport(server_app.test_client()),
+            "SERVER_NAME": "server",
+            "TESTING": True,
+            "REVEAL_SECRETS": reveal_secrets,
+        }
+    )
+
+
+@pytest.fixture
+def client(ca: pki.Issued) -> Iterator[Any]:
+    yield _client_app(ca, reveal_secrets=False).test_client()
+
+
+@pytest.fixture
+def revealing_client(ca: pki.Issued) -> Iterator[Any]:
+    """client_svc and server_svc as the operator starts them with REVEAL_SECRETS=1."""
+    yield _client_app(ca, reveal_secrets=True).test_client()
