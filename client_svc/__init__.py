@@ -23,7 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings_module.from_environment())
     app.config.update(config or {})
-    configure_app(app, "client_svc")
+    lab_metrics = configure_app(app, "client_svc")
     trust = app.config.get("TRUST_ANCHORS") or tuple(
         pki.load_certificate_chain(Path(app.config["TRUST_STORE"]).read_bytes())
     )
@@ -32,9 +32,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT"],
         read_timeout=app.config["UPSTREAM_READ_TIMEOUT"],
     )
+    state = ClientState(app.config)
+    lab_metrics.gauge("tls_lab_connections", "Connections held", lambda: len(state.connections))
+    lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", lambda: len(state.sessions))
     app.extensions["driver"] = Driver(
         ServerClient(transport),
-        ClientState(app.config),
+        state,
         tuple(trust),
         app.config["SERVER_NAME"],
         KeyLogWriter(app.config["SSLKEYLOGFILE"]),

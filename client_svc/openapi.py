@@ -23,6 +23,7 @@ from lab_common.openapi import (
     error_schema,
     json_request,
     json_response,
+    metrics_path,
     nullable,
     responses,
 )
@@ -175,6 +176,7 @@ def _paths(blueprints: set[str]) -> dict[str, Any]:
         ),
         "/healthz": _get("Liveness and counts", HEALTH),
         "/openapi.json": _get("This document", {"type": "object"}),
+        "/metrics": metrics_path(CLIENT_ERROR),
     }
     if "web" in blueprints:
         paths["/"] = {

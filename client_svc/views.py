@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from kdf_lib.errors import DecodeError
+from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
 from kdf_lib.suites import SUITES
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
+from lab_common.metrics import metrics
 
 from .driver import Driver, HandshakeRequest
 
@@ -69,7 +71,26 @@ def handshake() -> Any:
     if request.cipher_suite is not None and request.cipher_suites is not None:
         raise DecodeError("give cipher_suite or cipher_suites, not both")
     driver = _driver()
-    return jsonify(driver.describe(driver.handshake(request)))
+    started = time.perf_counter()
+    try:
+        entry = driver.handshake(request)
+    except (TLSError, ServiceError) as exc:
+        metrics().handshake(
+            resumed=request.resume is not None,
+            key_exchange=request.key_exchange or "unknown",
+            suite=request.cipher_suite or "default",
+            outcome=exc.code,
+        )
+        raise
+    answer = driver.describe(entry)
+    metrics().handshake(
+        resumed=answer["resumed"],
+        key_exchange=answer["key_exchange"],
+        suite=answer["cipher_suite"],
+        outcome="established",
+        seconds=time.perf_counter() - started,
+    )
+    return jsonify(answer)
 
 
 @bp.post("/message")
@@ -82,7 +103,13 @@ def message() -> Any:
         auto_reconnect = f.optional(
             "auto_reconnect", as_bool, bool(current_app.config["AUTO_RECONNECT"])
         )
-    answer = _driver().send(connection_id, plaintext.encode("utf-8"), auto_reconnect=auto_reconnect)
+    data = plaintext.encode("utf-8")
+    try:
+        answer = _driver().send(connection_id, data, auto_reconnect=auto_reconnect)
+    except (TLSError, ServiceError) as exc:
+        metrics().message(exc.code)
+        raise
+    metrics().message("delivered", sent=len(data), received=len(answer["reply"]["plaintext"]))
     return jsonify(answer)
 
 

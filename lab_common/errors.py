@@ -15,6 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from kdf_lib.errors import TLSError
 
+from .metrics import note_error
+
 log = logging.getLogger("lab")
 
 #: Stable codes for HTTP-level failures that werkzeug raises before a view runs.
@@ -53,6 +55,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(TLSError)
     def _tls_error(exc: TLSError) -> tuple[Response, int]:
+        note_error(exc.code)
         log.info(
             "protocol error", extra={"event": "alert", "code": exc.code, "status": exc.http_status}
         )
@@ -60,6 +63,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> tuple[Response, int]:
+        note_error(exc.code)
         log.info("service error", extra={"event": "error", "code": exc.code, "status": exc.status})
         return error_response(exc.code, exc.message, exc.status, **exc.details)
 
@@ -67,6 +71,7 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
         code = _HTTP_CODES.get(status, "http_error")
+        note_error(code)
         message = {
             404: "no such endpoint",
             405: "method not allowed on this endpoint",
@@ -76,6 +81,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
+        note_error("internal_error")
         # Only the type goes to the log: an exception message might quote input.
         log.error(
             "unexpected failure", extra={"event": "internal_error", "exception": type(exc).__name__}

@@ -133,3 +133,19 @@ def build_document(title: str, version: str, description: str, paths: dict[str, 
         "info": {"title": title, "version": version, "description": description},
         "paths": paths,
     }
+
+
+def metrics_path(error_500: Schema) -> dict[str, Any]:
+    """``GET /metrics``: Prometheus text exposition format."""
+    return {
+        "get": {
+            "summary": "Prometheus metrics: handshakes, messages, failures by code, latencies",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "500": json_response(error_500, "The service failed unexpectedly"),
+            },
+        }
+    }

@@ -30,14 +30,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(settings_module.from_environment())
     app.config.update(config or {})
-    configure_app(app, "server_svc")
+    lab_metrics = configure_app(app, "server_svc")
     server_config = app.config.get("SERVER_CONFIG") or load_server_config(
         app.config["SERVER_CERT_CHAIN"], app.config["SERVER_KEY"]
     )
     app.extensions["server_config"] = server_config
-    app.extensions["server_state"] = ServerState(
-        app.config, clock=app.config.get("STORE_CLOCK") or time.monotonic
+    state = ServerState(app.config, clock=app.config.get("STORE_CLOCK") or time.monotonic)
+    app.extensions["server_state"] = state
+    lab_metrics.gauge(
+        "tls_lab_connections",
+        "Connections held (half-open and established)",
+        lambda: len(state.connections),
     )
+    lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", lambda: len(state.sessions))
     from .views import bp
 
     app.register_blueprint(bp)

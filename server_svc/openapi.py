@@ -24,6 +24,7 @@ from lab_common.openapi import (
     error_schema,
     hex_string,
     json_request,
+    metrics_path,
     nullable,
     responses,
 )
@@ -305,6 +306,7 @@ def _paths() -> dict[str, Any]:
         "/healthz": {
             "get": {"summary": "Liveness and counts", "responses": responses(HEALTH, _errors(500))}
         },
+        "/metrics": metrics_path(_errors(500)[500]),
         "/openapi.json": {
             "get": {
                 "summary": "This document",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
@@ -14,6 +15,7 @@ from kdf_lib.messages import ClientHello, Fields, as_int, b64_field, encode_b64
 from kdf_lib.record import MAX_PLAINTEXT
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
+from lab_common.metrics import metrics
 
 from .store import ServerConnection, ServerState
 
@@ -57,6 +59,20 @@ def _fragments(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
+def _count_handshake(
+    handshake: ServerHandshake, outcome: str, seconds: float | None = None
+) -> None:
+    hello = handshake.server_hello
+    suite = hello.cipher_suite if hello is not None else None
+    metrics().handshake(
+        resumed=handshake.connection.resumed if handshake.connection else False,
+        key_exchange=suite.key_exchange.value if suite else "unknown",
+        suite=suite.name if suite else "none",
+        outcome=outcome,
+        seconds=seconds,
+    )
+
+
 def _forget_session(handshake: ServerHandshake) -> None:
     """After a fatal alert the connection's session can no longer be resumed (RFC 5246 §7.2.2)."""
     if handshake.server_hello is not None:
@@ -70,7 +86,11 @@ def hello() -> Any:
     handshake = ServerHandshake(
         current_app.extensions["server_config"], lookup_session=state.lookup_session
     )
-    flight = handshake.receive_client_hello(hello)
+    try:
+        flight = handshake.receive_client_hello(hello)
+    except TLSError as exc:
+        _count_handshake(handshake, exc.code)
+        raise
     connection = state.new_connection(handshake)
     log.info(
         "ServerHello sent",
@@ -92,16 +112,18 @@ def finish() -> Any:
     connection_id = connection_id_field(body.pop("connection_id"), "connection_id")
     request = ClientFinish.from_json(body)
     connection = _lookup(connection_id)
+    started = time.perf_counter()
     with connection.lock:
         handshake = connection.handshake
         try:
             reply = handshake.receive_client_finish(
                 request.client_key_exchange, request.finished_record
             )
-        except TLSError:
+        except TLSError as exc:
             # Matters for a resumed session, and for a connection that had finished already
             # (a repeated Finished); a new full handshake's session was not stored yet.
             _forget_session(handshake)
+            _count_handshake(handshake, exc.code)
             raise
         finally:
             log.info(
@@ -114,6 +136,7 @@ def finish() -> Any:
                 },
             )
         assert handshake.connection is not None and handshake.session is not None
+        _count_handshake(handshake, "established", time.perf_counter() - started)
         _state().connections.mark_established(connection_id)
         _state().remember_session(handshake.session)
         summary = handshake.summary(reveal_secrets=_reveal())
@@ -150,6 +173,7 @@ def message() -> Any:
         except TLSError as exc:
             # A fatal alert ends the connection, and its session must not be resumed.
             _forget_session(handshake)
+            metrics().message(exc.code)
             log.info(
                 "record refused; connection closed",
                 extra={
@@ -165,6 +189,7 @@ def message() -> Any:
         pieces = _fragments(header.encode() + plaintext, fragment_size)
         reply = b"".join(conn.seal(piece) for piece in pieces)
         connection.messages += 1
+    metrics().message("echoed", received=len(plaintext), sent=sum(map(len, pieces)))
     log.info(
         "message echoed",
         extra={
