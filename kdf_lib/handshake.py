@@ -147,6 +147,12 @@ class Step:
         return out
 
 
+#: Protected-data steps are traced for this many seals/opens per connection, in ladder
+#: position DATA_FLIGHT (after the handshake's five flights).
+MAX_TRACED_DATA_STEPS = 4
+DATA_FLIGHT = 6
+
+
 class _Trace:
     def __init__(self, actor: str, clock: Callable[[], float]) -> None:
         self.actor = actor
@@ -201,6 +207,7 @@ class Connection:
         resumed: bool,
         extended_master_secret: bool,
         encrypt_then_mac: bool,
+        trace: _Trace | None = None,
     ) -> None:
         self.side = side
         self.suite = suite
@@ -217,9 +224,33 @@ class Connection:
         self.encrypt_then_mac = encrypt_then_mac
         self.closed = False
         self.close_reason: str | None = None
+        self._trace = trace
+        self._traced_records = 0
 
     def __repr__(self) -> str:
         return f"<Connection {self.side} {self.suite.name} closed={self.closed}>"
+
+    def _trace_data(self, action: str, first_seq: int, records: int, size: int) -> None:
+        """Add the step table's last row, "protected data", for the first few messages only,
+        so a long conversation does not grow the trace without bound."""
+        if self._trace is None or self._traced_records >= MAX_TRACED_DATA_STEPS:
+            return
+        self._traced_records += 1
+        self._trace.flight = DATA_FLIGHT
+        kind = self.suite.kind
+        self._trace.add(
+            action,
+            "application data under the derived keys: "
+            + (
+                "AEAD (confidentiality and integrity in one)"
+                if kind == "aead"
+                else "AES-CBC for confidentiality, HMAC for integrity"
+            ),
+            first_seq=first_seq,
+            records=records,
+            plaintext_bytes=size,
+            cipher_suite=self.suite.name,
+        )
 
     def _check_open(self) -> None:
         if self.closed:
@@ -228,7 +259,10 @@ class Connection:
     def seal(self, data: bytes) -> bytes:
         """Protect application data as one or more records, back to back."""
         self._check_open()
-        return self.writer.seal_many(ContentType.application_data, data)
+        first_seq = self.writer.seq
+        sealed = self.writer.seal_many(ContentType.application_data, data)
+        self._trace_data("seal protected data", first_seq, self.writer.seq - first_seq, len(data))
+        return sealed
 
     def open(self, records: bytes) -> bytes:
         """Open application-data records and return their joined plaintext."""
@@ -240,7 +274,11 @@ class Connection:
         except TLSError as exc:
             self.fail(exc.code)
             raise
-        return b"".join(p for _, p in opened)
+        plaintext = b"".join(p for _, p in opened)
+        self._trace_data(
+            "open protected data", self.reader.seq - len(opened), len(opened), len(plaintext)
+        )
+        return plaintext
 
     def fail(self, reason: str) -> None:
         self.closed = True
@@ -576,6 +614,7 @@ class _Machine:
             resumed=resumed,
             extended_master_secret=ems,
             encrypt_then_mac=etm and not schedule.suite.is_aead,
+            trace=self.trace,
         )
         return self.connection
 

@@ -283,3 +283,18 @@ def test_a_tampered_record_ends_the_connection_and_its_session(client, server):
     assert after.status_code == 502 and after.get_json()["error"]["code"] == "unexpected_message"
     again = handshake(client, resume=result["session_id"])
     assert again["resumed"] is False
+
+
+def test_protected_data_appears_in_both_traces_for_the_first_messages_only(client, server):
+    result = handshake(client, key_exchange="ecdhe")
+    for i in range(6):
+        client.post("/message", json={"plaintext": f"message {i}"})
+    server_steps = server.get(f"/sessions/{result['connection_id']}").get_json()["trace"]
+    client_steps = client.get(f"/sessions/{result['connection_id']}").get_json()["trace"]
+    server_data = [s for s in server_steps if s["action"].endswith("protected data")]
+    client_data = [s for s in client_steps if s["action"].endswith("protected data")]
+    # The first two exchanges (open + seal on each side), then the trace stops growing.
+    assert [s["action"] for s in server_data] == ["open protected data", "seal protected data"] * 2
+    assert [s["action"] for s in client_data] == ["seal protected data", "open protected data"] * 2
+    assert server_data[0]["data"]["first_seq"] == 1 and server_data[2]["data"]["first_seq"] == 2
+    assert all(s["flight"] == 6 for s in server_data + client_data)
