@@ -5,6 +5,11 @@ not yet marked established). When full, the store evicts the least recently
 used entry that is not established; only if every entry is established does it
 evict the least recently used established one. So a flood of half-open
 handshakes cannot push out working connections.
+
+Half-open and established entries live in two ordered maps, each in
+last-touched order with one TTL, so the expired entries of each are a prefix
+and the eviction victim is the first half-open entry: every operation is O(1)
+(amortised), however full the store is.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ V = TypeVar("V")
 class _Entry(Generic[V]):
     value: V
     touched: float
-    established: bool
 
 
 class BoundedStore(Generic[V]):
@@ -41,69 +45,75 @@ class BoundedStore(Generic[V]):
         self.ttl = ttl
         self.half_open_ttl = ttl if half_open_ttl is None else half_open_ttl
         self._clock = clock
-        self._entries: OrderedDict[str, _Entry[V]] = OrderedDict()
+        self._half_open: OrderedDict[str, _Entry[V]] = OrderedDict()
+        self._established: OrderedDict[str, _Entry[V]] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
         self.expired = 0
-        self._last_purge = clock()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._entries)
-
-    def _alive(self, entry: _Entry[V], now: float) -> bool:
-        limit = self.ttl if entry.established else self.half_open_ttl
-        return now - entry.touched <= limit
+            return len(self._half_open) + len(self._established)
 
     def _purge(self, now: float) -> None:
-        # Entries are kept in least-recently-used order, so expired ones are at the front,
-        # except that half-open entries can expire earlier than older established ones.
-        stale = [k for k, e in self._entries.items() if not self._alive(e, now)]
-        for key in stale:
-            del self._entries[key]
-        self.expired += len(stale)
+        for entries, limit in (
+            (self._half_open, self.half_open_ttl),
+            (self._established, self.ttl),
+        ):
+            while entries:
+                key, entry = next(iter(entries.items()))
+                if now - entry.touched <= limit:
+                    break
+                del entries[key]
+                self.expired += 1
+
+    def _find(self, key: str) -> tuple[OrderedDict[str, _Entry[V]], _Entry[V]] | None:
+        for entries in (self._established, self._half_open):
+            entry = entries.get(key)
+            if entry is not None:
+                return entries, entry
+        return None
 
     def put(self, key: str, value: V, *, established: bool = False) -> None:
         now = self._clock()
         with self._lock:
-            full = key not in self._entries and len(self._entries) >= self.capacity
-            # A full scan costs O(n); do it when full or at most once a second.
-            if full or now - self._last_purge >= 1.0:
-                self._purge(now)
-                self._last_purge = now
-            if key not in self._entries and len(self._entries) >= self.capacity:
-                victim = next((k for k, e in self._entries.items() if not e.established), None)
-                if victim is None:
-                    victim = next(iter(self._entries))
-                del self._entries[victim]
+            self._purge(now)
+            found = self._find(key)
+            if found is not None:
+                del found[0][key]
+            elif len(self._half_open) + len(self._established) >= self.capacity:
+                victims = self._half_open or self._established
+                victims.popitem(last=False)
                 self.evicted += 1
-            self._entries[key] = _Entry(value, now, established)
-            self._entries.move_to_end(key)
+            target = self._established if established else self._half_open
+            target[key] = _Entry(value, now)
 
     def get(self, key: str) -> V | None:
         now = self._clock()
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
+            self._purge(now)
+            found = self._find(key)
+            if found is None:
                 return None
-            if not self._alive(entry, now):
-                del self._entries[key]
-                self.expired += 1
-                return None
+            entries, entry = found
             entry.touched = now
-            self._entries.move_to_end(key)
+            entries.move_to_end(key)
             return entry.value
 
     def mark_established(self, key: str) -> None:
         with self._lock:
-            entry = self._entries.get(key)
+            entry = self._half_open.pop(key, None)
             if entry is not None:
-                entry.established = True
+                entry.touched = self._clock()
+                self._established[key] = entry
 
     def pop(self, key: str) -> V | None:
         with self._lock:
-            entry = self._entries.pop(key, None)
-            return None if entry is None else entry.value
+            found = self._find(key)
+            if found is None:
+                return None
+            del found[0][key]
+            return found[1].value
 
     def purge(self) -> None:
         with self._lock:
@@ -111,4 +121,4 @@ class BoundedStore(Generic[V]):
 
     def values(self) -> Iterator[V]:
         with self._lock:
-            return iter([e.value for e in self._entries.values()])
+            return iter([e.value for e in (*self._established.values(), *self._half_open.values())])
