@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -24,9 +25,11 @@ from .timing import FULL, QUICK, Budget
 
 #: Section name → module. Each module has ``TITLE`` and ``run(budget, progress) -> list[Row]``
 #: and is imported only when selected, so one section's dependencies never slow another.
-#: Planned: "handshake" (service handshakes/s), "message" (/message throughput), "memory".
 SECTIONS: dict[str, str] = {
     "kdf": "bench.kdf",
+    "handshake": "bench.handshake",
+    "message": "bench.message",
+    "memory": "bench.memory",
 }
 
 
@@ -75,8 +78,14 @@ def _prefixed(progress: Callable[[str], None], prefix: str) -> Callable[[str], N
     return report
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # SystemExit unwinds the sections' with-blocks, which stop every process they started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     budget = QUICK if args.quick else FULL
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
 

@@ -1,7 +1,8 @@
 """Rows of benchmark results and the markdown table they make, plus what machine ran them.
 
 Columns: benchmark | lab | anchor | anchor value | ratio (lab/anchor) | target.
-A ratio is always lab rate / anchor rate, so higher means the lab is faster.
+A ratio is lab rate / anchor rate, so higher means the lab is faster; rows that measure a
+cost (memory) divide lab cost by anchor cost instead, and carry a :class:`Ceiling`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 __all__ = [
+    "Ceiling",
     "Row",
     "Target",
     "format_rate",
@@ -42,6 +44,25 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Ceiling:
+    """A cap on the ratio lab/anchor, for costs where lower is better (memory per connection)."""
+
+    max_ratio: float
+    note: str = ""  # e.g. "≤ 8 KiB per connection"
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.max_ratio
+
+    def describe(self, ratio: float | None) -> str:
+        text = f"≤ {self.max_ratio:g}x"
+        if self.note:
+            text += f" ({self.note})"
+        if ratio is None:
+            return text
+        return f"{text}: {'met' if self.met(ratio) else '**missed**'}"
+
+
+@dataclass(frozen=True)
 class Row:
     """One line of the table. ``ratio`` is None when the anchor could not run."""
 
@@ -51,7 +72,7 @@ class Row:
     anchor_value: str
     ratio: float | None
     ratio_spread: tuple[float, float] | None = None  # interquartile range of per-round ratios
-    target: Target | None = None
+    target: Target | Ceiling | None = None
 
     @property
     def missed(self) -> bool:
