@@ -14,8 +14,10 @@ master secret), RFC 7366 (encrypt-then-MAC), RFC 8422 (ECDHE). Each machine is a
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -160,6 +162,21 @@ class _Trace:
         self.start = clock()
         self.steps: list[Step] = []
         self.flight = 0
+        self._frozen: bytes | None = None  # zlib-compressed JSON of earlier steps
+
+    def freeze(self, reveal_secrets: bool) -> None:
+        """Keep the steps so far only as compressed JSON, as ``to_json(reveal_secrets)``
+        renders them: a fraction of the memory of the objects, and no hex copies of
+        secrets unless they are to be revealed."""
+        rendered = self.to_json(reveal_secrets)
+        self._frozen = zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 6)
+        self.steps = []
+
+    def to_json(self, reveal_secrets: bool = False) -> list[dict[str, Any]]:
+        earlier: list[dict[str, Any]] = (
+            json.loads(zlib.decompress(self._frozen)) if self._frozen is not None else []
+        )
+        return earlier + [step.to_json(reveal_secrets) for step in self.steps]
 
     def add(
         self, action: str, purpose: str, secrets: dict[str, bytes] | None = None, **data: Any
@@ -457,6 +474,7 @@ class _Machine:
         self.connection: Connection | None = None
         self.hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
+        self._transcript_sha256: str | None = None
 
     def _dispatch(self, msg_type: HandshakeType, *args: Any) -> Any:
         handler = self._table.get((self.state, msg_type))
@@ -467,6 +485,18 @@ class _Machine:
             return getattr(self, handler)(*args)  # type: ignore[arg-type]
         except TLSError as exc:
             self._fail(exc)
+
+    def compact(self, *, reveal_secrets: bool = False) -> None:
+        """Release what an established handshake no longer needs: the transcript (its
+        hash stays for :meth:`summary`), the key schedule (the Connection holds the record
+        layers), and the trace's objects (kept as compressed JSON). A server holding
+        thousands of connections calls this once each is established."""
+        if self.connection is None:
+            raise ValueError("only an established handshake can be compacted")
+        self._transcript_sha256 = fingerprint(self.transcript)
+        self.transcript = b""
+        self._schedule = None
+        self.trace.freeze(reveal_secrets)
 
     def abort(self, exc: TLSError) -> None:
         """End the handshake with ``exc`` because the caller saw something the
@@ -647,8 +677,8 @@ class _Machine:
             ),
             "fingerprints": conn.fingerprints() if conn else None,
             "key_block_layout": conn.key_layout() if conn else None,
-            "transcript_sha256": fingerprint(self.transcript),
-            "trace": [step.to_json(reveal_secrets) for step in self.trace.steps],
+            "transcript_sha256": self._transcript_sha256 or fingerprint(self.transcript),
+            "trace": self.trace.to_json(reveal_secrets),
         }
         if reveal_secrets and conn is not None:
             out["secrets"] = conn.reveal_secrets()

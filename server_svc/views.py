@@ -140,6 +140,8 @@ def finish() -> Any:
         _state().connections.mark_established(connection_id)
         _state().remember_session(handshake.session)
         summary = handshake.summary(reveal_secrets=_reveal())
+        # Thousands of connections may stay open: keep only what they still need.
+        handshake.compact(reveal_secrets=_reveal())
     return jsonify(
         {
             "connection_id": connection_id,

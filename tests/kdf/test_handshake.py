@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -364,3 +365,24 @@ def test_the_client_machine_only_ever_raises_protocol_errors(calls):
             assert client.state is ClientState.FAILED
         else:
             assert not failed, "a failed machine accepted a message"
+
+
+def test_compact_keeps_the_summary_and_drops_what_an_established_connection_no_longer_needs():
+    pair = connect("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    before = pair.server.summary()
+    secrets = pair.server_conn.reveal_secrets()
+    pair.server.compact(reveal_secrets=False)
+    after = pair.server.summary()
+    assert after == before
+    assert pair.server.transcript == b"" and pair.server._schedule is None
+    frozen = zlib.decompress(pair.server.trace._frozen).decode()
+    assert secrets["master_secret"] not in frozen and secrets["key_block"] not in frozen
+    # The connection goes on working after compaction, and new steps still join the trace.
+    assert pair.server_conn.open(pair.client_conn.seal(b"still here")) == b"still here"
+    assert pair.server.summary()["trace"][-1]["action"] == "open protected data"
+
+
+def test_only_an_established_handshake_can_be_compacted():
+    server = ServerHandshake(server_config())
+    with pytest.raises(ValueError):
+        server.compact()
