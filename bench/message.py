@@ -5,7 +5,7 @@ http.client), seals each message with kdf_lib (RFC 5246 §6.2.3, RFC 7366, RFC 5
 ``{connection_id, record}`` to /message and opens the echo. The anchor is bench.echo_app, a bare
 Flask app under gunicorn with server_svc's gunicorn.conf.py that echoes the same JSON body with no
 cryptography. A third runner, in the same rounds, posts the same records as a raw
-``application/tls-records`` body to bench.binary_app (server_svc plus a prototype binary view).
+``application/tls-records`` body to server_svc's POST /records/<connection_id>.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _lab_message(client: HttpClient, lab: LabConnection, payload: bytes) -> int:
 
 
 def _binary_message(client: HttpClient, lab: LabConnection, payload: bytes) -> int:
-    """The same through the prototype binary view: raw records in, raw records out."""
+    """The same through server_svc's binary /records: raw records in, raw records out."""
     conn = lab.connection
     status, data = client.request(
         "POST", f"/records/{lab.connection_id}", conn.seal(payload), BINARY_MEDIA_TYPE
@@ -136,7 +136,7 @@ def _start(stack: ExitStack, certs: Certificates, log_dir: Path) -> Servers:
             gunicorn("echo", "bench.echo_app:create_app()", conf, {}, log_dir)
         ),
         binary=stack.enter_context(
-            gunicorn("binary-proto", "bench.binary_app:create_app()", conf, identity, log_dir)
+            gunicorn("server_svc-records", "server_svc:create_app()", conf, identity, log_dir)
         ),
     )
 
@@ -162,13 +162,13 @@ def _anchor_cell(rate: float, size: int) -> str:
 
 
 def run(budget: Budget, progress: Callable[[str], None] = lambda _: None) -> list[Row]:
-    """Both suites at 1 KiB, 64 KiB and 1 MiB: server_svc, the echo and the binary prototype."""
+    """Both suites at 1 KiB, 64 KiB and 1 MiB: server_svc, the echo and server_svc's binary /records."""
     plan = plan_for(budget)
     rows: list[Row] = []
     with ExitStack() as stack:
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-message-")))
         certs = stack.enter_context(certificates())
-        progress("starting server_svc, the echo app and the binary prototype under gunicorn")
+        progress("starting server_svc (twice: JSON and /records) and the echo app under gunicorn")
         servers = _start(stack, certs, log_dir)
         for label, suite in CASES:
             config = client_config(certs, suite)
@@ -238,7 +238,7 @@ def run(budget: Budget, progress: Callable[[str], None] = lambda _: None) -> lis
                 binary_vs_json = summarize(runs["binary"], runs["lab"])
                 rows.append(
                     Row(
-                        f"prototype {BINARY_MEDIA_TYPE} body, {label}, {size_label}",
+                        f"binary /records ({BINARY_MEDIA_TYPE}), {label}, {size_label}",
                         _lab_cell(runs["binary"], size),
                         "the lab's JSON /message, same rounds",
                         _anchor_cell(binary_vs_json.anchor_rate, size),

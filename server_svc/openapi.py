@@ -24,6 +24,7 @@ from lab_common.openapi import (
     error_schema,
     hex_string,
     json_request,
+    json_response,
     metrics_path,
     nullable,
     responses,
@@ -289,6 +290,42 @@ def _paths() -> dict[str, Any]:
             415,
             500,
         ),
+        "/records/{connection_id}": {
+            "post": {
+                "summary": "/message in binary: complete TLS records as the body, both ways",
+                "parameters": [
+                    {
+                        "name": "connection_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": CONNECTION_ID,
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/tls-records": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The echo's records; TLS-Received-Seq, "
+                        "TLS-Received-Records and TLS-Reply-Seq headers carry the sequence numbers",
+                        "content": {
+                            "application/tls-records": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    **{
+                        str(status): json_response(schema, "Error")
+                        for status, schema in _errors(400, 404, 409, 413, 415, 500).items()
+                    },
+                },
+            }
+        },
         "/sessions/{connection_id}": {
             "get": {
                 "summary": "The server's view of one connection (no secrets unless REVEAL_SECRETS)",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from kdf_lib.errors import DecodeError, TLSError, UnexpectedMessage
 from kdf_lib.handshake import ClientFinish, ServerHandshake
@@ -20,6 +21,9 @@ from lab_common.metrics import metrics
 from .store import ServerConnection, ServerState
 
 bp = Blueprint("server", __name__)
+
+#: The binary form of /message: complete TLS records as the request and response body.
+RECORDS_MEDIA_TYPE = "application/tls-records"
 log = logging.getLogger("lab")
 
 _CONNECTION_ID = re.compile(r"[0-9a-f]{32}")
@@ -152,12 +156,18 @@ def finish() -> Any:
     )
 
 
-@bp.post("/message")
-def message() -> Any:
-    with Fields(json_body(), "message request") as f:
-        connection_id = f.required("connection_id", connection_id_field)
-        record = f.required("record", b64_field(max_length=MAX_RECORD_BYTES))
-        fragment_size = f.optional("reply_fragment_size", _reply_fragment_size, MAX_PLAINTEXT)
+@dataclass(frozen=True)
+class _Echo:
+    reply: bytes
+    first_seq: int
+    records: int
+    received: int
+    reply_seq: int
+
+
+def _echo(connection_id: str, record: bytes, fragment_size: int) -> _Echo:
+    """Open the client's records on a connection and seal the echo: the body of both
+    /message (JSON) and /records (binary)."""
     connection = _lookup(connection_id)
     with connection.lock:
         handshake = connection.handshake
@@ -201,17 +211,47 @@ def message() -> Any:
             "seq": first_seq,
         },
     )
+    return _Echo(reply, first_seq, last_seq - first_seq + 1, len(plaintext), reply_seq)
+
+
+@bp.post("/message")
+def message() -> Any:
+    with Fields(json_body(), "message request") as f:
+        connection_id = f.required("connection_id", connection_id_field)
+        record = f.required("record", b64_field(max_length=MAX_RECORD_BYTES))
+        fragment_size = f.optional("reply_fragment_size", _reply_fragment_size, MAX_PLAINTEXT)
+    echo = _echo(connection_id, record, fragment_size)
     return jsonify(
         {
             "connection_id": connection_id,
-            "record": encode_b64(reply),
-            "received": {
-                "seq": first_seq,
-                "records": last_seq - first_seq + 1,
-                "bytes": len(plaintext),
-            },
-            "reply_seq": reply_seq,
+            "record": encode_b64(echo.reply),
+            "received": {"seq": echo.first_seq, "records": echo.records, "bytes": echo.received},
+            "reply_seq": echo.reply_seq,
         }
+    )
+
+
+@bp.post("/records/<connection_id>")
+def records(connection_id: str) -> Any:
+    """/message without JSON and base64: the records are the body, both ways.
+
+    A 1 MiB message is 1.4 MB of base64 inside JSON; as raw records it costs the server a
+    fraction of that work (docs/performance.md). The sequence numbers travel in headers.
+    """
+    if request.mimetype != RECORDS_MEDIA_TYPE:
+        raise ServiceError(
+            "unsupported_media_type", f"send the records as {RECORDS_MEDIA_TYPE}", 415
+        )
+    record = request.get_data(cache=False)
+    echo = _echo(connection_id_field(connection_id, "connection_id"), record, MAX_PLAINTEXT)
+    return Response(
+        echo.reply,
+        mimetype=RECORDS_MEDIA_TYPE,
+        headers={
+            "TLS-Received-Seq": str(echo.first_seq),
+            "TLS-Received-Records": str(echo.records),
+            "TLS-Reply-Seq": str(echo.reply_seq),
+        },
     )
 
 

@@ -64,6 +64,8 @@ def _apps(**server_settings: Any) -> tuple[Any, Any]:
 # schemathesis's lazy (fixture) loader does not work with this pytest, so the apps that are
 # fuzzed are made at import time; each fuzzed operation shares them, as a real server would.
 FUZZED_SERVER, FUZZED_CLIENT = _apps()
+# server_svc's binary /records body is raw bytes, like application/octet-stream.
+schemathesis.serializer.alias("application/tls-records", "application/octet-stream")
 SERVER_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_SERVER)
 CLIENT_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_CLIENT)
 

@@ -298,3 +298,35 @@ def test_protected_data_appears_in_both_traces_for_the_first_messages_only(clien
     assert [s["action"] for s in client_data] == ["seal protected data", "open protected data"] * 2
     assert server_data[0]["data"]["first_seq"] == 1 and server_data[2]["data"]["first_seq"] == 2
     assert all(s["flight"] == 6 for s in server_data + client_data)
+
+
+def test_the_binary_records_endpoint_carries_the_same_echo_without_json(client, server):
+    from kdf_lib.record import ContentType, split_records
+
+    result = handshake(client, key_exchange="ecdhe")
+    client.post("/message", json={"plaintext": "first, through JSON"})
+    # Seal the next record the way client_svc would, with a second in-memory client would be
+    # needed; instead take the client's own connection object and send its record raw.
+    driver = client.application.extensions["driver"]
+    conn = driver.state.connection(result["connection_id"]).handshake.connection
+    record = conn.seal(b"x" * 20_000)
+    answer = server.post(
+        f"/records/{result['connection_id']}", data=record, content_type="application/tls-records"
+    )
+    assert answer.status_code == 200
+    assert answer.mimetype == "application/tls-records"
+    assert answer.headers["TLS-Received-Seq"] == "2"
+    assert answer.headers["TLS-Received-Records"] == "2"
+    reply = conn.open(answer.get_data())
+    assert reply.endswith(b"x" * 20_000)
+    assert all(
+        h.content_type == ContentType.application_data for h, _ in split_records(answer.get_data())
+    )
+    wrong_type = server.post(
+        f"/records/{result['connection_id']}", data=record, content_type="text/plain"
+    )
+    assert wrong_type.status_code == 415
+    replayed = server.post(
+        f"/records/{result['connection_id']}", data=record, content_type="application/tls-records"
+    )
+    assert replayed.status_code == 400 and replayed.get_json()["error"]["code"] == "bad_record_mac"
