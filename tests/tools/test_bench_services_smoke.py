@@ -63,7 +63,7 @@ def test_bench_quick_mode_prints_the_service_tables(tmp_path):
         "| /message CBC+HMAC (TLS_RSA_WITH_AES_256_CBC_SHA256), 1 KiB |",
         "| /message GCM (TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256), 1 MiB |",
         "bare Flask echo under gunicorn",
-        "prototype application/tls-records body",
+        "binary /records (application/tls-records)",
         "server_svc worker RSS",
         "RSS per established connection",
         "after a second fill",
