@@ -1,48 +1,11 @@
 """Gunicorn settings for client_svc (loaded with ``gunicorn -c client_svc/gunicorn.conf.py``).
 
-One worker process on purpose: the handshake sessions live in that process's memory, so every
-request of one connection must reach the same worker. Concurrency comes from threads instead.
+Everything but the address comes from lab_common.gunicorn_settings, shared with the other service.
 """
 
 import os
 
-from gunicorn.glogging import Logger
+from lab_common.gunicorn_settings import *  # noqa: F403  (gunicorn reads this module's globals)
 
 _port = os.environ.get("PORT", "8001")
-
 bind = [os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_port}")]
-workers = 1  # never more: a second process would not see the first one's sessions
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-
-# A handshake step is a few milliseconds of CPU; a request still running after 30 s is stuck.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-# Shorter than the 10 s that `docker stop` waits before it kills the container.
-graceful_timeout = 5
-keepalive = 5
-
-# The heartbeat file on tmpfs: a container's overlay root can stall it and get the worker killed.
-# Gunicorn creates it with mkstemp, which is safe in a shared directory.
-_shm = "/dev/shm"  # noqa: S108
-worker_tmp_dir = _shm if os.path.isdir(_shm) else None
-# gunicornc's control socket is not used, and the image's root file system is read-only.
-control_socket_disable = True
-
-
-class _HealthcheckQuietLogger(Logger):
-    """Leaves out of the access log the container's own health probe, which comes every 3 s."""
-
-    def access(
-        self, resp: object, req: object, environ: dict[str, object], request_time: object
-    ) -> None:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REMOTE_ADDR") == "127.0.0.1":
-            return
-        super().access(resp, req, environ, request_time)
-
-
-logger_class = _HealthcheckQuietLogger
-accesslog = "-"
-errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-# Gunicorn's own default (trust X-Forwarded-* only from the loopback), spelled out.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
