@@ -114,8 +114,8 @@ def _read(server: GunicornApp) -> Reading:
 def _in_process_bytes(certs: Certificates, count: int) -> float:
     """Python heap per established connection, server side, built in-process (tracemalloc).
 
-    The same objects server_svc keeps: a ServerConnection holding the ServerHandshake in a
-    BoundedStore, and its Session in another. tracemalloc sees Python allocations only, not
+    The same objects server_svc keeps: a ServerConnection holding the compacted ServerHandshake
+    in a BoundedStore, and its Session in another. tracemalloc sees Python allocations only, not
     OpenSSL's cipher contexts, so this is a floor.
     """
     server_config = load_server_config(str(certs.chain), str(certs.key))
@@ -130,6 +130,7 @@ def _in_process_bytes(certs: Certificates, count: int) -> float:
         client.receive_server_finished(
             server.receive_client_finish(finish.client_key_exchange, finish.finished_record)
         )
+        server.compact()  # as server_svc does once a handshake is established
         key = f"{index:032x}"
         connections.put(key, ServerConnection(key, server), established=True)
         assert server.session is not None

@@ -206,6 +206,8 @@ class Driver:
         if not flight.resumed:
             record = decode_b64(reply.get("finished_record"), "finished_record", max_length=4096)
             machine.receive_server_finished(record)
+        if machine.connection is not None:
+            machine.connection.release()  # until the first message
         entry.server_view["fingerprints"] = reply.get("fingerprints")
 
     def _handshake_failed(
@@ -388,6 +390,7 @@ class Driver:
                     connection_id=entry.connection_id,
                     delivery=DELIVERED,
                 ) from None
+            conn.release()  # no cipher objects kept while the connection is idle
             entry.messages += 1
         return {
             "connection_id": entry.connection_id,

@@ -301,6 +301,12 @@ class Connection:
         self.closed = True
         self.close_reason = reason
 
+    def release(self) -> None:
+        """Drop both directions' keyed cipher and MAC objects until the next record (see
+        :meth:`RecordProtection.release`): for connections that sit idle between messages."""
+        self.writer.release()
+        self.reader.release()
+
     def fingerprints(self) -> dict[str, str]:
         return {
             "master_secret": fingerprint(self._master_secret),
@@ -489,14 +495,16 @@ class _Machine:
     def compact(self, *, reveal_secrets: bool = False) -> None:
         """Release what an established handshake no longer needs: the transcript (its
         hash stays for :meth:`summary`), the key schedule (the Connection holds the record
-        layers), and the trace's objects (kept as compressed JSON). A server holding
-        thousands of connections calls this once each is established."""
+        layers), the trace's objects (kept as compressed JSON) and the record layers' cipher
+        objects (made again by the next record). A server holding thousands of connections
+        calls this once each is established."""
         if self.connection is None:
             raise ValueError("only an established handshake can be compacted")
         self._transcript_sha256 = fingerprint(self.transcript)
         self.transcript = b""
         self._schedule = None
         self.trace.freeze(reveal_secrets)
+        self.connection.release()
 
     def abort(self, exc: TLSError) -> None:
         """End the handshake with ``exc`` because the caller saw something the

@@ -141,18 +141,42 @@ class RecordProtection:
             raise ValueError(f"{suite.name} needs a {suite.fixed_iv_length}-byte fixed IV")
         if len(self.mac_key) != suite.mac_key_length:
             raise ValueError(f"{suite.name} needs a {suite.mac_key_length}-byte MAC key")
-        self._aead: AESGCM | ChaCha20Poly1305 | None = None
-        self._hmac: hmac.HMAC | None = None
-        if suite.bulk_cipher is BulkCipher.AES_GCM:
-            self._aead = AESGCM(self.enc_key)
-        elif suite.bulk_cipher is BulkCipher.CHACHA20_POLY1305:
-            self._aead = ChaCha20Poly1305(self.enc_key)
+        self._is_aead = suite.is_aead
+        if suite.bulk_cipher is BulkCipher.CHACHA20_POLY1305:
             # RFC 7905 §2 XORs the sequence number into the write IV: as integers, one operation.
             self._nonce_mask = int.from_bytes(self.fixed_iv, "big")
-        else:
-            assert suite.mac_name is not None
-            self._hmac = hmac.HMAC(self.mac_key, _MAC_HASHES[suite.mac_name]())
-            self._aes = algorithms.AES(self.enc_key)
+        # The keyed cipher and MAC objects are made on first use and kept for the next records
+        # until release(): each holds OpenSSL state (about 2.4 KB for an AEAD), and a server
+        # keeps thousands of idle connections (docs/performance.md).
+        self._aead: AESGCM | ChaCha20Poly1305 | None = None
+        self._hmac: hmac.HMAC | None = None
+        self._aes: algorithms.AES | None = None
+
+    def release(self) -> None:
+        """Drop the keyed cipher and MAC objects; the next record makes them again.
+
+        Only memory changes: the keys, the sequence number and every result stay the same.
+        A holder of many idle connections calls this after each burst of records.
+        """
+        self._aead = None
+        self._hmac = None
+        self._aes = None
+
+    def _aead_cipher(self) -> AESGCM | ChaCha20Poly1305:
+        aead = self._aead
+        if aead is None:
+            if self.suite.bulk_cipher is BulkCipher.AES_GCM:
+                aead = AESGCM(self.enc_key)
+            else:
+                aead = ChaCha20Poly1305(self.enc_key)
+            self._aead = aead
+        return aead
+
+    def _block_cipher(self) -> algorithms.AES:
+        aes = self._aes
+        if aes is None:
+            aes = self._aes = algorithms.AES(self.enc_key)
+        return aes
 
     # -- sequence numbers ---------------------------------------------------
 
@@ -172,7 +196,7 @@ class RecordProtection:
         if content_type not in _CONTENT_TYPES:
             raise ValueError(f"unknown content type {content_type}")
         seq = self._next_seq()
-        if self._aead is not None:
+        if self._is_aead:
             fragment = self._seal_aead(seq, content_type, plaintext)
         elif self.encrypt_then_mac:
             fragment = self._seal_cbc_etm(seq, content_type, plaintext)
@@ -195,15 +219,18 @@ class RecordProtection:
         return (self._nonce_mask ^ seq).to_bytes(12, "big")
 
     def _seal_aead(self, seq: int, content_type: int, plaintext: bytes) -> bytes:
-        assert self._aead is not None
         # The explicit nonce is the sequence number: unique per key, as RFC 5288 §3 requires.
         explicit = _SEQ_STRUCT.pack(seq) if self.suite.record_iv_length else b""
         aad = _pseudo_header(seq, content_type, len(plaintext))
-        return explicit + self._aead.encrypt(self._aead_nonce(seq, explicit), plaintext, aad)
+        aead = self._aead_cipher()
+        return explicit + aead.encrypt(self._aead_nonce(seq, explicit), plaintext, aad)
 
     def _mac(self, data: bytes) -> bytes:
-        assert self._hmac is not None
-        h = self._hmac.copy()
+        keyed = self._hmac
+        if keyed is None:
+            assert self.suite.mac_name is not None
+            keyed = self._hmac = hmac.HMAC(self.mac_key, _MAC_HASHES[self.suite.mac_name]())
+        h = keyed.copy()
         h.update(data)
         return h.finalize()
 
@@ -216,7 +243,7 @@ class RecordProtection:
 
     def _encrypt_cbc(self, data: bytes) -> bytes:
         iv = self.random_bytes(self.suite.record_iv_length)
-        encryptor = Cipher(self._aes, modes.CBC(iv)).encryptor()
+        encryptor = Cipher(self._block_cipher(), modes.CBC(iv)).encryptor()
         return iv + encryptor.update(data) + encryptor.finalize()
 
     def _seal_cbc_mte(self, seq: int, content_type: int, plaintext: bytes) -> bytes:
@@ -259,7 +286,7 @@ class RecordProtection:
 
     def _open_fragment(self, header: RecordHeader, fragment: bytes) -> tuple[ContentType, bytes]:
         seq = self._next_seq()
-        if self._aead is not None:
+        if self._is_aead:
             plaintext = self._open_aead(seq, header.content_type, fragment)
         elif self.encrypt_then_mac:
             plaintext = self._open_cbc_etm(seq, header.content_type, fragment)
@@ -273,7 +300,6 @@ class RecordProtection:
         return ContentType(header.content_type), plaintext
 
     def _open_aead(self, seq: int, content_type: int, fragment: bytes) -> bytes | None:
-        assert self._aead is not None
         explicit_length = self.suite.record_iv_length
         sealed_length = len(fragment) - explicit_length
         if sealed_length < self.suite.tag_length:
@@ -281,7 +307,7 @@ class RecordProtection:
         explicit = fragment[:explicit_length]
         aad = _pseudo_header(seq, content_type, sealed_length - self.suite.tag_length)
         try:
-            return self._aead.decrypt(
+            return self._aead_cipher().decrypt(
                 self._aead_nonce(seq, explicit), fragment[explicit_length:], aad
             )
         except InvalidTag:
@@ -289,7 +315,7 @@ class RecordProtection:
 
     def _decrypt_cbc(self, body: bytes) -> bytes:
         iv_length = self.suite.record_iv_length
-        decryptor = Cipher(self._aes, modes.CBC(body[:iv_length])).decryptor()
+        decryptor = Cipher(self._block_cipher(), modes.CBC(body[:iv_length])).decryptor()
         return decryptor.update(body[iv_length:]) + decryptor.finalize()
 
     @staticmethod

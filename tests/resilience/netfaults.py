@@ -1,6 +1,7 @@
 """Real sockets on 127.0.0.1 that misbehave: for client_svc's HTTP transport and its timeouts.
 
-* :func:`serve_app` runs a Flask app on a real HTTP server in a thread.
+* :func:`serve_app` runs a Flask app on a real HTTP server in a thread; :func:`serve_keep_alive`
+  does too, keeping HTTP/1.1 connections open between requests as gunicorn does.
 * :class:`FaultyProxy` forwards TCP between client_svc and that server, and can stop passing
   requests on (``blackhole``: the server never sees them), stop passing answers back
   (``drop_replies``: the server processed the request, the client never hears), delay answers,
@@ -20,11 +21,64 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from flask import Flask
 from werkzeug.serving import make_server
 
 _POLL = 0.05  # how often blocked threads look at the clock and the closed flag
+
+
+class _KeepAliveServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _keep_alive_handler(app: Flask) -> type[BaseHTTPRequestHandler]:
+    """An HTTP/1.1 handler that keeps connections open between requests, as gunicorn does, and
+    answers each request through ``app`` (werkzeug's development server always closes them)."""
+    client = app.test_client()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            response = client.open(
+                self.path,
+                method=self.command,
+                data=body,
+                content_type=self.headers.get("Content-Type"),
+            )
+            data = response.get_data()
+            self.send_response(response.status_code)
+            self.send_header("Content-Type", response.content_type or "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serve_keep_alive(app: Flask) -> Iterator[int]:
+    """``app`` on http://127.0.0.1:<port> over keep-alive HTTP/1.1 connections; yields the port."""
+    server = _KeepAliveServer(("127.0.0.1", 0), _keep_alive_handler(app))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": _POLL})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @contextlib.contextmanager
@@ -83,6 +137,7 @@ class FaultyProxy:
         self.upstream_port = upstream_port
         self.mode = "forward"
         self.reply_delay = 0.0
+        self.accepted = 0  # connections accepted so far
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=16)
         self._listener.settimeout(_POLL)
         self.port = int(self._listener.getsockname()[1])
@@ -119,6 +174,7 @@ class FaultyProxy:
             except OSError:
                 return  # the listener was closed
             self._track(downstream)
+            self.accepted += 1
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
             except OSError:
@@ -153,6 +209,15 @@ class FaultyProxy:
             except OSError:
                 break
         for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Close every open connection and keep listening, as a server that closes idle
+        keep-alive connections does."""
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 

@@ -1,6 +1,6 @@
 """Network trouble between client_svc and server_svc, over real sockets on 127.0.0.1.
 
-client_svc's real HTTP transport (urllib3) talks to server_svc on a real HTTP server, through
+client_svc's real HTTP transport (keep-alive http.client) talks to server_svc on a real HTTP server, through
 a proxy that can drop, delay or refuse. client_svc must answer within its configured timeouts
 with a clear 502 ``upstream_unavailable`` or 504 ``upstream_timeout``/``outcome_unknown``,
 never hang, and say what became of a message (docs/resilience.md).
@@ -19,7 +19,14 @@ from flask.testing import FlaskClient
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
 
-from .netfaults import FaultyProxy, closed_port, full_listener, serve_app, silent_listener
+from .netfaults import (
+    FaultyProxy,
+    closed_port,
+    full_listener,
+    serve_app,
+    serve_keep_alive,
+    silent_listener,
+)
 
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.5
@@ -48,7 +55,7 @@ def http_client(ca: pki.Issued) -> Iterator[Callable[[int], FlaskClient]]:
 
     yield make
     for app in apps:  # close the pooled sockets now, not whenever the pool is collected
-        app.extensions["driver"].server.transport._pool.clear()
+        app.extensions["driver"].server.transport.close()
 
 
 @pytest.fixture
@@ -105,6 +112,37 @@ def test_a_slow_server_within_the_timeout_is_fine(proxied: Any) -> None:
     proxy.reply_delay = READ_TIMEOUT / 3
     assert client.post("/handshake", json={"key_exchange": "ecdhe"}).status_code == 200
     assert client.post("/message", json={"plaintext": "slowly"}).status_code == 200
+
+
+@pytest.fixture
+def kept_alive(server_app: Flask, http_client: Callable[[int], FlaskClient]) -> Iterator[Any]:
+    """Like ``proxied``, with a server that keeps connections open between requests."""
+    with serve_keep_alive(server_app) as server_port, FaultyProxy(server_port) as proxy:
+        yield http_client(proxy.port), proxy
+
+
+def test_requests_share_one_kept_alive_connection(kept_alive: Any) -> None:
+    client, proxy = kept_alive
+    assert client.post("/handshake", json={"key_exchange": "rsa"}).status_code == 200
+    for text in ("one", "two", "three"):
+        assert client.post("/message", json={"plaintext": text}).status_code == 200
+    assert proxy.accepted == 1  # two handshake steps and three messages on one connection
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_not_an_unknown_outcome(
+    kept_alive: Any, server_app: Flask
+) -> None:
+    # gunicorn closes idle keep-alive connections after a few seconds. The next message must
+    # go out on a new connection and arrive, not fail as "the connection broke".
+    client, proxy = kept_alive
+    connection_id = client.post("/handshake", json={}).get_json()["connection_id"]
+    assert proxy.accepted == 1
+    proxy.cut()
+    time.sleep(0.2)  # the proxy's FIN reaches client_svc's idle socket
+    answer = client.post("/message", json={"plaintext": "after the close"})
+    assert answer.status_code == 200, answer.get_json()
+    assert proxy.accepted == 2
+    assert processed(server_app, connection_id) == 1
 
 
 def test_a_server_that_stops_answering_mid_conversation_makes_the_outcome_unknown(

@@ -330,3 +330,29 @@ def test_the_binary_records_endpoint_carries_the_same_echo_without_json(client, 
         f"/records/{result['connection_id']}", data=record, content_type="application/tls-records"
     )
     assert replayed.status_code == 400 and replayed.get_json()["error"]["code"] == "bad_record_mac"
+
+
+@pytest.mark.parametrize(
+    "suite", ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_256_CBC_SHA256"]
+)
+def test_idle_connections_keep_no_cipher_objects_on_either_side(client, server_app, suite):
+    # Each keyed AEAD object holds OpenSSL state (about 2.4 KB); a server with thousands of
+    # idle connections must not keep them between messages (docs/performance.md, memory).
+    answer = handshake(client, cipher_suite=suite)
+    connection_id = answer["connection_id"]
+    server_state = server_app.extensions["server_state"]
+    client_state = client.application.extensions["driver"].state
+
+    def layers():
+        server_conn = server_state.connections.get(connection_id).handshake.connection
+        client_conn = client_state.connections.get(connection_id).handshake.connection
+        return [server_conn.writer, server_conn.reader, client_conn.writer, client_conn.reader]
+
+    def idle(layer):
+        return layer._aead is None and layer._hmac is None and layer._aes is None
+
+    assert all(idle(layer) for layer in layers())
+    for text in ("one", "two"):
+        response = client.post("/message", json={"connection_id": connection_id, "plaintext": text})
+        assert response.status_code == 200, response.get_json()
+        assert all(idle(layer) for layer in layers())
