@@ -3,7 +3,7 @@
 Each demo runs real handshakes with the client's own Driver over a WireTap, a Transport that
 records what crosses the wire and lets an attacker rewrite or inject requests. Every answer is
 ``{demo, title, explanation, steps: [{side, action, detail}], outcome, ...}`` (docs/demos.md);
-the analysis of the recorded handshakes is kdf_lib.diagnose.
+kdf_lib.recorded rebuilds the recorded handshakes and kdf_lib.diagnose analyses them.
 """
 
 from __future__ import annotations
@@ -19,20 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint, current_app, jsonify
 
 from kdf_lib import pki
-from kdf_lib.diagnose import (
-    DerivationInputs,
-    RecordedHandshake,
-    Stage,
-    decrypt_recorded_session,
-    derive,
-    diagnose,
-    transcript_hash,
-)
+from kdf_lib.diagnose import DerivationInputs, Stage, decrypt_recorded_session, derive, diagnose
 from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.handshake import Connection, fingerprint
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, decode_b64, encode_b64
 from kdf_lib.prf import finished_verify_data, prf
 from kdf_lib.record import HEADER_LENGTH
+from kdf_lib.recorded import RecordedHandshake, transcript_hash
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
 

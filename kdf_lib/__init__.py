@@ -5,7 +5,8 @@ come in as parameters. The five derivation functions below are the stable public
 API (RFC 5246 §5, §6.3, §7.4.9, §8.1; RFC 7627 §4); the modules hold the rest:
 ``suites`` (the suite table), ``record`` (record protection), ``kex`` (RSA and
 ECDHE), ``messages`` (codecs), ``handshake`` (the state machines), ``pki``,
-``keylog`` and ``errors``.
+``keylog``, ``errors``, ``recorded`` (a handshake rebuilt from the JSON that crossed the
+wire) and ``diagnose`` (what went wrong when two sides' keys differ).
 """
 
 from .errors import TLSError

@@ -1,9 +1,10 @@
 """Offline analysis of a recorded TLS 1.2 handshake, sans-I/O: what the wire alone gives away.
 
-Rebuilds the transcript from the wire JSON (docs/protocol.md §2); recomputes the master secret
-(RFC 5246 §8.1, RFC 7627 §4), the key block (§6.3) and client Finished (§7.4.9) and names the
-input behind a mismatch by trying a catalogue of known mistakes; and replays the key schedule as
-a passive eavesdropper holding the server's RSA key would (the forward-secrecy lesson).
+Takes the handshake as kdf_lib.recorded rebuilds it from the wire JSON (docs/protocol.md §2);
+recomputes the master secret (RFC 5246 §8.1, RFC 7627 §4), the key block (§6.3) and client
+Finished (§7.4.9) and names the input behind a mismatch by trying a catalogue of known mistakes;
+and replays the key schedule as a passive eavesdropper holding the server's RSA key would (the
+forward-secrecy lesson). Only full handshakes have a key exchange to analyse.
 """
 
 from __future__ import annotations
@@ -14,22 +15,12 @@ from enum import StrEnum
 from hmac import compare_digest
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from . import kex, pki
-from .errors import DecodeError, DecryptError, TLSError
-from .handshake import ClientFinish, ServerFlight, fingerprint
-from .messages import (
-    CertificateMessage,
-    ClientHello,
-    ClientKeyExchange,
-    Finished,
-    ServerHelloDone,
-    decode_b64,
-)
+from . import kex
+from .errors import DecryptError, TLSError
+from .handshake import fingerprint
+from .messages import ClientKeyExchange, Finished
 from .prf import (
     HASHES,
     MASTER_SECRET_LENGTH,
@@ -41,22 +32,20 @@ from .prf import (
     master_secret,
     prf,
 )
-from .record import ContentType, connection_record_layers
-from .suites import CipherSuite, KeyExchange, split_key_block
+from .record import ContentType
+from .recorded import ExchangeError, HandshakeMessage, RecordedHandshake, transcript_hash
+from .suites import CipherSuite, KeyExchange
 
 __all__ = [
     "CATALOGUE",
     "DerivationInputs",
     "Diagnosis",
-    "HandshakeMessage",
     "Mistake",
     "PassiveDecryption",
-    "RecordedHandshake",
     "Stage",
     "decrypt_recorded_session",
     "derive",
     "diagnose",
-    "transcript_hash",
 ]
 
 
@@ -78,109 +67,6 @@ _STAGE_NAMES = {
     Stage.KEY_BLOCK: "key block",
     Stage.FINISHED: "client Finished verify_data",
 }
-
-
-@dataclass(frozen=True)
-class HandshakeMessage:
-    """One handshake message in its TLS encoding, as it goes into the transcript."""
-
-    name: str
-    encoded: bytes
-
-
-# -- the recorded handshake ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecordedHandshake:
-    """The public values of one full handshake, decoded from the JSON that crossed the wire."""
-
-    client_hello: ClientHello
-    server_flight: ServerFlight
-    client_key_exchange: ClientKeyExchange
-    client_finished_record: bytes
-    server_finished_record: bytes
-
-    @classmethod
-    def from_json(
-        cls, hello: object, flight: object, finish: object, finish_answer: object
-    ) -> RecordedHandshake:
-        """Decode the four bodies of a full handshake, as POST /handshake/hello and
-        /handshake/finish carried them (``connection_id`` envelopes included).
-
-        Raises:
-            DecodeError: a body breaks the codec, or the handshake was an abbreviated one
-                (it has no key exchange to analyse).
-        """
-        server_flight = ServerFlight.from_json(_without_envelope(flight, "hello answer"))
-        if server_flight.resumed:
-            raise DecodeError("a resumed handshake has no key exchange to analyse")
-        client_finish = ClientFinish.from_json(_without_envelope(finish, "finish request"))
-        if client_finish.client_key_exchange is None:
-            raise DecodeError("the recorded finish request has no ClientKeyExchange")
-        # Only finished_record is protocol; the answer's fingerprints and trace are teaching aids.
-        server_finished = decode_b64(
-            _without_envelope(finish_answer, "finish answer").get("finished_record"),
-            "finished_record",
-            max_length=4096,
-        )
-        return cls(
-            ClientHello.from_json(hello),
-            server_flight,
-            client_finish.client_key_exchange,
-            client_finish.finished_record,
-            server_finished,
-        )
-
-    @property
-    def suite(self) -> CipherSuite:
-        return self.server_flight.server_hello.cipher_suite
-
-    @property
-    def client_random(self) -> bytes:
-        return self.client_hello.random
-
-    @property
-    def server_random(self) -> bytes:
-        return self.server_flight.server_hello.random
-
-    @property
-    def extended_master_secret(self) -> bool:
-        return self.server_flight.server_hello.extensions.extended_master_secret
-
-    @property
-    def encrypt_then_mac(self) -> bool:
-        return self.server_flight.server_hello.extensions.encrypt_then_mac
-
-    def certificate_chain(self) -> list[x509.Certificate]:
-        """The server's certificates, leaf first."""
-        return [
-            c for pem in self.server_flight.certificate_pem for c in pki.load_certificate_chain(pem)
-        ]
-
-    def handshake_messages(self) -> tuple[HandshakeMessage, ...]:
-        """ClientHello up to ClientKeyExchange in their TLS encoding: the transcript that the
-        extended master secret and the client Finished hash (rebuilt exactly as the services do)."""
-        flight = self.server_flight
-        chain_der = tuple(c.public_bytes(Encoding.DER) for c in self.certificate_chain())
-        messages = [
-            HandshakeMessage("ClientHello", self.client_hello.encode()),
-            HandshakeMessage("ServerHello", flight.server_hello.encode()),
-            HandshakeMessage("Certificate", CertificateMessage(chain_der).encode()),
-        ]
-        if flight.server_key_exchange is not None:
-            messages.append(
-                HandshakeMessage("ServerKeyExchange", flight.server_key_exchange.encode())
-            )
-        messages.append(HandshakeMessage("ServerHelloDone", ServerHelloDone().encode()))
-        messages.append(HandshakeMessage("ClientKeyExchange", self.client_key_exchange.encode()))
-        return tuple(messages)
-
-
-def _without_envelope(body: object, where: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise DecodeError(f"the recorded {where} is not a JSON object")
-    return {k: v for k, v in body.items() if k != "connection_id"}
 
 
 # -- derivations and the mistake catalogue -----------------------------------------------------
@@ -213,6 +99,12 @@ class DerivationInputs:
     def from_recorded(
         cls, recorded: RecordedHandshake, pre_master_secret: bytes
     ) -> DerivationInputs:
+        """The inputs of a recorded full handshake, with its pre-master secret.
+
+        Raises:
+            ExchangeError: the handshake was an abbreviated one (it has no key exchange).
+        """
+        _key_exchange(recorded)
         return cls(
             recorded.suite,
             recorded.client_random,
@@ -223,12 +115,11 @@ class DerivationInputs:
         )
 
 
-def transcript_hash(messages: Sequence[HandshakeMessage], hash_name: str) -> bytes:
-    """Hash(handshake_messages) with the PRF hash: the EMS session hash and Finished's input."""
-    digest = hashes.Hash(HASHES[hash_name]())
-    for message in messages:
-        digest.update(message.encoded)
-    return digest.finalize()
+def _key_exchange(recorded: RecordedHandshake) -> ClientKeyExchange:
+    """The recorded ClientKeyExchange; a resumed handshake reuses a secret the wire never saw."""
+    if recorded.client_key_exchange is None:
+        raise ExchangeError("a resumed handshake has no key exchange to analyse")
+    return recorded.client_key_exchange
 
 
 def derive(inputs: DerivationInputs, stage: Stage) -> bytes:
@@ -556,24 +447,31 @@ def decrypt_recorded_session(
     after its Finished, in order, laid back to back. With RSA key exchange the key opens the
     pre-master secret and everything follows; with ECDHE it opens nothing (RFC 8422 §5.10: the
     secret needs an ephemeral private key, and neither was sent or kept).
+
+    Raises:
+        ExchangeError: the handshake was an abbreviated one (it has no key exchange).
     """
-    leaf_key = recorded.certificate_chain()[0].public_key()
+    cke = _key_exchange(recorded)
+    leaf_key = recorded.certificate_chain[0].public_key()
     if (
         not isinstance(leaf_key, rsa.RSAPublicKey)
         or leaf_key.public_numbers() != server_private_key.public_key().public_numbers()
     ):
         return PassiveDecryption(False, "the key does not belong to the recorded certificate", ())
     if recorded.suite.key_exchange is KeyExchange.ECDHE_RSA:
-        return _ecdhe_is_out_of_reach(recorded, server_private_key)
-    return _replay_rsa_key_schedule(recorded, server_private_key, client_records, server_records)
+        return _ecdhe_is_out_of_reach(recorded, cke, server_private_key)
+    return _replay_rsa_key_schedule(
+        recorded, cke, server_private_key, client_records, server_records
+    )
 
 
 def _ecdhe_is_out_of_reach(
-    recorded: RecordedHandshake, server_private_key: rsa.RSAPrivateKey
+    recorded: RecordedHandshake, cke: ClientKeyExchange, server_private_key: rsa.RSAPrivateKey
 ) -> PassiveDecryption:
     ske = recorded.server_flight.server_key_exchange
-    client_public = recorded.client_key_exchange.public_key
-    assert ske is not None and client_public is not None  # the codec enforces both for ECDHE
+    client_public = cke.public_key
+    # RecordedHandshake refuses an ECDHE handshake that lacks either.
+    assert ske is not None and client_public is not None
     try:
         kex.verify_server_params(
             server_private_key.public_key(),
@@ -606,33 +504,19 @@ def _ecdhe_is_out_of_reach(
 
 def _replay_rsa_key_schedule(
     recorded: RecordedHandshake,
+    cke: ClientKeyExchange,
     server_private_key: rsa.RSAPrivateKey,
     client_records: bytes,
     server_records: bytes,
 ) -> PassiveDecryption:
-    suite = recorded.suite
-    encrypted = recorded.client_key_exchange.encrypted_pre_master_secret
-    assert encrypted is not None  # the codec enforces it for RSA suites
+    encrypted = cke.encrypted_pre_master_secret
+    assert encrypted is not None  # RecordedHandshake refuses an RSA handshake without it
     # A wrong key would give the random fallback here; the Finished check below tells.
     pms = kex.rsa_decrypt_pre_master_secret(server_private_key, encrypted)
-    messages = recorded.handshake_messages()
-    inputs = DerivationInputs(
-        suite,
-        recorded.client_random,
-        recorded.server_random,
-        recorded.extended_master_secret,
-        messages,
-        pms,
-    )
+    inputs = DerivationInputs.from_recorded(recorded, pms)
     master = derive(inputs, Stage.MASTER_SECRET)
-    keys = split_key_block(suite, derive(inputs, Stage.KEY_BLOCK))
-    # The server's reader opens what the client wrote, the client's reader what the server wrote.
-    _, from_client = connection_record_layers(
-        keys, "server", encrypt_then_mac=recorded.encrypt_then_mac
-    )
-    _, from_server = connection_record_layers(
-        keys, "client", encrypt_then_mac=recorded.encrypt_then_mac
-    )
+    readers = recorded.record_readers(master)
+    from_client, from_server = readers["client"], readers["server"]
     formula = (
         "extended master secret over the rebuilt transcript"
         if inputs.extended_master_secret

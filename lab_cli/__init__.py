@@ -2,7 +2,7 @@
 
 ``tls-lab handshake`` draws the ladder, the derivation chain and a side-by-side check of
 both services; ``tls-lab decrypt`` opens saved records with an NSS key log, as Wireshark
-does. ``lab_cli.transcript`` rebuilds a handshake's transcript from the exchanged JSON.
+does. The handshake's transcript is rebuilt from the exchanged JSON by ``kdf_lib.recorded``.
 """
 
 __version__ = "0.1.0"

@@ -21,9 +21,9 @@ from kdf_lib.errors import TLSError
 from kdf_lib.handshake import fingerprint
 from kdf_lib.messages import Finished
 from kdf_lib.record import PROTOCOL_VERSION, ContentType, RecordProtection, split_records
+from kdf_lib.recorded import ExchangeError, RecordedHandshake, parse_exchanges
 
 from .style import Style, wrap
-from .transcript import ExchangeError, WireHandshake, parse_exchanges
 
 __all__ = [
     "DecryptError",
@@ -92,7 +92,7 @@ class OpenedRecord:
 
 @dataclass
 class DecryptReport:
-    handshake: WireHandshake
+    handshake: RecordedHandshake
     keylog_line: int
     fingerprint_matches: bool | None
     records: list[OpenedRecord]
@@ -239,7 +239,7 @@ def _line_number(text: str, client_random: bytes) -> int:
 
 
 def _open_finished_pair(
-    hs: WireHandshake, master: bytes, readers: dict[str, RecordProtection]
+    hs: RecordedHandshake, master: bytes, readers: dict[str, RecordProtection]
 ) -> list[OpenedRecord]:
     """Both Finished records at seq 0, in the order they were sent, with verify_data checked."""
     first = hs.first_finished_sender
@@ -270,11 +270,8 @@ def _open_finished_pair(
             result.ok = False
             result.problem = "verify_data not checked: the first Finished could not be read"
             continue
-        transcript = hs.finished_transcript(sender, first_message)
-        expected = hs.expected_verify_data(master, sender, transcript)
-        covered = [name for name, _ in hs.handshake_messages()]
-        if sender == second:
-            covered.append(f"{first} Finished")
+        expected = hs.expected_verify_data(master, sender, first_message)
+        covered = [m.name for m in hs.finished_messages(sender, first_message)]
         span = f"{covered[0]} … {covered[-1]}" if len(covered) > 2 else " + ".join(covered)
         hash_name = hs.suite.prf_hash.upper().replace("SHA", "SHA-")
         formula = f'PRF(master_secret, "{sender} finished", {hash_name}({span}))'
@@ -433,8 +430,7 @@ def render_report(report: DecryptReport, keylog_name: str, style: Style) -> list
     )
     fact(
         "transcript",
-        ", ".join(name for name, _ in hs.handshake_messages())
-        + " (rebuilt from the exchanged JSON)",
+        ", ".join(m.name for m in hs.handshake_messages()) + " (rebuilt from the exchanged JSON)",
     )
     if hs.resumed:
         fact("handshake", "abbreviated (resumed): the server's Finished comes first")

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from inprocess import FlaskTransport
 
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
@@ -21,22 +22,6 @@ from server_svc import create_app as create_server_app
 
 CLIENT_URL = "http://client.test:8001"
 SERVER_URL = "http://server.test:8002"
-
-
-class ServerTransport:
-    """client_svc's Transport to server_svc, backed by server_svc's Flask test client."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
-        response = self.client.open(
-            path,
-            method=method,
-            data=None if body is None else json.dumps(body),
-            content_type="application/json" if body is not None else None,
-        )
-        return response.status_code, response.get_data()
 
 
 class Lab:
@@ -103,7 +88,7 @@ def _make_lab(ca: pki.Issued, identity: pki.Issued, tmp_path: Path, reveal: bool
     client = create_client_app(
         {
             "TRUST_ANCHORS": (ca.certificate,),
-            "TRANSPORT": ServerTransport(server),
+            "TRANSPORT": FlaskTransport(server),
             "SERVER_NAME": "server",
             "TESTING": True,
             "SSLKEYLOGFILE": str(keylog),

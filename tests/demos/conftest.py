@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from inprocess import FlaskTransport
 
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
 from kdf_lib.handshake import ServerConfig
 from server_svc import create_app as create_server_app
 
-from .lab import FlaskTransport, Lab
+from .lab import Lab
 
 #: server_svc.certs names the compose stack's CA so, and the mitm's CA too.
 CA_NAME = "TLS Lab Demo CA"

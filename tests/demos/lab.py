@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from flask.testing import FlaskClient
+from inprocess import FlaskTransport
 
 STEP_FIELDS = {"side", "action", "detail"}
-
-
-class FlaskTransport:
-    """client_svc's Transport, backed by a server_svc test client; remembers what it carried."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-        self.calls: list[tuple[str, str]] = []
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
-        self.calls.append((method, path))
-        response = self.client.open(
-            path,
-            method=method,
-            data=None if body is None else json.dumps(body),
-            content_type="application/json" if body is not None else None,
-        )
-        return response.status_code, response.get_data()
 
 
 @dataclass

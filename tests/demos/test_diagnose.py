@@ -1,4 +1,5 @@
-"""kdf_lib.diagnose on its own, no Flask: transcript rebuild, the mistake catalogue, the eavesdropper."""
+"""kdf_lib.diagnose on its own, no Flask: the rebuilt transcript it analyses (kdf_lib.recorded),
+the mistake catalogue, the eavesdropper."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from kdf_lib import pki
 from kdf_lib.diagnose import (
     CATALOGUE,
     DerivationInputs,
-    HandshakeMessage,
-    RecordedHandshake,
     Stage,
     decrypt_recorded_session,
     derive,
@@ -27,10 +26,12 @@ from kdf_lib.handshake import (
     ClientHandshake,
     ServerConfig,
     ServerHandshake,
+    Session,
     fingerprint,
 )
 from kdf_lib.messages import encode_b64
 from kdf_lib.prf import finished_verify_data, prf
+from kdf_lib.recorded import HandshakeMessage, RecordedHandshake
 from kdf_lib.suites import SUITES, KeyExchange
 
 RSA_SUITES = sorted(n for n, s in SUITES.items() if s.key_exchange is KeyExchange.RSA)
@@ -68,22 +69,35 @@ def _wire(value: dict) -> dict:
     return json.loads(json.dumps(value))
 
 
-def handshake(suite: str, *, ems: bool = True, etm: bool = True) -> Handshake:
-    """A full handshake in memory, recorded as the JSON bodies client_svc and server_svc exchange."""
+def handshake(
+    suite: str, *, ems: bool = True, etm: bool = True, resume: Session | None = None
+) -> Handshake:
+    """A handshake in memory (full, or abbreviated when ``resume`` is given), recorded as the
+    JSON bodies client_svc and server_svc exchange."""
     ca, leaf = identity()
     config = ClientConfig((ca.certificate,), "server", (SUITES[suite],), ems, etm)
-    client = ClientHandshake(config)
-    server = ServerHandshake(ServerConfig((leaf.certificate,), leaf.private_key))
+    client = ClientHandshake(config, resume=resume)
+    server = ServerHandshake(
+        ServerConfig((leaf.certificate,), leaf.private_key),
+        lookup_session=lambda sid: resume if resume and resume.session_id == sid else None,
+    )
     hello = client.client_hello()
     flight = server.receive_client_hello(hello)
     finish = client.receive_server_flight(flight)
     reply = server.receive_client_finish(finish.client_key_exchange, finish.finished_record)
-    client.receive_server_finished(reply)
+    if reply:
+        client.receive_server_finished(reply)
     recorded = RecordedHandshake.from_json(
         _wire(hello.to_json()),
         _wire({"connection_id": CONNECTION_ID, **flight.to_json()}),
         _wire({"connection_id": CONNECTION_ID, **finish.to_json()}),
-        _wire({"connection_id": CONNECTION_ID, "finished_record": encode_b64(reply), "trace": []}),
+        _wire(
+            {
+                "connection_id": CONNECTION_ID,
+                "finished_record": encode_b64(reply) if reply else None,
+                "trace": [],
+            }
+        ),
     )
     return Handshake(client, server, recorded)
 
@@ -133,14 +147,16 @@ def test_derive_gives_what_the_handshake_derived(suite: str, ems: bool):
     assert derive(inputs, Stage.FINISHED).hex() == verify_data
 
 
-def test_a_resumed_handshake_is_refused_for_analysis():
-    run = handshake(RSA_SUITES[0])
-    flight = run.recorded.server_flight.to_json()
-    flight.update(resumed=True, finished_record=encode_b64(b"\x16\x03\x03\x00\x01\x00"))
-    with pytest.raises(DecodeError, match="resumed"):
-        RecordedHandshake.from_json(
-            run.recorded.client_hello.to_json(), flight, {"finished_record": "AA=="}, {}
-        )
+def test_a_resumed_handshake_is_recorded_but_refused_for_analysis():
+    """It has no key exchange: its master secret comes from a session the wire never showed."""
+    first = handshake(RSA_SUITES[0])
+    assert first.client.session is not None
+    run = handshake(RSA_SUITES[0], resume=first.client.session)
+    assert run.recorded.resumed and run.recorded.client_key_exchange is None
+    with pytest.raises(DecodeError, match="resumed handshake has no key exchange"):
+        DerivationInputs.from_recorded(run.recorded, bytes(48))
+    with pytest.raises(DecodeError, match="resumed handshake has no key exchange"):
+        decrypt_recorded_session(run.recorded, identity()[1].private_key, b"", b"")
 
 
 # -- the mistake catalogue ---------------------------------------------------------------------------

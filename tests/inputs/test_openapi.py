@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from attacks.peer import RSA_SUITE, Peer, identity, server_config
 from hypothesis import HealthCheck, settings
+from inprocess import FlaskTransport
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -26,8 +27,6 @@ from schemathesis.specs.openapi.checks import (
 
 from client_svc import create_app as create_client_app
 from server_svc import create_app as create_server_app
-
-from .conftest import FlaskTransport
 
 CHECKS = [
     not_a_server_error,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
+from inprocess import FlaskTransport
 
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
@@ -34,24 +33,6 @@ def server_app(server_identity: pki.Issued):
 @pytest.fixture
 def server(server_app):
     return server_app.test_client()
-
-
-class FlaskTransport:
-    """client_svc's Transport, backed by server_svc's Flask test client instead of HTTP."""
-
-    def __init__(self, client) -> None:
-        self.client = client
-        self.calls: list[tuple[str, str]] = []
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
-        self.calls.append((method, path))
-        response = self.client.open(
-            path,
-            method=method,
-            data=None if body is None else json.dumps(body),
-            content_type="application/json" if body is not None else None,
-        )
-        return response.status_code, response.get_data()
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ and, for the browser tests, real gunicorn processes driven by headless Chromium.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from inprocess import FlaskTransport
 
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
@@ -19,22 +19,6 @@ from server_svc import create_app as create_server_app
 @pytest.fixture(scope="module")
 def ca() -> pki.Issued:
     return pki.create_ca("Web Test CA", now=datetime.now(UTC))
-
-
-class InProcessTransport:
-    """client_svc's Transport, backed by server_svc's Flask test client instead of HTTP."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
-        response = self.client.open(
-            path,
-            method=method,
-            data=None if body is None else json.dumps(body),
-            content_type="application/json" if body is not None else None,
-        )
-        return response.status_code, response.get_data()
 
 
 def _client_app(ca: pki.Issued, *, reveal_secrets: bool) -> Any:
@@ -49,7 +33,7 @@ def _client_app(ca: pki.Issued, *, reveal_secrets: bool) -> Any:
     return create_client_app(
         {
             "TRUST_ANCHORS": (ca.certificate,),
-            "TRANSPORT": InProcessTransport(server_app.test_client()),
+            "TRANSPORT": FlaskTransport(server_app.test_client()),
             "SERVER_NAME": "server",
             "TESTING": True,
             "REVEAL_SECRETS": reveal_secrets,
