@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -27,7 +29,11 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value
-        return json.dumps(line, default=str, separators=(",", ":"))
+        # orjson: a few microseconds a line instead of tens; a line comes with most requests.
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # what orjson refuses (an integer beyond 64 bits) the stdlib writes
+            return json.dumps(line, default=str, separators=(",", ":"))
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -73,6 +73,11 @@ class LabMetrics:
             ["code"],
             registry=r,
         )
+        # Children of the per-message metrics, looked up once: labels() validates its
+        # arguments and takes a lock on every call, and these count every message.
+        self._message_outcomes: dict[str, Any] = {}
+        self._bytes_received = self.message_bytes.labels("received")
+        self._bytes_sent = self.message_bytes.labels("sent")
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read at scrape time (e.g. the size of a store)."""
@@ -93,11 +98,14 @@ class LabMetrics:
             self.handshake_seconds.labels(kind, key_exchange).observe(seconds)
 
     def message(self, outcome: str, received: int = 0, sent: int = 0) -> None:
-        self.messages.labels(outcome).inc()
+        counter = self._message_outcomes.get(outcome)
+        if counter is None:
+            counter = self._message_outcomes.setdefault(outcome, self.messages.labels(outcome))
+        counter.inc()
         if received:
-            self.message_bytes.labels("received").inc(received)
+            self._bytes_received.inc(received)
         if sent:
-            self.message_bytes.labels("sent").inc(sent)
+            self._bytes_sent.inc(sent)
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)
@@ -122,14 +130,28 @@ def install(app: Flask, service: str) -> LabMetrics:
     def _start_timer() -> None:
         g.lab_started = time.perf_counter()
 
+    # The labelled children, looked up once per label set: labels() validates and locks on
+    # every call, and this hook runs for every request.
+    counters: dict[tuple[str, str, int], Any] = {}
+    timers: dict[str, Any] = {}
+
     @app.after_request
     def _count(response: Response) -> Response:
         rule = request.url_rule
         endpoint = rule.rule if rule is not None else "unmatched"
-        lab_metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        key = (endpoint, request.method, response.status_code)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters.setdefault(
+                key, lab_metrics.requests.labels(endpoint, request.method, str(key[2]))
+            )
+        counter.inc()
         started: Any = g.get("lab_started")
         if started is not None:
-            lab_metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+            timer = timers.get(endpoint)
+            if timer is None:
+                timer = timers.setdefault(endpoint, lab_metrics.request_seconds.labels(endpoint))
+            timer.observe(time.perf_counter() - started)
         code = g.get("lab_error_code")
         if code:
             lab_metrics.failures.labels(code).inc()
