@@ -19,9 +19,11 @@ from .metrics import note_error
 
 log = logging.getLogger("lab")
 
-#: Stable codes for HTTP-level failures that werkzeug raises before a view runs.
-_HTTP_CODES = {
+#: Stable codes for HTTP-level failures that werkzeug raises before a view runs, or that
+#: gunicorn answers itself for requests that are not valid HTTP (lab_common.gunicorn_worker).
+HTTP_CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
@@ -29,7 +31,10 @@ _HTTP_CODES = {
     413: "body_too_large",
     414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     431: "headers_too_large",
+    500: "internal_error",
+    501: "not_implemented",
 }
 
 
@@ -70,7 +75,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
-        code = _HTTP_CODES.get(status, "http_error")
+        code = HTTP_CODES.get(status, "http_error")
         note_error(code)
         message = {
             404: "no such endpoint",

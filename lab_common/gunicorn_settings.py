@@ -11,7 +11,8 @@ import os
 from gunicorn.glogging import Logger
 
 workers = 1  # never more: a second process would not see the first one's sessions
-worker_class = "gthread"
+# gunicorn's gthread worker, answering requests that are not valid HTTP with JSON errors too.
+worker_class = "lab_common.gunicorn_worker.JsonErrorWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 
 # A handshake step is a few milliseconds of CPU; a request still running after 30 s is stuck.

@@ -1,8 +1,10 @@
-"""Bodies over the size limit: a JSON 413 body_too_large, sent before the body is read.
+"""Bodies over the size limit, and requests that are not valid HTTP, against the real server.
 
 A declared Content-Length over MAX_CONTENT_LENGTH is refused from the headers alone, so a
 client cannot make the service buffer (or wait for) a body it will refuse anyway. A chunked
 body has no length up front; it is read up to the limit and refused when it goes past it.
+Requests that are not valid HTTP never reach Flask: gunicorn answers them, and the services'
+worker class (lab_common.gunicorn_worker) makes those answers JSON errors too.
 The real server is gunicorn, so these run it, on a free port of 127.0.0.1.
 """
 
@@ -234,3 +236,64 @@ def test_a_body_within_the_limit_is_served(gunicorn_server):
         status, _, answer = _response(sock)
     assert status == 200
     assert len(json.loads(answer)["connection_id"]) == 32
+
+
+# -- requests that are not valid HTTP: gunicorn answers, in the services' JSON -----------------
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        pytest.param(b"GARBAGE\r\n\r\n", 400, "bad_request", id="broken-request-line"),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n",
+            400,
+            "bad_request",
+            id="space-in-header-name",
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400, "bad_request", id="http-9.9"
+        ),
+        pytest.param(
+            b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            414,
+            "uri_too_long",
+            id="request-line-too-long",
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-Filler-%d: v\r\n" % i for i in range(150))
+            + b"\r\n",
+            431,
+            "headers_too_large",
+            id="too-many-headers",
+        ),
+        pytest.param(
+            b"POST /message HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            400,
+            "bad_request",
+            id="unsupported-transfer-coding",
+        ),
+    ],
+)
+def test_a_request_that_is_not_valid_http_gets_a_json_error(
+    gunicorn_server, request_bytes, status, code
+):
+    with _connect(gunicorn_server) as sock:
+        sock.sendall(request_bytes)
+        answer_status, headers, body = _response(sock)
+    assert answer_status == status, body
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert b"<html" not in body.lower()
+
+
+def test_the_server_still_serves_after_answering_bad_http(gunicorn_server):
+    with _connect(gunicorn_server) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        assert _response(sock)[0] == 400
+    with urllib.request.urlopen(f"http://{gunicorn_server[0]}:{gunicorn_server[1]}/healthz") as r:
+        assert r.status == 200
