@@ -56,8 +56,8 @@ class HttpTransport:
     """Keep-alive HTTP/1.1 connections to server_svc, one per request thread (``http.client``).
 
     A gunicorn worker serves requests on a fixed set of threads, so a connection per thread is
-    a pool without locks: each thread reuses its own socket for every call. This is a quarter
-    to a half of urllib3's client CPU per call (docs/performance.md), and a handshake makes two.
+    a pool without locks: each thread reuses its own socket for every call. This costs about half
+    of urllib3's client CPU per call (docs/performance.md), and a handshake makes two calls.
     A request is never retried (a retried POST could deliver a record twice); a kept-alive
     connection that server_svc has closed meanwhile is noticed before the request is written,
     and replaced.
@@ -141,9 +141,7 @@ class HttpTransport:
                 sent=False,
             ) from None
         assert connection.sock is not None
-        connection.sock.settimeout(self.read_timeout)
-        # Small requests go out at once instead of waiting for the peer's delayed ACK.
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection.sock.settimeout(self.read_timeout)  # http.client has set TCP_NODELAY
         self._local.connection = connection
         with self._lock:
             self._open.add(connection)
