@@ -1,10 +1,13 @@
-# Image of client_svc. Build context: the repository root, since the image needs kdf_lib and
-# lab_common as well.
+# The lab's two images, one build target each: `server` (server_svc, also the one-shot
+# certificate step, python -m server_svc.certs) and `client` (client_svc). Build context: the
+# repository root; both need kdf_lib and lab_common, and all they share is built once.
 #
 #   normal machine:  docker compose build     python:3.12-slim, pinned deps from PyPI
 #   offline:         scripts/offline-build    BASE_IMAGE=tls12-lab/python-base:bookworm (Debian's
 #                                             Python 3.11) and WHEELHOUSE=<a directory under
 #                                             .offline/wheelhouse/> built on the host
+#   by hand:         docker build --target server -t tls12-lab/server .
+#
 # Both kinds of base get the same layout: a venv at /opt/venv, the code at /app, user "app".
 ARG BASE_IMAGE=python:3.12-slim
 
@@ -14,7 +17,7 @@ FROM ${BASE_IMAGE} AS deps
 ARG WHEELHOUSE=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 # The bracket glob makes the wheelhouse optional: COPY drops a pattern that matches nothing.
-# Its wheels stay in this stage; only /opt/venv goes into the final image.
+# Its wheels stay in this stage; only /opt/venv goes into the final images.
 COPY requirements/runtime.txt .offline/wheelhous[e] /tmp/deps/
 RUN set -eu; \
     python3 -m venv /opt/venv; \
@@ -25,12 +28,13 @@ RUN set -eu; \
     fi; \
     /opt/venv/bin/pip uninstall -y -q pip setuptools
 
-FROM ${BASE_IMAGE}
+# What both services' images hold: the venv, the user, the shared code.
+FROM ${BASE_IMAGE} AS common
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # /certs/trust belongs to "app" so that a new named volume mounted there takes that owner (Docker
-# copies a mount point's ownership into an empty volume). The client only ever reads the CA from it.
+# copies a mount point's ownership into an empty volume).
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app \
@@ -39,8 +43,21 @@ COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY kdf_lib/ kdf_lib/
 COPY lab_common/ lab_common/
+RUN python -m compileall -q kdf_lib lab_common
+
+FROM common AS server
+# The key directory too, 0700: the certificate step writes the server's key there.
+RUN install -d -o app -g app -m 0700 /certs/server
+COPY server_svc/ server_svc/
+RUN python -m compileall -q server_svc
+USER app
+EXPOSE 8002
+CMD ["gunicorn", "-c", "server_svc/gunicorn.conf.py", "server_svc:create_app()"]
+
+FROM common AS client
+# The client only ever reads the CA certificate from /certs/trust.
 COPY client_svc/ client_svc/
-RUN python -m compileall -q kdf_lib lab_common client_svc
+RUN python -m compileall -q client_svc
 USER app
 EXPOSE 8001
 CMD ["gunicorn", "-c", "client_svc/gunicorn.conf.py", "client_svc:create_app()"]
