@@ -97,23 +97,30 @@ class LabStack:
 
 @contextmanager
 def lab_stack(
-    certs: Certificates, log_dir: Path, env: dict[str, str] | None = None
+    certs: Certificates,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    root: Path = ROOT,
+    label: str = "",
 ) -> Iterator[LabStack]:
     """server_svc and client_svc under gunicorn with their gunicorn.conf.py, as scripts/dev-run
-    runs them; both start at once (client_svc reaches server_svc only when asked to)."""
+    runs them; both start at once (client_svc reaches server_svc only when asked to).
+    ``root`` is the source tree to run; ``label`` tells two stacks' logs apart."""
     with ExitStack() as stack:
         server = GunicornApp(
-            "server_svc",
+            f"{label}server_svc",
             "server_svc:create_app()",
-            ROOT / "server_svc" / "gunicorn.conf.py",
+            root / "server_svc" / "gunicorn.conf.py",
             {"SERVER_CERT_CHAIN": str(certs.chain), "SERVER_KEY": str(certs.key), **(env or {})},
             log_dir,
+            root=root,
         )
         stack.callback(server.stop)
         client = GunicornApp(
-            "client_svc",
+            f"{label}client_svc",
             "client_svc:create_app()",
-            ROOT / "client_svc" / "gunicorn.conf.py",
+            root / "client_svc" / "gunicorn.conf.py",
             {
                 "SERVER_URL": f"http://127.0.0.1:{server.port}",
                 "TRUST_STORE": str(certs.ca),
@@ -121,6 +128,7 @@ def lab_stack(
                 **(env or {}),
             },
             log_dir,
+            root=root,
         )
         stack.callback(client.stop)
         server.wait_ready()

@@ -142,13 +142,14 @@ class Process:
         *,
         env: Mapping[str, str] | None = None,
         stdout_pipe: bool = False,
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.popen = subprocess.Popen(  # noqa: S603 - argv is built by the benchmark itself
             argv,
-            cwd=ROOT,
+            cwd=cwd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout_pipe else self._log,
@@ -194,10 +195,22 @@ class Process:
 
 
 class GunicornApp(Process):
-    """A Flask app served by gunicorn with a service's gunicorn.conf.py, on a free loopback port."""
+    """A Flask app served by gunicorn with a service's gunicorn.conf.py, on a free loopback port.
+
+    ``root`` is the source tree it runs from (this checkout unless another one is given, as
+    ``python -m bench.compare`` does for an older revision): its working directory and the
+    first entry of its import path.
+    """
 
     def __init__(
-        self, name: str, app: str, conf: Path, env: Mapping[str, str], log_dir: Path
+        self,
+        name: str,
+        app: str,
+        conf: Path,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        root: Path = ROOT,
     ) -> None:
         self.port = free_port()
         argv = [
@@ -210,7 +223,12 @@ class GunicornApp(Process):
             f"{LOOPBACK}:{self.port}",
             app,
         ]
-        super().__init__(name, argv, log_dir / f"{name}.log", env={**os.environ, **env})
+        full_env = {**os.environ, **env}
+        if root != ROOT:
+            full_env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(root), full_env.get("PYTHONPATH", "")) if p
+            )
+        super().__init__(name, argv, log_dir / f"{name}.log", env=full_env, cwd=root)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until GET /healthz answers 200 and the one worker process is known."""

@@ -14,20 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from processes import processes_with
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _processes_with(marker: bytes) -> list[int]:
-    """PIDs whose environment holds ``marker`` (children inherit it, wherever they are re-parented)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_bench_quick_mode_prints_the_service_tables(tmp_path):
@@ -69,4 +58,4 @@ def test_bench_quick_mode_prints_the_service_tables(tmp_path):
         "after a second fill",
     ):
         assert row in table, row
-    assert _processes_with(marker.encode()) == [], "a process the benchmark started still runs"
+    assert processes_with(marker.encode()) == [], "a process the benchmark started still runs"
