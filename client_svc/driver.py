@@ -169,6 +169,8 @@ class Driver:
         except (TLSError, ServiceError) as exc:
             raise self._handshake_failed(result, exc) from None
         result.freeze()
+        # The trace stays as objects: the mismatch demo reads the client's own steps.
+        machine.compact(reveal_secrets=self.reveal_secrets, freeze_trace=False)
         connection = machine.connection
         assert connection is not None
         if machine.session is not None:

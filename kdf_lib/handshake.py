@@ -492,10 +492,11 @@ class _Machine:
         except TLSError as exc:
             self._fail(exc)
 
-    def compact(self, *, reveal_secrets: bool = False) -> None:
+    def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
         """Release what an established handshake no longer needs: the transcript (its
         hash stays for :meth:`summary`), the key schedule (the Connection holds the record
-        layers), the trace's objects (kept as compressed JSON) and the record layers' cipher
+        layers), the trace's objects (kept as compressed JSON, unless ``freeze_trace`` is
+        false: a holder that still reads :attr:`trace.steps`) and the record layers' cipher
         objects (made again by the next record). A server holding thousands of connections
         calls this once each is established."""
         if self.connection is None:
@@ -503,7 +504,8 @@ class _Machine:
         self._transcript_sha256 = fingerprint(self.transcript)
         self.transcript = b""
         self._schedule = None
-        self.trace.freeze(reveal_secrets)
+        if freeze_trace:
+            self.trace.freeze(reveal_secrets)
         self.connection.release()
 
     def abort(self, exc: TLSError) -> None:
@@ -1044,6 +1046,12 @@ class ClientHandshake(_Machine):
         self._leaf: x509.Certificate | None = None
         self._ske: ServerKeyExchange | None = None
         self.session: Session | None = None
+
+    def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
+        super().compact(reveal_secrets=reveal_secrets, freeze_trace=freeze_trace)
+        # The server's certificate and key exchange served the key exchange only.
+        self._leaf = None
+        self._ske = None
 
     # public API ---------------------------------------------------------------
 

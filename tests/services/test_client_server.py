@@ -356,3 +356,31 @@ def test_idle_connections_keep_no_cipher_objects_on_either_side(client, server_a
         response = client.post("/message", json={"connection_id": connection_id, "plaintext": text})
         assert response.status_code == 200, response.get_json()
         assert all(idle(layer) for layer in layers())
+
+
+def test_client_svc_keeps_only_what_an_established_connection_needs(client, server):
+    # Memory per connection: the transcript (its hash stays), the key schedule, the server's
+    # certificate objects go once the handshake is over; the exchanges are kept compressed.
+    # What GET /sessions shows must not change.
+    answer = handshake(client, key_exchange="ecdhe")
+    connection_id = answer["connection_id"]
+    entry = client.application.extensions["driver"].state.connections.get(connection_id)
+    machine = entry.handshake
+    assert machine.transcript == b"" and machine._schedule is None
+    assert machine._leaf is None and machine._ske is None
+    assert entry.exchanges == [] and entry._frozen_exchanges is not None
+    view = client.get(f"/sessions/{connection_id}").get_json()
+    # Both sides hashed the same transcript (the server's came from its own full copy).
+    server_view = server.get(f"/sessions/{connection_id}").get_json()
+    assert view["transcript_sha256"] == server_view["transcript_sha256"]
+    assert [e["request"]["path"] for e in view["exchanges"]] == [
+        "/handshake/hello",
+        "/handshake/finish",
+    ]
+    assert view["fingerprints"] == answer["fingerprints"]
+    assert [s["action"] for s in view["trace"]] == [
+        s["action"] for s in answer["trace"] if s["actor"] == "client"
+    ]
+    # And the connection still carries messages.
+    sent = client.post("/message", json={"connection_id": connection_id, "plaintext": "hi"})
+    assert sent.status_code == 200, sent.get_json()
