@@ -145,7 +145,8 @@ def _app_driver() -> Driver:
 
 def _tapped_driver(transport: Transport) -> tuple[Driver, WireTap]:
     """A Driver like the app's (same trust store, name, key log), on a tapped wire and with a
-    state of its own, so demo connections never become the app's latest connection."""
+    state of its own, so demo connections never become the app's latest connection. It keeps
+    its handshakes' step traces as objects: the mismatch demo reads the client's own steps."""
     app_driver = _app_driver()
     tap = WireTap(transport)
     driver = Driver(
@@ -155,6 +156,7 @@ def _tapped_driver(transport: Transport) -> tuple[Driver, WireTap]:
         app_driver.server_name,
         app_driver.keylog,
         app_driver.reveal_secrets,
+        keep_traces=True,
     )
     return driver, tap
 

@@ -120,6 +120,8 @@ class Driver:
         server_name: str,
         keylog_writer: KeyLogWriter,
         reveal_secrets: bool,
+        *,
+        keep_traces: bool = False,
     ) -> None:
         self.server = server
         self.state = state
@@ -127,6 +129,10 @@ class Driver:
         self.server_name = server_name
         self.keylog = keylog_writer
         self.reveal_secrets = reveal_secrets
+        #: Keep each established handshake's step trace as objects, secret copies included,
+        #: for a caller that reads them (the demos). Otherwise the trace is kept compressed,
+        #: with secrets only under REVEAL_SECRETS, as server_svc keeps its own.
+        self.keep_traces = keep_traces
 
     def _exchange(
         self, exchanges: list[dict[str, Any]], path: str, body: dict[str, Any]
@@ -169,8 +175,7 @@ class Driver:
         except (TLSError, ServiceError) as exc:
             raise self._handshake_failed(result, exc) from None
         result.freeze()
-        # The trace stays as objects: the mismatch demo reads the client's own steps.
-        machine.compact(reveal_secrets=self.reveal_secrets, freeze_trace=False)
+        machine.compact(reveal_secrets=self.reveal_secrets, freeze_trace=not self.keep_traces)
         connection = machine.connection
         assert connection is not None
         if machine.session is not None:

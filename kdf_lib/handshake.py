@@ -169,13 +169,17 @@ class _Trace:
         renders them: a fraction of the memory of the objects, and no hex copies of
         secrets unless they are to be revealed."""
         rendered = self.to_json(reveal_secrets)
-        self._frozen = zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 6)
+        self._frozen = zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 1)
         self.steps = []
 
     def to_json(self, reveal_secrets: bool = False) -> list[dict[str, Any]]:
         earlier: list[dict[str, Any]] = (
             json.loads(zlib.decompress(self._frozen)) if self._frozen is not None else []
         )
+        if not reveal_secrets:
+            # Frozen while revealing, rendered without: the secrets stay out all the same.
+            for step in earlier:
+                step.pop("secrets", None)
         return earlier + [step.to_json(reveal_secrets) for step in self.steps]
 
     def add(

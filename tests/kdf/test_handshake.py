@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -383,6 +384,18 @@ def test_compact_keeps_the_summary_and_drops_what_an_established_connection_no_l
     # The connection goes on working after compaction, and new steps still join the trace.
     assert pair.server_conn.open(pair.client_conn.seal(b"still here")) == b"still here"
     assert pair.server.summary()["trace"][-1]["action"] == "open protected data"
+
+
+def test_a_trace_frozen_with_its_secrets_shows_them_only_when_asked():
+    pair = connect("TLS_RSA_WITH_AES_128_CBC_SHA256")
+    master = pair.client_conn.reveal_secrets()["master_secret"]
+    pair.client.compact(reveal_secrets=True)
+    revealed = json.dumps(pair.client.summary(reveal_secrets=True)["trace"])
+    hidden = json.dumps(pair.client.summary(reveal_secrets=False)["trace"])
+    assert master in revealed
+    assert master not in hidden and '"secrets"' not in hidden
+    # Twice: rendering without secrets must not have changed what is kept.
+    assert master in json.dumps(pair.client.summary(reveal_secrets=True)["trace"])
 
 
 def test_only_an_established_handshake_can_be_compacted():

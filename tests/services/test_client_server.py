@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -369,6 +370,13 @@ def test_client_svc_keeps_only_what_an_established_connection_needs(client, serv
     assert machine.transcript == b"" and machine._schedule is None
     assert machine._leaf is None and machine._ske is None
     assert entry.exchanges == [] and entry._frozen_exchanges is not None
+    # The step trace is kept compressed, and without the hex copies of the secrets that its
+    # steps carried (REVEAL_SECRETS is off): nothing secret lingers for the connection's TTL.
+    assert machine.trace.steps == []
+    frozen = zlib.decompress(machine.trace._frozen).decode()
+    secrets = machine.connection.reveal_secrets()
+    assert secrets["master_secret"] not in frozen and secrets["key_block"] not in frozen
+    assert '"secrets"' not in frozen
     view = client.get(f"/sessions/{connection_id}").get_json()
     # Both sides hashed the same transcript (the server's came from its own full copy).
     server_view = server.get(f"/sessions/{connection_id}").get_json()
