@@ -658,8 +658,9 @@ MITM = (
     "A man in the middle answers in the server's place with a certificate for the same name, "
     "issued by a CA of its own (here even a CA with the same name as the real one). The client "
     "checks that the certificate's signature chains to a CA in its trust store before it sends "
-    "anything secret; the mitm's does not, so the client aborts with unknown_ca right after "
-    "ServerHello. No pre-master secret, no Finished and no data ever reach the mitm."
+    "anything secret; the mitm's does not, so the client aborts right after ServerHello and "
+    "tells the mitm why with a fatal unknown_ca alert. No pre-master secret, no Finished and no "
+    "data ever reach the mitm."
 )
 
 
@@ -703,12 +704,14 @@ def run_mitm() -> dict[str, Any]:
     )
     report.step(error["side"], f"aborts: {error['code']}", error["message"])
     report.step(
-        "client", "sends nothing more", "requests that reached the mitm: " + ", ".join(paths)
+        "client",
+        f"sends the alert {error['code']} and nothing more",
+        "requests that reached the mitm: " + ", ".join(paths) + " (the alert names the alert only)",
     )
     return report.answer(
         {
             "refused": True,
-            "secret_sent": any(e.path != "/handshake/hello" for e in tap.events),
+            "secret_sent": any(e.path not in ("/handshake/hello", "/alert") for e in tap.events),
             "requests_to_mitm": paths,
             "issuer_name_matches_trusted_ca": presented["issuer"] == trusted["subject"],
             "signed_by_trusted_key": presented["authority_key_id"] == trusted["subject_key_id"],

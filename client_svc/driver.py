@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kdf_lib import keylog
-from kdf_lib.errors import BadCertificate, IllegalParameter, TLSError
+from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, TLSError
 from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerFlight, Session
 from kdf_lib.messages import decode_b64, encode_b64
 from kdf_lib.suites import SUITES, CipherSuite
@@ -222,6 +222,8 @@ class Driver:
     ) -> ServiceError:
         """Keep the failed handshake for GET /sessions; the error names its connection_id."""
         code, message, status, details = _error_parts(exc)
+        if isinstance(exc, TLSError) and exc.code in ALERTS:
+            self._send_alert(entry, exc.code)
         if isinstance(exc, BadCertificate):
             message = f"server certificate refused before any secret was sent: {message}"
         if isinstance(exc, PeerError) and code == "unknown_connection":
@@ -239,6 +241,25 @@ class Driver:
             extra={"event": "handshake_failed", "connection_id": entry.connection_id, "code": code},
         )
         return ServiceError(code, message, status, **details, connection_id=entry.connection_id)
+
+    def _send_alert(self, entry: ClientConnection, alert: str) -> None:
+        """Tell server_svc that this side ended the handshake (RFC 5246 §7.2), so that it drops
+        the half-open connection now instead of at HALF_OPEN_TTL. Best effort: the caller's
+        error stands whatever becomes of it. It carries the alert name only, nothing secret."""
+        try:
+            self._exchange(
+                entry.exchanges, "/alert", {"connection_id": entry.connection_id, "alert": alert}
+            )
+        except (TLSError, ServiceError) as exc:
+            log.info(
+                "alert not delivered",
+                extra={
+                    "event": "alert_failed",
+                    "connection_id": entry.connection_id,
+                    "alert": alert,
+                    "code": _error_parts(exc)[0],
+                },
+            )
 
     def describe(self, entry: ClientConnection) -> dict[str, Any]:
         """The /handshake answer: this side's results, the server's fingerprints, the merged ladder."""

@@ -191,3 +191,9 @@ class SequenceExhausted(TLSError):
 
 
 ALL_ERRORS = (*ALL_ERRORS, SequenceExhausted)
+
+#: Fatal alerts by name, as a peer may send them (close_notify is the one non-error alert the lab
+#: takes, see ``_Machine.receive_alert``).
+ALERTS: dict[str, type[TLSError]] = {
+    error.code: error for error in ALL_ERRORS if error.code in AlertDescription.__members__
+}

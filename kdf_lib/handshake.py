@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import kex, pki
 from .errors import (
+    ALERTS,
     DecodeError,
     DecryptError,
     HandshakeFailure,
@@ -516,6 +517,39 @@ class _Machine:
         """End the handshake with ``exc`` because the caller saw something the
         machine cannot (e.g. application data before Finished); raises ``exc``."""
         self._fail(exc)
+
+    def receive_alert(self, description: str) -> None:
+        """The peer sent an alert (RFC 5246 §7.2): ``close_notify`` closes an established
+        connection (nothing more is accepted on it, the session stays resumable); any error
+        alert is fatal, here as for the peer: the handshake or connection ends, and the caller
+        must forget the session (§7.2.2). Raises ValueError for an alert this lab does not
+        define (see :data:`kdf_lib.errors.ALERTS`)."""
+        error = ALERTS.get(description)
+        if error is None and description != "close_notify":
+            raise ValueError(f"unknown alert {description!r}")
+        if error is None:
+            self.trace.add(
+                "receive alert close_notify", "the peer closed the connection", alert=description
+            )
+            if self.connection is not None:
+                self.connection.fail("close_notify")
+            elif self.state is not self._failed_state:
+                # A close_notify before the handshake finished ends it like any other alert.
+                self.state = self._failed_state
+                self.error = UnexpectedMessage(
+                    "the peer closed the connection during the handshake"
+                )
+            return
+        self.trace.add(
+            f"receive alert {description}",
+            "the peer refused the handshake or a record; both sides drop it",
+            alert=description,
+        )
+        if self.state is not self._failed_state:
+            self.state = self._failed_state
+            self.error = error(f"the peer sent a fatal {description} alert")
+        if self.connection is not None:
+            self.connection.fail(description)
 
     def _fail(self, exc: TLSError) -> None:
         if self.state is not self._failed_state:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from kdf_lib.errors import ALERTS
 from kdf_lib.kex import NamedGroup, SignatureScheme
 from kdf_lib.messages import MAX_SESSION_ID, RANDOM_LENGTH
 from kdf_lib.record import MAX_PLAINTEXT
@@ -105,6 +106,25 @@ MESSAGE = closed_object(
         ),
     },
     ["connection_id", "record"],
+)
+
+#: A client's alert: close_notify, or a fatal alert by its RFC 5246 §7.2 name.
+ALERT = closed_object(
+    {
+        "connection_id": CONNECTION_ID,
+        "alert": {"type": "string", "enum": ["close_notify", *sorted(ALERTS)]},
+    },
+    ["connection_id", "alert"],
+)
+
+ALERT_ANSWER = closed_object(
+    {
+        "connection_id": CONNECTION_ID,
+        "alert": {"type": "string"},
+        "state": {"type": "string"},
+        "closed": {"type": "boolean"},
+    },
+    ["connection_id", "alert", "state", "closed"],
 )
 
 _LOWER_HEX_32 = hex_string(min_bytes=32, max_bytes=32, lowercase=True)
@@ -286,6 +306,17 @@ def _paths() -> dict[str, Any]:
             400,
             404,
             409,
+            413,
+            415,
+            500,
+        ),
+        "/alert": _post(
+            "The client's alert: a fatal one ends the handshake or connection and its session, "
+            "close_notify closes an established connection",
+            ALERT,
+            ALERT_ANSWER,
+            400,
+            404,
             413,
             415,
             500,

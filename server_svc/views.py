@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from kdf_lib.errors import DecodeError, TLSError, UnexpectedMessage
+from kdf_lib.errors import ALERTS, DecodeError, IllegalParameter, TLSError, UnexpectedMessage
 from kdf_lib.handshake import ClientFinish, ServerHandshake
-from kdf_lib.messages import ClientHello, Fields, as_int, b64_field, encode_b64
+from kdf_lib.messages import ClientHello, Fields, as_int, as_str, b64_field, encode_b64
 from kdf_lib.record import MAX_PLAINTEXT
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
@@ -153,6 +153,43 @@ def finish() -> Any:
             "fingerprints": summary["fingerprints"],
             "trace": summary["trace"],
         }
+    )
+
+
+def _alert_name(value: object, name: str) -> str:
+    text = as_str(value, name, max_length=64)
+    if text != "close_notify" and text not in ALERTS:
+        raise IllegalParameter(f"{name} must be close_notify or a fatal alert name, not {text!r}")
+    return text
+
+
+@bp.post("/alert")
+def alert() -> Any:
+    """The client's alert (RFC 5246 §7.2): a fatal one ends the handshake or connection and
+    its session at once, instead of leaving a half-open connection to expire; close_notify
+    closes an established connection and keeps its session resumable."""
+    with Fields(json_body(), "alert") as f:
+        connection_id = f.required("connection_id", connection_id_field)
+        description = f.required("alert", _alert_name)
+    connection = _lookup(connection_id)
+    with connection.lock:
+        handshake = connection.handshake
+        was_established = handshake.connection is not None
+        was_failed = handshake.error is not None
+        handshake.receive_alert(description)
+        if description != "close_notify":
+            _forget_session(handshake)
+        if not was_established and not was_failed:
+            _count_handshake(handshake, description)
+        conn = handshake.connection
+        closed = conn.closed if conn is not None else True
+        state = handshake.state.value
+    log.info(
+        "alert received",
+        extra={"event": "alert_received", "connection_id": connection_id, "alert": description},
+    )
+    return jsonify(
+        {"connection_id": connection_id, "alert": description, "state": state, "closed": closed}
     )
 
 

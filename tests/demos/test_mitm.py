@@ -14,10 +14,11 @@ def test_the_client_refuses_the_mitm_with_unknown_ca_before_any_secret(
 ):
     answer = lab.demo("mitm")
     assert answer["error"]["code"] == "unknown_ca"
-    assert lab.to_mitm.calls == [("POST", "/handshake/hello")]  # never /handshake/finish
+    # Never /handshake/finish: only the hello, then the client's fatal alert.
+    assert lab.to_mitm.calls == [("POST", "/handshake/hello"), ("POST", "/alert")]
     assert lab.to_server.calls == []
     assert answer["outcome"]["secret_sent"] is False
-    assert answer["outcome"]["requests_to_mitm"] == ["POST /handshake/hello"]
+    assert answer["outcome"]["requests_to_mitm"] == ["POST /handshake/hello", "POST /alert"]
     certificate, trusted = answer["certificate"], answer["trusted_ca"]
     assert certificate["fingerprint_sha256"] == pki.fingerprint_sha256(mitm_identity.certificate)
     assert trusted["fingerprint_sha256"] == pki.fingerprint_sha256(ca.certificate)

@@ -43,7 +43,7 @@ def test_the_client_refuses_the_mitm_container_with_unknown_ca(lab_stack: LabSta
     assert status == 200, answer
     assert answer["error"]["code"] == "unknown_ca"
     assert answer["outcome"]["secret_sent"] is False
-    assert answer["outcome"]["requests_to_mitm"] == ["POST /handshake/hello"]
+    assert answer["outcome"]["requests_to_mitm"] == ["POST /handshake/hello", "POST /alert"]
     # Both CAs come from server_svc.certs with the same name; only the keys differ.
     assert answer["certificate"]["issuer"] == answer["trusted_ca"]["subject"]
     assert answer["certificate"]["authority_key_id"] != answer["trusted_ca"]["subject_key_id"]

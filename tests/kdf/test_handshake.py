@@ -402,3 +402,28 @@ def test_only_an_established_handshake_can_be_compacted():
     server = ServerHandshake(server_config())
     with pytest.raises(ValueError):
         server.compact()
+
+
+def test_a_received_alert_ends_the_machine_as_rfc_5246_7_2_says():
+    # Fatal: the handshake fails with the peer's alert as its error; nothing more is accepted.
+    client, server = ClientHandshake(client_config()), ServerHandshake(server_config())
+    server.receive_client_hello(client.client_hello())
+    server.receive_alert("unknown_ca")
+    assert server.state is ServerState.FAILED and server.error.code == "unknown_ca"
+    with pytest.raises(TLSError):
+        server.receive_client_finish(ClientKeyExchange(b"\x00" * 256), b"")
+    # close_notify before Finished ends the handshake too; after it, it only closes.
+    half_open = ServerHandshake(server_config())
+    half_open.receive_client_hello(ClientHandshake(client_config()).client_hello())
+    half_open.receive_alert("close_notify")
+    assert half_open.state is ServerState.FAILED
+    pair = connect("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    pair.server.receive_alert("close_notify")
+    assert pair.server.state is ServerState.ESTABLISHED and pair.server_conn.closed
+    with pytest.raises(UnexpectedMessage):
+        pair.server_conn.open(pair.client_conn.seal(b"after close_notify"))
+    # Alerts the lab does not define are a caller error, not a state change.
+    other = connect("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    with pytest.raises(ValueError):
+        other.server.receive_alert("user_canceled")
+    assert other.server.state is ServerState.ESTABLISHED and not other.server_conn.closed

@@ -125,10 +125,14 @@ def assert_stopped_before_any_secret(
     """The common consequences of an aborted handshake, for client and server alike."""
     error = answer["error"]
     connection_id = error["connection_id"]
-    # Only the hello crossed: no ClientKeyExchange, no Finished, no application data.
-    assert wire.paths() == ["/handshake/hello"]
+    # Only the hello crossed, then the client's fatal alert (RFC 5246 §7.2.2), which names the
+    # alert and nothing else: no ClientKeyExchange, no Finished, no application data.
+    assert wire.paths() == ["/handshake/hello", "/alert"]
+    assert wire.received[-1].body == {"connection_id": connection_id, "alert": code}
+    # The server dropped the half-open connection at once, knowing why.
     server_view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
-    assert server_view["state"] == "wait_client_key_exchange"
+    assert server_view["state"] == "failed" and server_view["error"] == code
+    assert server_view["trace"][-1]["action"] == f"receive alert {code}"
     # client_svc keeps the failed handshake for inspection, but not as a usable connection.
     view = client.get(f"/sessions/{connection_id}").get_json()
     assert view["state"] == "failed" and view["error"] == code
@@ -144,7 +148,7 @@ def assert_stopped_before_any_secret(
     assert code in refused.get_json()["error"]["message"]
     latest = client.post("/message", json={"plaintext": "x"})
     assert latest.status_code == 409 and latest.get_json()["error"]["code"] == "no_connection"
-    assert wire.paths() == ["/handshake/hello"]
+    assert wire.paths() == ["/handshake/hello", "/alert"]
 
 
 @pytest.mark.parametrize("key_exchange", ["rsa", "ecdhe"])

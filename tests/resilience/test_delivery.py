@@ -189,7 +189,7 @@ def test_a_failed_reconnect_reports_the_message_not_delivered(
     error = answer["error"]
     assert (status, error["code"]) == (502, "unknown_ca")
     assert error["previous_connection_id"] == old and error["delivery"] == "not_delivered"
-    assert [r.path for r in wire.received] == ["/message", "/handshake/hello"]
+    assert [r.path for r in wire.received] == ["/message", "/handshake/hello", "/alert"]
 
 
 def test_a_restart_between_hello_and_finish_fails_the_handshake_as_connection_lost(

@@ -300,7 +300,8 @@ def test_a_server_key_exchange_replayed_from_an_older_handshake_is_refused(
     response = client.post("/handshake", json={"key_exchange": "ecdhe"})
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (400, "decrypt_error"), error
-    assert wire.paths() == ["/handshake/hello"]  # no key exchange answered the replayed key
+    # No key exchange answered the replayed key: the hello, then the client's fatal alert.
+    assert wire.paths() == ["/handshake/hello", "/alert"]
     assert_no_application_data(client, wire, server_app, error, by_server=False)
 
 
