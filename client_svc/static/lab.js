@@ -298,6 +298,13 @@
       }
       return { label: "HTTP reply (no TLS message)", sub: "the server's fingerprints and trace, a lab addition", lab: true };
     }
+    if (message.path === "/alert" && message.from === "client") {
+      const fatal = body.alert !== "close_notify";
+      return { label: `Alert: ${body.alert || "?"}`, sub: fatal ? "fatal: the handshake or connection ends here" : "closes the connection" };
+    }
+    if (message.path === "/alert") {
+      return { label: "HTTP reply (no TLS message)", sub: `the server ends it too (state ${body.state || "?"}), a lab addition`, lab: true };
+    }
     if (message.path === "/message") {
       const seq = message.seq !== undefined ? message.seq : "?";
       return { label: "application_data", sub: `protected record, seq ${seq}, ${recordBytes(body.record)} bytes`, protected: true };
