@@ -533,30 +533,29 @@ class _Machine:
             )
             if self.connection is not None:
                 self.connection.fail("close_notify")
-            elif self.state is not self._failed_state:
+            else:
                 # A close_notify before the handshake finished ends it like any other alert.
-                self.state = self._failed_state
-                self.error = UnexpectedMessage(
-                    "the peer closed the connection during the handshake"
-                )
+                self._end(UnexpectedMessage("the peer closed the connection during the handshake"))
             return
         self.trace.add(
             f"receive alert {description}",
             "the peer refused the handshake or a record; both sides drop it",
             alert=description,
         )
-        if self.state is not self._failed_state:
-            self.state = self._failed_state
-            self.error = error(f"the peer sent a fatal {description} alert")
-        if self.connection is not None:
-            self.connection.fail(description)
+        self._end(error(f"the peer sent a fatal {description} alert"))
 
-    def _fail(self, exc: TLSError) -> None:
+    def _end(self, exc: TLSError) -> None:
+        """Mark the handshake failed with ``exc`` and close its connection, if any; a machine
+        that has failed already keeps its first failure."""
         if self.state is not self._failed_state:
             self.state = self._failed_state
             self.error = exc
             if self.connection is not None:
                 self.connection.fail(exc.code)
+
+    def _fail(self, exc: TLSError) -> None:
+        if self.state is not self._failed_state:
+            self._end(exc)
             self.trace.add("abort", "the handshake failed; no keys are used", alert=exc.code)
         raise exc
 
