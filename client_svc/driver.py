@@ -105,6 +105,19 @@ class ConnectionLost(ServiceError):
         )
 
 
+def _failed_message(entry: ClientConnection, exc: TLSError, delivery: str) -> ServiceError:
+    """Close ``entry`` for a record it could not seal or open; the error says what became of
+    the message."""
+    entry.fail(exc.code, exc.message)
+    return ServiceError(
+        exc.code,
+        exc.message,
+        exc.http_status,
+        connection_id=entry.connection_id,
+        delivery=delivery,
+    )
+
+
 def _error_parts(exc: TLSError | ServiceError) -> tuple[str, str, int, dict[str, Any]]:
     if isinstance(exc, TLSError):
         return exc.code, exc.message, exc.http_status, {}
@@ -213,8 +226,6 @@ class Driver:
         if not flight.resumed:
             record = decode_b64(reply.get("finished_record"), "finished_record", max_length=4096)
             machine.receive_server_finished(record)
-        if machine.connection is not None:
-            machine.connection.release()  # until the first message
         entry.server_view["fingerprints"] = reply.get("fingerprints")
 
     def _handshake_failed(
@@ -375,14 +386,7 @@ class Driver:
             try:
                 record = conn.seal(plaintext)
             except TLSError as exc:  # the sequence number space is exhausted
-                entry.fail(exc.code, exc.message)
-                raise ServiceError(
-                    exc.code,
-                    exc.message,
-                    exc.http_status,
-                    connection_id=entry.connection_id,
-                    delivery=NOT_DELIVERED,
-                ) from None
+                raise _failed_message(entry, exc, NOT_DELIVERED) from None
             try:
                 answer = self.server.call(
                     "POST",
@@ -410,14 +414,7 @@ class Driver:
             except TLSError as exc:
                 # RFC 5246 §7.2.2: no resumption of a session ended by a fatal alert.
                 self.state.sessions.pop(conn.session_id.hex())
-                entry.fail(exc.code, exc.message)
-                raise ServiceError(
-                    exc.code,
-                    exc.message,
-                    exc.http_status,
-                    connection_id=entry.connection_id,
-                    delivery=DELIVERED,
-                ) from None
+                raise _failed_message(entry, exc, DELIVERED) from None
             conn.release()  # no cipher objects kept while the connection is idle
             entry.messages += 1
         return {
