@@ -73,9 +73,8 @@ class LabMetrics:
             ["code"],
             registry=r,
         )
-        # Children of the per-message metrics, looked up once: labels() validates its
-        # arguments and takes a lock on every call, and these count every message.
-        self._message_outcomes: dict[str, Any] = {}
+        # Children of the per-message metrics, looked up once (see _child).
+        self._message_outcomes: dict[tuple[str, ...], Any] = {}
         self._bytes_received = self.message_bytes.labels("received")
         self._bytes_sent = self.message_bytes.labels("sent")
 
@@ -98,10 +97,7 @@ class LabMetrics:
             self.handshake_seconds.labels(kind, key_exchange).observe(seconds)
 
     def message(self, outcome: str, received: int = 0, sent: int = 0) -> None:
-        counter = self._message_outcomes.get(outcome)
-        if counter is None:
-            counter = self._message_outcomes.setdefault(outcome, self.messages.labels(outcome))
-        counter.inc()
+        _child(self._message_outcomes, self.messages, outcome).inc()
         if received:
             self._bytes_received.inc(received)
         if sent:
@@ -109,6 +105,15 @@ class LabMetrics:
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _child(cache: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set: labels() validates its
+    arguments and takes a lock on every call, and the callers count every request or message."""
+    child = cache.get(labels)
+    if child is None:
+        child = cache.setdefault(labels, metric.labels(*labels))
+    return child
 
 
 def metrics() -> LabMetrics:
@@ -130,27 +135,18 @@ def install(app: Flask, service: str) -> LabMetrics:
     def _start_timer() -> None:
         g.lab_started = time.perf_counter()
 
-    # The labelled children, looked up once per label set: labels() validates and locks on
-    # every call, and this hook runs for every request.
-    counters: dict[tuple[str, str, int], Any] = {}
-    timers: dict[str, Any] = {}
+    counters: dict[tuple[str, ...], Any] = {}
+    timers: dict[tuple[str, ...], Any] = {}
 
     @app.after_request
     def _count(response: Response) -> Response:
         rule = request.url_rule
         endpoint = rule.rule if rule is not None else "unmatched"
-        key = (endpoint, request.method, response.status_code)
-        counter = counters.get(key)
-        if counter is None:
-            counter = counters.setdefault(
-                key, lab_metrics.requests.labels(endpoint, request.method, str(key[2]))
-            )
-        counter.inc()
+        status = str(response.status_code)
+        _child(counters, lab_metrics.requests, endpoint, request.method, status).inc()
         started: Any = g.get("lab_started")
         if started is not None:
-            timer = timers.get(endpoint)
-            if timer is None:
-                timer = timers.setdefault(endpoint, lab_metrics.request_seconds.labels(endpoint))
+            timer = _child(timers, lab_metrics.request_seconds, endpoint)
             timer.observe(time.perf_counter() - started)
         code = g.get("lab_error_code")
         if code:
