@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -24,6 +25,14 @@ __all__ = [
 ]
 
 
+def _describe(bound: str, note: str, ratio: float | None, met: Callable[[float], bool]) -> str:
+    """The target cell: the bound, its note, and met or missed when there is a ratio."""
+    text = f"{bound} ({note})" if note else bound
+    if ratio is None:
+        return text
+    return f"{text}: {'met' if met(ratio) else '**missed**'}"
+
+
 @dataclass(frozen=True)
 class Target:
     """A floor on the ratio lab/anchor. A benchmark never fails on it; the table says met or missed."""
@@ -35,12 +44,7 @@ class Target:
         return ratio >= self.min_ratio
 
     def describe(self, ratio: float | None) -> str:
-        text = f"≥ {self.min_ratio:g}x"
-        if self.note:
-            text += f" ({self.note})"
-        if ratio is None:
-            return text
-        return f"{text}: {'met' if self.met(ratio) else '**missed**'}"
+        return _describe(f"≥ {self.min_ratio:g}x", self.note, ratio, self.met)
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,7 @@ class Ceiling:
         return ratio <= self.max_ratio
 
     def describe(self, ratio: float | None) -> str:
-        text = f"≤ {self.max_ratio:g}x"
-        if self.note:
-            text += f" ({self.note})"
-        if ratio is None:
-            return text
-        return f"{text}: {'met' if self.met(ratio) else '**missed**'}"
+        return _describe(f"≤ {self.max_ratio:g}x", self.note, ratio, self.met)
 
 
 @dataclass(frozen=True)
