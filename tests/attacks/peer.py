@@ -9,17 +9,15 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-from kdf_lib import pki
+from kdf.pair import identity, server_config
+
 from kdf_lib.handshake import (
     ClientConfig,
     ClientFinish,
     ClientHandshake,
     Connection,
-    ServerConfig,
     ServerFlight,
     Session,
 )
@@ -28,21 +26,22 @@ from kdf_lib.messages import DEFAULT_GROUPS, ClientKeyExchange, Finished
 from kdf_lib.record import ContentType, RecordProtection, connection_record_layers
 from kdf_lib.suites import SUITES
 
+# identity and server_config are the in-memory pair's (tests/kdf/pair.py): one demo CA per run.
+__all__ = [
+    "ECDHE_SUITE",
+    "RSA_SUITE",
+    "Answer",
+    "Peer",
+    "answer",
+    "b64",
+    "identity",
+    "post",
+    "server_config",
+    "unb64",
+]
+
 RSA_SUITE = "TLS_RSA_WITH_AES_256_CBC_SHA256"
 ECDHE_SUITE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
-
-
-@lru_cache(maxsize=1)
-def identity() -> tuple[pki.Issued, pki.Issued]:
-    """A demo CA and a server certificate for the name ``server`` (made once per run)."""
-    now = datetime.now(UTC)
-    ca = pki.create_ca("Attack Lab CA", now=now)
-    return ca, pki.issue_server_certificate(ca, "server", now=now)
-
-
-def server_config() -> ServerConfig:
-    _, leaf = identity()
-    return ServerConfig((leaf.certificate,), leaf.private_key)
 
 
 def b64(data: bytes) -> str:
