@@ -21,7 +21,6 @@ Ctrl-C too; every loop is bounded by the round and handshake counts and by ``--m
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import signal
 import statistics
@@ -35,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .handshake import CASES, Case, LabStack, lab_stack
+from .handshake import CASES, Case, LabStack, handshake_body, lab_stack
 from .services import ROOT, HttpClient, certificates, cpu_seconds
 
 WORKING_TREE = "WORKTREE"
@@ -83,15 +82,6 @@ def source_tree(revision: str, scratch: Path) -> Iterator[Path]:
         tar.extractall(target, filter="data")
     tar_path.unlink()
     yield target
-
-
-def _handshake_body(client: HttpClient, case: Case, resumed: bool) -> bytes:
-    """The request body for one case; a resumed case first makes the session it resumes."""
-    body = {"cipher_suite": case.suite}
-    if resumed:
-        session_id = client.call("POST", "/handshake", body)["session_id"]
-        return json.dumps({"resume": session_id}).encode()
-    return json.dumps(body).encode()
 
 
 def _round(stack: LabStack, body: bytes, count: int) -> tuple[float, float, float]:
@@ -214,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             bodies = {}
             for label, lab in stacks.items():
                 with HttpClient(lab.client.port) as client:
-                    bodies[label] = _handshake_body(client, case, resumed)
+                    bodies[label] = handshake_body(client, case, resumed)
                 # Warm up: caches, the allocator, the threads.
                 _round(lab, bodies[label], min(50, args.handshakes))
             for index in range(args.rounds):

@@ -149,17 +149,20 @@ def _check_lab(stack: LabStack, case: Case) -> None:
             raise AnchorMismatch(f"client_svc's {case.label} handshake: unexpected answer")
 
 
-def _lab_runner(stack: LabStack, case: Case, clients: int, resumed: bool, plan: Plan) -> Runner:
-    full_body = json.dumps({"cipher_suite": case.suite}).encode()
+def handshake_body(client: HttpClient, case: Case, resumed: bool) -> bytes:
+    """The POST /handshake body for one case; for a resumed case, one full handshake on
+    ``client`` first makes the session it resumes."""
+    body = {"cipher_suite": case.suite}
+    if resumed:
+        session_id = client.call("POST", "/handshake", body)["session_id"]
+        return json.dumps({"resume": session_id}).encode()
+    return json.dumps(body).encode()
 
+
+def _lab_runner(stack: LabStack, case: Case, clients: int, resumed: bool, plan: Plan) -> Runner:
     def factory() -> tuple[Callable[[], int], Callable[[], None]]:
         client = HttpClient(stack.client.port)
-        body = full_body
-        if resumed:  # one full handshake per client makes the session it then resumes
-            session_id = client.call("POST", "/handshake", {"cipher_suite": case.suite})[
-                "session_id"
-            ]
-            body = json.dumps({"resume": session_id}).encode()
+        body = handshake_body(client, case, resumed)
 
         def handshake() -> int:
             status, data = client.request("POST", "/handshake", body)
