@@ -29,13 +29,22 @@ worker_tmp_dir = _shm if os.path.isdir(_shm) else None
 control_socket_disable = True
 
 
+#: The User-Agent of HAProxy's health checks in the compose stack (haproxy/haproxy.cfg).
+HEALTHCHECK_USER_AGENT = "tls-lab-healthcheck"
+
+
 class _HealthcheckQuietLogger(Logger):
-    """Leaves out of the access log the container's own health probe, which comes every 3 s."""
+    """Leaves out of the access log the health probes that come every few seconds: the
+    container's own (from 127.0.0.1) and HAProxy's (its User-Agent). Only ``GET /healthz``
+    is ever left out, so a client that borrows the User-Agent hides nothing else."""
 
     def access(
         self, resp: object, req: object, environ: dict[str, object], request_time: object
     ) -> None:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REMOTE_ADDR") == "127.0.0.1":
+        if environ.get("PATH_INFO") == "/healthz" and (
+            environ.get("REMOTE_ADDR") == "127.0.0.1"
+            or environ.get("HTTP_USER_AGENT") == HEALTHCHECK_USER_AGENT
+        ):
             return
         super().access(resp, req, environ, request_time)
 

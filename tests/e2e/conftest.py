@@ -36,7 +36,12 @@ PROJECT_NAME = os.environ.get("LAB_E2E_PROJECT", "tls12-lab-e2e")
 # The mitm profile is part of the stack under test: client-mitm must exist for the MITM tests.
 PROFILE_ARGS = "--profile mitm"
 # Host ports, chosen free at session start unless set; docker-compose.yml reads these names.
-PORT_VARIABLES = ("LAB_CLIENT_PORT", "LAB_SERVER_PORT", "LAB_MITM_CLIENT_PORT")
+PORT_VARIABLES = (
+    "LAB_CLIENT_PORT",
+    "LAB_SERVER_PORT",
+    "LAB_MITM_CLIENT_PORT",
+    "LAB_PROXY_STATS_PORT",
+)
 HEALTHY_WITHIN_S = 120.0
 
 _E2E_DIR = Path(__file__).resolve().parent
