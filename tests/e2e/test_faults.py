@@ -211,6 +211,9 @@ def test_a_stopped_server_is_upstream_unavailable_at_once(stack: LabStack) -> No
         elapsed, status, answer = timed_call(f"{stack.client_url}/handshake", {})
         assert (status, answer["error"]["code"]) == (502, "upstream_unavailable"), answer
         assert elapsed < connect_timeout + SLACK_S
+        # The proxy in front of server_svc answers for it, in the services' JSON error shape.
+        status, answer = call(f"{stack.server_url}/healthz", timeout=30)
+        assert (status, answer["error"]["code"]) == (503, "service_unavailable"), answer
     finally:
         docker("start", container)
 
