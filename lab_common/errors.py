@@ -32,10 +32,37 @@ HTTP_CODES = {
     414: "uri_too_long",
     415: "unsupported_media_type",
     417: "expectation_failed",
+    421: "misdirected_request",  # a Host the service does not answer for (lab_common.origin)
     431: "headers_too_large",
     500: "internal_error",
     501: "not_implemented",
 }
+
+#: Every code a :class:`ServiceError` may carry, besides kdf_lib's alert codes and HTTP_CODES.
+#: The metrics count only known codes (lab_common.metrics), and a test checks that each code
+#: written in the services is listed here: a new code goes here first.
+SERVICE_CODES = frozenset(
+    {
+        "http_error",  # an HTTP failure without its own entry in HTTP_CODES
+        "malformed_connection_id",
+        "no_connection",
+        "unknown_connection",
+        "unknown_session",
+        "connection_lost",
+        "outcome_unknown",
+        "upstream_unavailable",
+        "upstream_timeout",
+        "upstream_bad_response",
+        "peer_error",  # server_svc refused without a code of its own
+        "demo_disabled",
+        "demo_unavailable",
+        "demo_failed",
+        "invalid_host",  # lab_common.origin
+        "cross_site_request",  # lab_common.origin
+        "too_many_records",  # server_svc: more records in one request than it opens
+        "body_too_fragmented",  # lab_common.http: a chunked body too costly to read
+    }
+)
 
 
 class ServiceError(Exception):
