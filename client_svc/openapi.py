@@ -17,12 +17,12 @@ from kdf_lib.suites import SUITES
 from lab_common.openapi import (
     CONNECTION_ID,
     FINGERPRINT,
+    HOST_STATUSES,
     Schema,
     build_document,
     closed_object,
     error_schema,
     json_request,
-    json_response,
     metrics_path,
     nullable,
     responses,
@@ -30,7 +30,7 @@ from lab_common.openapi import (
 
 #: client_svc wraps server_svc's refusals (502), may add details beside code and message.
 CLIENT_ERROR = error_schema(extra_fields=True)
-ERROR_STATUSES = (400, 403, 404, 409, 413, 415, 500, 502, 504)
+ERROR_STATUSES = (400, 403, 404, 409, 413, 415, 421, 500, 502, 504)
 
 _COUNT: Schema = {"type": "integer", "minimum": 0}
 _FINGERPRINTS = closed_object(
@@ -176,15 +176,16 @@ def _paths(blueprints: set[str]) -> dict[str, Any]:
         ),
         "/healthz": _get("Liveness and counts", HEALTH),
         "/openapi.json": _get("This document", {"type": "object"}),
-        "/metrics": metrics_path(CLIENT_ERROR),
+        "/metrics": metrics_path(dict.fromkeys((*HOST_STATUSES, 500), CLIENT_ERROR)),
     }
     if "web" in blueprints:
         paths["/"] = {
             "get": {
                 "summary": "The live page",
+                # The page is HTML; its errors are JSON like every other answer's.
                 "responses": {
+                    **responses({}, dict.fromkeys((*HOST_STATUSES, 500), CLIENT_ERROR)),
                     "200": {"description": "HTML", "content": {"text/html": {"schema": {}}}},
-                    "500": json_response(CLIENT_ERROR, "The service failed unexpectedly"),
                 },
             }
         }

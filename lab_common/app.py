@@ -8,7 +8,7 @@ import orjson
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
-from . import logs, metrics
+from . import logs, metrics, origin
 from .errors import register_error_handlers
 
 
@@ -35,8 +35,20 @@ class OrjsonProvider(DefaultJSONProvider):
 
 
 def configure_app(app: Flask, service: str) -> metrics.LabMetrics:
-    """Logs, error handlers, JSON answers and /metrics; returns the app's metrics."""
+    """Logs, error handlers, JSON answers and /metrics, behind the Host and cross-site checks
+    of lab_common.origin; returns the app's metrics. Raises ValueError for a bad ALLOWED_HOSTS."""
     logs.configure(service, str(app.config.get("LOG_LEVEL", "INFO")))
+    hosts = origin.allowed_hosts(app.config.get("ALLOWED_HOSTS") or "")
     register_error_handlers(app)
     app.json = OrjsonProvider(app)
-    return metrics.install(app, service)
+    lab_metrics = metrics.install(app, service)
+
+    def count_refusal(method: str, status: int, code: str) -> None:
+        lab_metrics.request("unmatched", method, status, None, code)
+
+    # Around the whole WSGI app, not a before_request hook: the checks run before Flask reads
+    # the body, routes the request or runs any hook (the metrics' included).
+    app.wsgi_app = origin.RequestGuard(  # type: ignore[method-assign]
+        app.wsgi_app, hosts, on_refusal=count_refusal
+    )
+    return lab_metrics

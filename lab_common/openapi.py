@@ -22,23 +22,30 @@ FINGERPRINT: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 #: What werkzeug and the services raise around the protocol, by status (lab_common.errors).
 SERVICE_CODES: dict[int, tuple[str, ...]] = {
-    400: ("bad_request", "malformed_connection_id"),
+    400: ("bad_request", "malformed_connection_id", "invalid_host"),
+    403: ("cross_site_request",),
     404: ("not_found", "unknown_connection"),
     405: ("method_not_allowed",),
-    413: ("body_too_large",),
+    413: ("body_too_large", "body_too_fragmented", "too_many_records"),
     415: ("unsupported_media_type",),
+    421: ("misdirected_request",),
     500: ("internal_error",),
 }
+#: What lab_common.origin answers before any operation runs: a missing, malformed (400) or
+#: foreign Host (421); and for a state-changing request from another site's page, 403.
+HOST_STATUSES = (400, 421)
+CROSS_SITE_STATUSES = (*HOST_STATUSES, 403)
 
 _DESCRIPTIONS = {
     200: "Success",
     400: "The request or a protocol message in it was refused",
-    403: "Switched off (a demo that needs REVEAL_SECRETS)",
+    403: "Switched off (a demo that needs REVEAL_SECRETS), or sent by a page of another site",
     404: "No such endpoint, connection or session",
     405: "Method not allowed",
     409: "The message does not fit the connection's state",
     413: "The body, a record or its plaintext is too large",
     415: "The body is not application/json",
+    421: "The Host is not one of the service's names (ALLOWED_HOSTS)",
     500: "The service failed unexpectedly",
     502: "The peer service refused or could not be used",
     504: "The peer service did not answer in time",
@@ -135,17 +142,19 @@ def build_document(title: str, version: str, description: str, paths: dict[str, 
     }
 
 
-def metrics_path(error_500: Schema) -> dict[str, Any]:
-    """``GET /metrics``: Prometheus text exposition format."""
+def metrics_path(errors: Mapping[int, Schema]) -> dict[str, Any]:
+    """``GET /metrics``: Prometheus text exposition format; its error answers by status."""
+    answers = {
+        "200": {
+            "description": "Prometheus text format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+    for status, schema in sorted(errors.items()):
+        answers[str(status)] = json_response(schema, _DESCRIPTIONS.get(status, "Error"))
     return {
         "get": {
             "summary": "Prometheus metrics: handshakes, messages, failures by code, latencies",
-            "responses": {
-                "200": {
-                    "description": "Prometheus text format 0.0.4",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                },
-                "500": json_response(error_500, "The service failed unexpectedly"),
-            },
+            "responses": answers,
         }
     }

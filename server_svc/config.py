@@ -18,6 +18,9 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_TTL": 3600.0,  # how long a session ID can be resumed
     "MAX_SESSIONS": 10_000,
     "REVEAL_SECRETS": False,
+    # Host names (comma-separated) answered besides lab_common.origin.DEFAULT_ALLOWED_HOSTS
+    # (localhost, 127.0.0.1, [::1], the compose services); any other Host gets 421.
+    "ALLOWED_HOSTS": "",
     "LOG_LEVEL": "INFO",
 }
 

@@ -16,7 +16,9 @@ from kdf_lib.record import MAX_PLAINTEXT
 from kdf_lib.suites import SUITES
 from lab_common.openapi import (
     CONNECTION_ID,
+    CROSS_SITE_STATUSES,
     FINGERPRINT,
+    HOST_STATUSES,
     Schema,
     base64_string,
     build_document,
@@ -31,7 +33,7 @@ from lab_common.openapi import (
     responses,
 )
 
-from .views import MAX_RECORD_BYTES, MIN_REPLY_FRAGMENT
+from .views import MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT
 
 SUITE_NAME: Schema = {"type": "string", "enum": sorted(SUITES)}
 GROUP_NAME: Schema = {"type": "string", "enum": [g.name for g in NamedGroup]}
@@ -261,9 +263,11 @@ HEALTH = closed_object(
 )
 
 
-def _errors(*statuses: int) -> dict[int, Schema]:
+def _errors(*statuses: int, method: str = "get") -> dict[int, Schema]:
+    """Each status's codes; with the refusals of lab_common.origin that come before any view."""
     codes = error_codes_by_status()
-    return {status: error_schema(codes[status]) for status in statuses}
+    refusals = HOST_STATUSES if method == "get" else CROSS_SITE_STATUSES
+    return {status: error_schema(codes[status]) for status in sorted({*statuses, *refusals})}
 
 
 def _post(summary: str, request: Schema, answer: Schema, *statuses: int) -> dict[str, Any]:
@@ -271,7 +275,7 @@ def _post(summary: str, request: Schema, answer: Schema, *statuses: int) -> dict
         "post": {
             "summary": summary,
             "requestBody": json_request(request),
-            "responses": responses(answer, _errors(*statuses)),
+            "responses": responses(answer, _errors(*statuses, method="post")),
         }
     }
 
@@ -300,7 +304,8 @@ def _paths() -> dict[str, Any]:
             500,
         ),
         "/message": _post(
-            "Protected application-data records in, a protected echo out",
+            "Protected application-data records in (at most MAX_RECORDS_PER_REQUEST = "
+            f"{MAX_RECORDS_PER_REQUEST} in one request), a protected echo out",
             MESSAGE,
             MESSAGE_ANSWER,
             400,
@@ -323,7 +328,8 @@ def _paths() -> dict[str, Any]:
         ),
         "/records/{connection_id}": {
             "post": {
-                "summary": "/message in binary: complete TLS records as the body, both ways",
+                "summary": "/message in binary: complete TLS records as the body, both ways "
+                f"(at most {MAX_RECORDS_PER_REQUEST} records in one request)",
                 "parameters": [
                     {
                         "name": "connection_id",
@@ -352,7 +358,9 @@ def _paths() -> dict[str, Any]:
                     },
                     **{
                         str(status): json_response(schema, "Error")
-                        for status, schema in _errors(400, 404, 409, 413, 415, 500).items()
+                        for status, schema in _errors(
+                            400, 404, 409, 413, 415, 500, method="post"
+                        ).items()
                     },
                 },
             }
@@ -374,7 +382,7 @@ def _paths() -> dict[str, Any]:
         "/healthz": {
             "get": {"summary": "Liveness and counts", "responses": responses(HEALTH, _errors(500))}
         },
-        "/metrics": metrics_path(_errors(500)[500]),
+        "/metrics": metrics_path(_errors(500)),
         "/openapi.json": {
             "get": {
                 "summary": "This document",

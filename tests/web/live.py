@@ -38,6 +38,7 @@ _SERVICE_SETTINGS = {
     "SESSION_TTL",
     "MAX_SESSIONS",
     "REVEAL_SECRETS",
+    "ALLOWED_HOSTS",
     "LOG_LEVEL",
     "PORT",
     "GUNICORN_BIND",
@@ -110,8 +111,11 @@ def _wait_healthy(lab: LiveLab, url: str, process: subprocess.Popen[bytes]) -> N
     )
 
 
-def start_lab(workdir: Path, *, reveal_secrets: bool = False) -> LiveLab:
-    """Certificates, then server_svc, then client_svc pointed at it; both answer /healthz."""
+def start_lab(
+    workdir: Path, *, reveal_secrets: bool = False, settings: dict[str, str] | None = None
+) -> LiveLab:
+    """Certificates, then server_svc, then client_svc pointed at it; both answer /healthz.
+    ``settings`` (environment variables) go to both services."""
     certs = workdir / "certs"
     subprocess.run(
         [
@@ -146,6 +150,7 @@ def start_lab(workdir: Path, *, reveal_secrets: bool = False) -> LiveLab:
                 "SERVER_CERT_CHAIN": str(certs / "server" / "chain.pem"),
                 "SERVER_KEY": str(certs / "server" / "server.key"),
                 "REVEAL_SECRETS": reveal,
+                **(settings or {}),
             }
         )
         server = _gunicorn("server_svc", server_port, server_env, workdir / "server_svc.log")
@@ -157,6 +162,7 @@ def start_lab(workdir: Path, *, reveal_secrets: bool = False) -> LiveLab:
                 "SERVER_NAME": "localhost",
                 "TRUST_STORE": str(certs / "trust" / "ca.pem"),
                 "REVEAL_SECRETS": reveal,
+                **(settings or {}),
             }
         )
         client = _gunicorn("client_svc", client_port, client_env, workdir / "client_svc.log")

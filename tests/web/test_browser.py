@@ -1,9 +1,7 @@
 """The live page in headless Chromium, against real client_svc and server_svc processes.
 
-Chromium and its driver are Debian's (``apt-get install chromium chromium-driver``); Selenium is
-pointed at /usr/bin/chromedriver and must never fetch a browser or a driver of its own (Selenium
-Manager). ``LAB_SAVE_SCREENSHOT=1`` also writes docs/screenshot.png (kept out of CI runs so they
-do not dirty the tree).
+Chromium and its driver are Debian's (tests/web/chromium.py). ``LAB_SAVE_SCREENSHOT=1`` also
+writes docs/screenshot.png (kept out of CI runs so they do not dirty the tree).
 """
 
 from __future__ import annotations
@@ -16,35 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.common.selenium_manager import SeleniumManager
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from .chromium import WAIT_S, chromium
 from .live import REPO_ROOT, LiveLab, start_lab, stop_lab
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("LAB_CHROMEDRIVER", "/usr/bin/chromedriver"))
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # The lab is on the loopback; a proxy from the environment must not be asked.
-    "--no-proxy-server",
-    "--window-size=1400,1000",
-)
-WAIT_S = 20
 # The match column's mark for a value one side does not show (an en dash, not ✓ or ✗).
 NOT_COMPARED = "\u2013"
 SCREENSHOT = REPO_ROOT / "docs" / "screenshot.png"
@@ -75,35 +55,8 @@ def revealing_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} not found: install Debian's browser with "
-            "`apt-get install -y chromium chromium-driver` (scripts/test does it in CI), "
-            "or deselect these tests with -m 'not browser'",
-            pytrace=False,
-        )
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(
-        executable_path=str(CHROMEDRIVER), log_output=str(profile.parent / "chromedriver.log")
-    )
-
-    def no_selenium_manager(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("Selenium Manager was asked for a driver although its path is given")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SeleniumManager, "binary_paths", no_selenium_manager)
-        driver = webdriver.Chrome(service=service, options=options)
-        try:
-            driver.set_script_timeout(WAIT_S)
-            yield driver
-        finally:
-            driver.quit()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
 
 
 # -- helpers --------------------------------------------------------------------------------------
