@@ -12,12 +12,14 @@ from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
 from kdf_lib.suites import SUITES
 from lab_common.errors import ServiceError
-from lab_common.http import json_body
+from lab_common.http import json_body, refuse_oversized_body
 from lab_common.metrics import metrics
 
 from .driver import Driver, HandshakeRequest
 
 bp = Blueprint("client", __name__)
+# Every request's body is read, whole and within MAX_CONTENT_LENGTH, before any view runs.
+bp.before_app_request(refuse_oversized_body)
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _SESSION_ID = re.compile(r"[0-9a-f]{2,64}")
@@ -143,6 +145,10 @@ def healthz() -> Any:
             "upstream_timeouts": {
                 "connect": float(current_app.config["UPSTREAM_CONNECT_TIMEOUT"]),
                 "read": float(current_app.config["UPSTREAM_READ_TIMEOUT"]),
+            },
+            "upstream_limits": {
+                "max_response_bytes": int(current_app.config["UPSTREAM_MAX_RESPONSE_BYTES"]),
+                "server_max_body_bytes": int(current_app.config["SERVER_MAX_BODY_BYTES"]),
             },
             "auto_reconnect": bool(current_app.config["AUTO_RECONNECT"]),
         }

@@ -44,6 +44,10 @@ RANDOM_LENGTH = 32
 MAX_SESSION_ID = 32
 #: The JSON nesting any message of this protocol needs is 3; deeper input is refused unread.
 MAX_JSON_DEPTH = 8
+#: The most JSON a body may hold outside its strings: brackets, separators, numbers, true,
+#: false and null, whitespace not counted. The largest message of this protocol needs about
+#: 100; the bound caps what the parser builds (values, keys, objects, digits) for any body.
+MAX_JSON_STRUCTURE = 4096
 
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
     NamedGroup.x25519,
@@ -85,40 +89,90 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _check_depth(text: str) -> None:
-    # Nesting cannot be deeper than the number of opening brackets anywhere in the text
-    # (strings included), so a body with few needs no character walk; base64 has none.
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return
+#: A \u escape of a UTF-16 surrogate (D800-DFFF). Text that holds none cannot decode to one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_JSON_WHITESPACE = " \t\n\r"
+#: For the depth check: objects nest as arrays do, and nothing but brackets matters.
+_SQUARE_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_OPEN = ord("[")
+
+
+def _outside_strings(text: str) -> str:
+    """The text with every string literal taken out (keys included), for valid JSON.
+
+    Refuses, before anything is parsed, a body with more strings than MAX_JSON_STRUCTURE
+    allows (each string but the last needs a separator after it). Every step is one pass of
+    a C string method: no cost per character in Python, whatever the body holds.
+    """
+    if "\\" in text:
+        # In valid JSON a backslash only starts an escape inside a string. Escaped backslashes
+        # pair up from the left, exactly as the left-to-right replace pairs them; after them,
+        # \" is an escaped quote. Every quote left delimits a string.
+        text = text.replace("\\\\", "").replace('\\"', "")
+    quotes = text.count('"')
+    if quotes % 2:
+        raise DecodeError("request body is not valid JSON")
+    if quotes > 2 * (MAX_JSON_STRUCTURE + 1):
+        raise DecodeError(f"request body has more than {MAX_JSON_STRUCTURE + 1} JSON strings")
+    return "".join(text.split('"')[::2])
+
+
+def _deepest(brackets: bytes) -> int:
     depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
+    for byte in brackets:
+        if byte == _OPEN:
             depth += 1
             deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise DecodeError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        elif ch in "]}":
+        else:
             depth -= 1
+    return deepest
+
+
+def _check_structure(text: str) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH, and more than MAX_JSON_STRUCTURE characters
+    outside strings, before the parser sees the body.
+
+    Brackets inside a string are text, so only what lies outside strings is looked at. Every
+    pass over the whole body is a C string method; the one loop in Python reads at most
+    MAX_JSON_STRUCTURE brackets (a body with more is refused for that, after the loop has
+    told whether its first ones already nest too deep).
+    """
+    outside = _outside_strings(text)
+    brackets = outside.encode("utf-8").translate(_SQUARE_BRACKETS, _NOT_BRACKETS)
+    if _deepest(brackets[:MAX_JSON_STRUCTURE]) > MAX_JSON_DEPTH:
+        raise DecodeError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if len(outside) > MAX_JSON_STRUCTURE and (
+        len(outside) - sum(outside.count(ch) for ch in _JSON_WHITESPACE) > MAX_JSON_STRUCTURE
+    ):
+        raise DecodeError(
+            f"request body has more than {MAX_JSON_STRUCTURE} characters of JSON outside its strings"
+        )
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    # A \ud800 escape alone is valid JSON but not Unicode text: it cannot be encoded as UTF-8,
+    # so it must not reach a log, a metric label or a handshake field. A paired escape
+    # (\ud83d\ude00) decodes to one character and encodes fine.
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError("a string in the request body holds a lone UTF-16 surrogate") from None
 
 
 def parse_json(body: bytes | str) -> dict[str, Any]:
     """Parse a JSON request body strictly: UTF-8, an object at the top, no duplicate
-    keys, no NaN/Infinity, bounded nesting. Failures raise DecodeError."""
+    keys, no NaN/Infinity, no lone UTF-16 surrogates in strings or keys, bounded nesting
+    and structure (MAX_JSON_DEPTH, MAX_JSON_STRUCTURE). Failures raise DecodeError."""
     try:
-        text = body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body
-    except UnicodeDecodeError:
+        if isinstance(body, (bytes, bytearray)):
+            text = body.decode("utf-8")
+        else:
+            text = body
+            text.encode("utf-8")  # a str may hold surrogates itself, not only as escapes
+    except UnicodeError:
         raise DecodeError("request body is not UTF-8") from None
-    _check_depth(text)
+    _check_structure(text)
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except DecodeError:
@@ -127,6 +181,8 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
         raise DecodeError("request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise DecodeError("request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(value)
     return value
 
 
@@ -138,10 +194,10 @@ def decode_hex(
 ) -> bytes:
     if not isinstance(value, str):
         raise DecodeError(f"{name} must be a hex string")
+    if len(value) > 2 * max_length:  # first: the pattern below reads every character
+        raise DecodeError(f"{name} is too long")
     if len(value) % 2 or not _HEX.fullmatch(value):
         raise DecodeError(f"{name} is not valid hex")
-    if len(value) > 2 * max_length:
-        raise DecodeError(f"{name} is too long")
     data = bytes.fromhex(value)
     if length is not None and len(data) != length:
         raise DecodeError(f"{name} must be {length} bytes, not {len(data)}")

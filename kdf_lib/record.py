@@ -31,6 +31,7 @@ __all__ = [
     "RecordHeader",
     "RecordProtection",
     "connection_record_layers",
+    "count_records",
     "fragment_plaintext",
     "split_records",
 ]
@@ -103,6 +104,23 @@ def split_records(data: bytes) -> Iterator[tuple[RecordHeader, bytes]]:
 
 
 _CONTENT_TYPES = frozenset(int(c) for c in ContentType)
+
+
+def count_records(data: bytes, limit: int) -> int:
+    """How many records lie back to back in ``data``, counted by their headers alone.
+
+    Nothing is opened or checked (:func:`split_records` does that), and the count stops at
+    ``limit + 1``: a holder of a record limit learns that a body is over it at a cost bounded
+    by the limit, not by the body. A piece too short for a header counts as one record.
+    """
+    offset, total, count = 0, len(data), 0
+    while offset < total and count <= limit:
+        count += 1
+        if total - offset < HEADER_LENGTH:
+            break
+        (length,) = _LEN_STRUCT.unpack_from(data, offset + 3)
+        offset += HEADER_LENGTH + length
+    return count
 
 
 def fragment_plaintext(data: bytes) -> list[bytes]:
