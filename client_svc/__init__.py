@@ -27,16 +27,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     trust = app.config.get("TRUST_ANCHORS") or tuple(
         pki.load_certificate_chain(Path(app.config["TRUST_STORE"]).read_bytes())
     )
-    transport: Transport = app.config.get("TRANSPORT") or HttpTransport(
-        app.config["SERVER_URL"],
-        connect_timeout=app.config["UPSTREAM_CONNECT_TIMEOUT"],
-        read_timeout=app.config["UPSTREAM_READ_TIMEOUT"],
+    transport: Transport = app.config.get("TRANSPORT") or HttpTransport.from_config(
+        app.config["SERVER_URL"], app.config
     )
     state = ClientState(app.config)
     lab_metrics.gauge("tls_lab_connections", "Connections held", lambda: len(state.connections))
     lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", lambda: len(state.sessions))
     app.extensions["driver"] = Driver(
-        ServerClient(transport),
+        ServerClient(transport, max_request_bytes=app.config["SERVER_MAX_BODY_BYTES"]),
         state,
         tuple(trust),
         app.config["SERVER_NAME"],

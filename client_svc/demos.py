@@ -21,7 +21,7 @@ from flask import Blueprint, current_app, jsonify
 from kdf_lib import pki
 from kdf_lib.diagnose import DerivationInputs, Stage, decrypt_recorded_session, derive, diagnose
 from kdf_lib.errors import DecodeError, TLSError
-from kdf_lib.handshake import Connection, fingerprint
+from kdf_lib.handshake import Connection, fingerprint, fingerprint_kind
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, decode_b64, encode_b64
 from kdf_lib.prf import finished_verify_data, prf
 from kdf_lib.record import HEADER_LENGTH
@@ -551,8 +551,10 @@ MISMATCH = (
     "all anyone sees is that Finished fails. The client recomputes one step of a real handshake "
     "correctly and once with a classic mistake, then lets kdf_lib.diagnose find which input "
     "differs: it replays every mistake of its catalogue on the handshake's inputs and compares "
-    "fingerprints until one reproduces the broken value. Secrets stay local; only SHA-256 "
-    "fingerprints are shown."
+    "fingerprints until one reproduces the broken value. Secrets stay local; only fingerprints "
+    "are shown: SHA-256 of the 48-byte master secret or the key block, and for the 12-byte "
+    "verify_data an HMAC keyed from the handshake's master secret, as short values are too easy "
+    "to find again from a plain hash."
 )
 
 
@@ -570,18 +572,19 @@ def run_mismatch(mistake: str) -> dict[str, Any]:
     recorded = tap.recorded_handshake(entry.connection_id)
     inputs = DerivationInputs.from_recorded(recorded, _client_pre_master_secret(entry))
     correct, broken = derive(inputs, stage), _broken(mistake, inputs)
-    correct_fp, broken_fp = fingerprint(correct), fingerprint(broken)
+    correct_fp, broken_fp = inputs.fingerprint(correct), inputs.fingerprint(broken)
+    kind = fingerprint_kind(len(correct))
     matches = _handshake_fingerprints(entry, stage) == {correct_fp}
     report.step(
         "client",
         f"derives the {stage.description} correctly",
-        f"{_CORRECT[(stage, ems)]} → sha256 {correct_fp}"
+        f"{_CORRECT[(stage, ems)]} → {kind} {correct_fp}"
         + (" (what both sides derived in the handshake)" if matches else ""),
     )
     again = (
         "derives it again, independently" if mistake == "none" else "derives it with the mistake"
     )
-    report.step("client", again, f"{broken_formula} → sha256 {broken_fp}")
+    report.step("client", again, f"{broken_formula} → {kind} {broken_fp}")
     diagnosis = diagnose(inputs, correct_fp, broken_fp)
     report.step(
         "client",
@@ -590,6 +593,7 @@ def run_mismatch(mistake: str) -> dict[str, Any]:
     )
     fields: dict[str, Any] = {
         "diagnosis": diagnosis.to_json(),
+        "fingerprint": kind,
         "correct": correct_fp,
         "broken": broken_fp,
     }
@@ -616,10 +620,11 @@ def _client_pre_master_secret(entry: ClientConnection) -> bytes:
 
 
 def _handshake_fingerprints(entry: ClientConnection, stage: Stage) -> set[str | None]:
-    """What the handshake itself derived at ``stage``, per side, as fingerprints."""
+    """What the handshake itself derived at ``stage``, per side, as fingerprints (verify_data's
+    is keyed, under the same key as :meth:`DerivationInputs.fingerprint`)."""
     if stage is Stage.FINISHED:
         return {
-            fingerprint(bytes.fromhex(step.data["verify_data"]))
+            step.data.get("verify_data_hmac")
             for step in entry.handshake.trace.steps
             if step.action == "send client Finished"
         }
@@ -738,11 +743,7 @@ def _mitm_transport(url: str) -> Transport:
         return override
     pools: dict[str, Transport] = current_app.extensions.setdefault("demo_mitm_transports", {})
     if url not in pools:
-        pools[url] = HttpTransport(
-            url,
-            connect_timeout=current_app.config["UPSTREAM_CONNECT_TIMEOUT"],
-            read_timeout=current_app.config["UPSTREAM_READ_TIMEOUT"],
-        )
+        pools[url] = HttpTransport.from_config(url, current_app.config)
     return pools[url]
 
 

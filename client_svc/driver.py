@@ -22,11 +22,18 @@ from kdf_lib import keylog
 from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, TLSError
 from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerFlight, Session
 from kdf_lib.messages import decode_b64, encode_b64
+from kdf_lib.record import (
+    HEADER_LENGTH,
+    MAX_CIPHERTEXT,
+    MAX_PLAINTEXT,
+    ContentType,
+    RecordProtection,
+)
 from kdf_lib.suites import SUITES, CipherSuite
 from lab_common.errors import ServiceError
 
 from .store import ClientConnection, ClientState
-from .upstream import PeerError, ServerClient, UpstreamError
+from .upstream import PeerError, ServerClient, UpstreamError, encode_body
 
 log = logging.getLogger("lab")
 
@@ -116,6 +123,35 @@ def _failed_message(entry: ClientConnection, exc: TLSError, delivery: str) -> Se
         connection_id=entry.connection_id,
         delivery=delivery,
     )
+
+
+def sealed_length(writer: RecordProtection, plaintext_length: int) -> int:
+    """How many bytes of records ``writer`` makes of that much plaintext, without sealing it.
+
+    Record sizes depend only on the suite, encrypt-then-MAC and the fragment's length (the
+    padding is minimal), so a twin with zero keys seals one record of each length there is.
+    """
+    suite = writer.suite
+    twin = RecordProtection(
+        suite,
+        mac_key=bytes(suite.mac_key_length),
+        enc_key=bytes(suite.enc_key_length),
+        fixed_iv=bytes(suite.fixed_iv_length),
+        encrypt_then_mac=writer.encrypt_then_mac,
+    )
+    full, rest = divmod(plaintext_length, MAX_PLAINTEXT)
+    length = (
+        full * len(twin.seal(ContentType.application_data, bytes(MAX_PLAINTEXT))) if full else 0
+    )
+    if rest or not full:  # no data is still one (empty) record
+        length += len(twin.seal(ContentType.application_data, bytes(rest)))
+    return length
+
+
+def message_request_length(connection_id: str, record_length: int) -> int:
+    """The size of server_svc's POST /message body that carries records of this length."""
+    envelope = len(encode_body({"connection_id": connection_id, "record": ""}))
+    return envelope + 4 * -(-record_length // 3)  # base64
 
 
 def _error_parts(exc: TLSError | ServiceError) -> tuple[str, str, int, dict[str, Any]]:
@@ -382,6 +418,7 @@ class Driver:
             conn = entry.handshake.connection
             if conn is None or conn.closed:
                 raise self._closed(entry)
+            self._refuse_unsendable(entry, conn.writer, len(plaintext))
             sent_seq = conn.writer.seq
             try:
                 record = conn.seal(plaintext)
@@ -433,6 +470,39 @@ class Driver:
             "reconnected": None,
         }
 
+    def _refuse_unsendable(
+        self, entry: ClientConnection, writer: RecordProtection, plaintext_length: int
+    ) -> None:
+        """Refuse, before it is sealed, a message whose request server_svc would refuse for its
+        size: nothing is sent, no sequence number is spent, the connection stays usable."""
+        limit = self.server.max_request_bytes
+        if limit is None:
+            return
+        records = max(1, -(-plaintext_length // MAX_PLAINTEXT))
+        most = plaintext_length + records * (MAX_CIPHERTEXT - MAX_PLAINTEXT + HEADER_LENGTH)
+        if message_request_length(entry.connection_id, most) <= limit:
+            return  # fits whatever the suite adds (TLS caps it at 2048 bytes a record)
+        needed = message_request_length(
+            entry.connection_id, sealed_length(writer, plaintext_length)
+        )
+        if needed <= limit:
+            return
+        fits, over = 0, plaintext_length  # the longest plaintext that fits: fits <= it < over
+        while over - fits > 1:
+            middle = (fits + over) // 2
+            length = message_request_length(entry.connection_id, sealed_length(writer, middle))
+            fits, over = (middle, over) if length <= limit else (fits, middle)
+        raise ServiceError(
+            "body_too_large",
+            f"this message would reach server_svc as a {needed}-byte request, over its limit of "
+            f"{limit} bytes (SERVER_MAX_BODY_BYTES): it was not sent, and connection "
+            f"{entry.connection_id} is unchanged. At most {fits} bytes of UTF-8 plaintext fit "
+            "in one message on it",
+            413,
+            connection_id=entry.connection_id,
+            delivery=NOT_DELIVERED,
+        )
+
     def _closed(self, entry: ClientConnection) -> ServiceError:
         """The error for a message on a connection that can no longer carry one."""
         failure = entry.failure or {"code": "unexpected_message", "message": "closed"}
@@ -462,6 +532,13 @@ class Driver:
         # answers 4xx when it refuses: a 4xx means not processed. A 5xx, or an answer that
         # is not server_svc's JSON, can come after the record was opened.
         refused = isinstance(peer_status, int) and 400 <= peer_status < 500
+        if isinstance(exc, PeerError) and exc.code == "body_too_large":
+            exc.message = (
+                f"{exc.message}: the message was not delivered, but its record's sequence number "
+                f"is spent, so connection {entry.connection_id} is closed. With client_svc's "
+                "SERVER_MAX_BODY_BYTES set to server_svc's MAX_BODY_BYTES, such a message is "
+                "refused before it is sent, and the connection kept"
+            )
         if not sent or refused:
             entry.fail(exc.code, exc.message)
             exc.details.update(connection_id=entry.connection_id, delivery=NOT_DELIVERED)
