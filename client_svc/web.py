@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from kdf_lib.errors import DecodeError
-from kdf_lib.handshake import fingerprint
+from kdf_lib.handshake import MIN_HASHED_LENGTH, fingerprint
 from kdf_lib.messages import Fields, as_int, as_str, hex_field
 from kdf_lib.prf import HASHES, p_hash_rounds
 from kdf_lib.suites import SUITES
@@ -84,7 +84,9 @@ def prf_rounds(
     """PRF(secret, label, seed) with every round of P_hash, as hex for the page.
 
     ``blocks`` are the whole HMAC(secret, A(i) + label + seed) outputs; ``output`` is their
-    concatenation cut to ``length`` bytes, exactly :func:`kdf_lib.prf.prf`.
+    concatenation cut to ``length`` bytes, exactly :func:`kdf_lib.prf.prf`. ``output_sha256``
+    lets the page match the output against a handshake's published fingerprints; it is null
+    below 16 bytes, which no published SHA-256 fingerprint covers (docs/protocol.md §3.8).
     """
     digest_size = HASHES[hash_name].digest_size
     rounds = -(-length // digest_size)
@@ -99,7 +101,7 @@ def prf_rounds(
         "a": [a.hex() for a in a_values],
         "blocks": [stream[i : i + digest_size].hex() for i in range(0, len(stream), digest_size)],
         "output": output.hex(),
-        "output_sha256": fingerprint(output),
+        "output_sha256": fingerprint(output) if len(output) >= MIN_HASHED_LENGTH else None,
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from hmac import compare_digest
 from typing import Any
 
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import kex
 from .errors import DecryptError, TLSError
-from .handshake import fingerprint
+from .handshake import MIN_HASHED_LENGTH, fingerprint, fingerprint_key, keyed_fingerprint
 from .messages import ClientKeyExchange, Finished
 from .prf import (
     HASHES,
@@ -94,6 +95,23 @@ class DerivationInputs:
             raise ValueError("pre_master_secret must not be empty")
         if not self.handshake_messages:
             raise ValueError("handshake_messages must not be empty")
+
+    @cached_property
+    def _fingerprint_key(self) -> bytes:
+        return fingerprint_key(
+            derive(self, Stage.MASTER_SECRET),
+            self.client_random,
+            self.server_random,
+            self.suite.prf_hash,
+        )
+
+    def fingerprint(self, value: bytes) -> str:
+        """``value``'s fingerprint as the handshake's two ends publish it (docs/protocol.md
+        §3.8): SHA-256 from 16 bytes up, else HMAC-SHA256 under the handshake's fingerprint
+        key, which needs the master secret these inputs derive (so for verify_data)."""
+        if len(value) >= MIN_HASHED_LENGTH:
+            return fingerprint(value)
+        return keyed_fingerprint(self._fingerprint_key, value)
 
     @classmethod
     def from_recorded(
@@ -351,7 +369,9 @@ def _check_fingerprint(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a hex string")
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise ValueError(f"{name} must be a SHA-256 fingerprint: 64 lowercase hex digits")
+        raise ValueError(
+            f"{name} must be a SHA-256 or HMAC-SHA256 fingerprint: 64 lowercase hex digits"
+        )
     return value
 
 
@@ -362,8 +382,10 @@ def diagnose(
 
     Args:
         inputs: the public values of the handshake and its pre-master secret.
-        expected: the SHA-256 fingerprint of the correct output (e.g. what the peer derived).
-        observed: the fingerprint of the output under suspicion.
+        expected: the fingerprint of the correct output (e.g. what the peer derived), as
+            :meth:`DerivationInputs.fingerprint` gives it: SHA-256 of a master secret or key
+            block, HMAC-SHA256 under the handshake's fingerprint key of a 12-byte verify_data.
+        observed: the fingerprint of the output under suspicion, made the same way.
         stage: which derivation the outputs belong to; by default the stage whose correct
             output ``expected`` is.
 
@@ -378,7 +400,8 @@ def diagnose(
     observed = _check_fingerprint(observed, "observed")
     stages = list(Stage) if stage is None else [stage]
     found = next(
-        (s for s in stages if compare_digest(fingerprint(derive(inputs, s)), expected)), None
+        (s for s in stages if compare_digest(inputs.fingerprint(derive(inputs, s)), expected)),
+        None,
     )
     if found is None:
         where = "any derivation" if stage is None else f"the {stage.description}"
@@ -397,7 +420,7 @@ def diagnose(
             continue
         for detail, value in mistake.variants(inputs, found):
             tried += 1
-            if compare_digest(fingerprint(value), observed):
+            if compare_digest(inputs.fingerprint(value), observed):
                 return Diagnosis(
                     found,
                     mistake.differing_input,

@@ -26,7 +26,7 @@ from hmac import compare_digest
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -67,6 +67,7 @@ from .prf import (
     finished_verify_data,
     key_block,
     master_secret,
+    prf,
 )
 from .record import ContentType, RecordProtection, connection_record_layers
 from .suites import SUITES, CipherSuite, KeyExchange, KeyMaterial, key_block_layout, split_key_block
@@ -85,16 +86,89 @@ __all__ = [
     "Session",
     "Step",
     "fingerprint",
+    "fingerprint_fields",
+    "fingerprint_key",
+    "fingerprint_kind",
+    "keyed_fingerprint",
 ]
 
 RandomBytes = Callable[[int], bytes]
 
 
-def fingerprint(secret: bytes) -> str:
-    """SHA-256 of a secret, hex: lets two sides compare values without showing them."""
+# -- fingerprints: how a secret appears in public data -------------------------------------
+#
+# A published SHA-256 lets two sides compare a value without showing it, but only while trying
+# every possible value is out of reach: the 4-byte GCM salts were recovered from theirs in
+# minutes. Below 16 bytes (128 bits, the strength of the lab's weakest cipher key) a value is
+# fingerprinted with HMAC-SHA256 under a key only the connection's two ends can derive, and
+# where that key is unknown only its length is shown. docs/protocol.md §3.8 has the rules.
+
+#: The shortest value whose plain SHA-256 may be published.
+MIN_HASHED_LENGTH = 16
+#: RFC 5705 §4: labels beginning with "EXPERIMENTAL" are for private use without registration.
+FINGERPRINT_KEY_LABEL = b"EXPERIMENTAL tls-lab fingerprint"
+FINGERPRINT_KEY_LENGTH = 32
+
+
+def fingerprint(value: bytes) -> str:
+    """SHA-256 of a value of 16 bytes or more, hex: lets two sides compare values without
+    showing them.
+
+    Raises:
+        ValueError: ``value`` is shorter than :data:`MIN_HASHED_LENGTH`; its SHA-256 would give
+            it away to anyone who hashes every candidate (use :func:`keyed_fingerprint`).
+    """
+    if len(value) < MIN_HASHED_LENGTH:
+        raise ValueError(
+            f"a {len(value)}-byte value must not get a plain SHA-256 fingerprint: "
+            "use keyed_fingerprint"
+        )
     digest = hashes.Hash(hashes.SHA256())
-    digest.update(secret)
+    digest.update(value)
     return digest.finalize().hex()
+
+
+def fingerprint_key(
+    master: bytes, client_random: bytes, server_random: bytes, prf_hash: str
+) -> bytes:
+    """A connection's fingerprint key: the RFC 5705 exporter value
+    ``PRF(master_secret, "EXPERIMENTAL tls-lab fingerprint", client_random + server_random)[0..31]``.
+
+    Both ends hold the master secret, so both derive the same key; nobody else can.
+    """
+    return prf(
+        master,
+        FINGERPRINT_KEY_LABEL,
+        client_random + server_random,
+        FINGERPRINT_KEY_LENGTH,
+        prf_hash,
+    )
+
+
+def keyed_fingerprint(key: bytes, value: bytes) -> str:
+    """HMAC-SHA256(key, value), hex: a fingerprint of a short value that only holders of
+    ``key`` (see :func:`fingerprint_key`) can recompute or test guesses against."""
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(value)
+    return mac.finalize().hex()
+
+
+def fingerprint_kind(length: int) -> str:
+    """``"sha256"`` for a value of ``length`` bytes that may be hashed plainly, else ``"hmac"``."""
+    return "sha256" if length >= MIN_HASHED_LENGTH else "hmac"
+
+
+def fingerprint_fields(name: str, value: bytes, key: bytes | None) -> dict[str, Any]:
+    """How the secret ``name`` appears in public data: ``<name>_length``, and
+    ``<name>_sha256`` (16 bytes or more) or ``<name>_hmac`` (shorter, keyed with ``key``;
+    left out when there is no key)."""
+    fields: dict[str, Any] = {}
+    if fingerprint_kind(len(value)) == "sha256":
+        fields[f"{name}_sha256"] = fingerprint(value)
+    elif key is not None and value:
+        fields[f"{name}_hmac"] = keyed_fingerprint(key, value)
+    fields[f"{name}_length"] = len(value)
+    return fields
 
 
 def _transcript_hash(transcript: bytes, hash_name: str) -> bytes:
@@ -119,7 +193,8 @@ class Session:
 
 @dataclass(frozen=True)
 class Step:
-    """One line of the step trace: public values only; secrets appear as fingerprints.
+    """One line of the step trace: public values only; secrets appear as their length and
+    fingerprint (:func:`fingerprint_fields`: SHA-256, or HMAC below 16 bytes).
 
     ``secrets`` holds hex values for the opt-in demo switch; services drop it unless
     the operator asked to reveal secrets.
@@ -184,12 +259,18 @@ class _Trace:
         return earlier + [step.to_json(reveal_secrets) for step in self.steps]
 
     def add(
-        self, action: str, purpose: str, secrets: dict[str, bytes] | None = None, **data: Any
+        self,
+        action: str,
+        purpose: str,
+        secrets: dict[str, bytes] | None = None,
+        fingerprint_key: bytes | None = None,
+        **data: Any,
     ) -> None:
+        """One step; each of ``secrets`` appears in ``data`` as :func:`fingerprint_fields`
+        renders it (short ones keyed with ``fingerprint_key``), in hex only under ``secrets``."""
         secret_values = secrets or {}
         for name, value in secret_values.items():
-            data[f"{name}_sha256"] = fingerprint(value)
-            data[f"{name}_length"] = len(value)
+            data.update(fingerprint_fields(name, value, fingerprint_key))
         self.steps.append(
             Step(
                 self.actor,
@@ -313,22 +394,33 @@ class Connection:
         self.reader.release()
 
     def fingerprints(self) -> dict[str, str]:
+        """SHA-256 of the master secret (48 bytes) and the key block (40 bytes or more)."""
         return {
             "master_secret": fingerprint(self._master_secret),
             "key_block": fingerprint(self._key_block),
         }
 
     def key_layout(self) -> list[dict[str, Any]]:
-        """The six keys' positions in the key block with their fingerprints (no key bytes)."""
-        return [
-            {
-                "name": part.name,
-                "start": part.start,
-                "length": part.length,
-                "sha256": fingerprint(getattr(self._keys, part.name)) if part.length else None,
-            }
-            for part in key_block_layout(self.suite)
-        ]
+        """The six keys' positions in the key block with their fingerprints (no key bytes):
+        ``sha256`` for a key of 16 bytes or more, ``hmac`` (under :func:`fingerprint_key`)
+        for a shorter one such as a GCM salt; the other is null, both are for an empty key."""
+        key = fingerprint_key(
+            self._master_secret, self.client_random, self.server_random, self.suite.prf_hash
+        )
+        layout = []
+        for part in key_block_layout(self.suite):
+            value: bytes = getattr(self._keys, part.name)
+            kind = fingerprint_kind(part.length)
+            layout.append(
+                {
+                    "name": part.name,
+                    "start": part.start,
+                    "length": part.length,
+                    "sha256": fingerprint(value) if kind == "sha256" else None,
+                    "hmac": keyed_fingerprint(key, value) if kind == "hmac" and value else None,
+                }
+            )
+        return layout
 
     def reveal_secrets(self) -> dict[str, str]:
         """The secrets in hex, for the explicit demo switch only."""
@@ -455,6 +547,7 @@ class _KeySchedule:
             master, client_random, server_random, suite.key_block_length, suite.prf_hash
         )
         self.keys = split_key_block(suite, self.key_block)
+        self.fingerprint_key = fingerprint_key(master, client_random, server_random, suite.prf_hash)
         self.writer, self.reader = connection_record_layers(
             self.keys, side, encrypt_then_mac=encrypt_then_mac, random_bytes=random_bytes
         )
@@ -572,11 +665,14 @@ class _Machine:
         expected = self._schedule.verify_data(sender, self.transcript)
         if not compare_digest(received.verify_data, expected):
             raise DecryptError(f"{sender} Finished does not verify")
+        # verify_data travels only inside the protected record: like the keys, it shows as a
+        # keyed fingerprint that the sender's step matches, and in hex only when revealed.
         self.trace.add(
             f"verify {sender} Finished",
             "proves the peer derived the same master secret and saw the same handshake",
+            secrets={"verify_data": received.verify_data},
+            fingerprint_key=self._schedule.fingerprint_key,
             transcript_sha256=fingerprint(self.transcript),
-            verify_data=received.verify_data.hex(),
             record_bytes=len(record),
         )
         self._add(received)
@@ -589,8 +685,9 @@ class _Machine:
         self.trace.add(
             f"send {sender} Finished",
             "verify_data = PRF(master_secret, label, Hash(transcript)), sent protected at seq 0",
+            secrets={"verify_data": verify_data},
+            fingerprint_key=self._schedule.fingerprint_key,
             transcript_hash=_transcript_hash(self.transcript, self._schedule.suite.prf_hash).hex(),
-            verify_data=verify_data.hex(),
             record_bytes=len(record),
         )
         self._add(message)
@@ -663,6 +760,7 @@ class _Machine:
             secrets={
                 p.name: getattr(schedule.keys, p.name) for p in key_block_layout(suite) if p.length
             },
+            fingerprint_key=schedule.fingerprint_key,
         )
 
     def _establish(
@@ -699,7 +797,8 @@ class _Machine:
         """This side's view of the handshake as public JSON data.
 
         Secrets appear (hex, under ``"secrets"``) only with ``reveal_secrets``; otherwise
-        the master secret and key block are represented by their SHA-256 fingerprints.
+        the master secret and key block are represented by their SHA-256 fingerprints, the
+        six keys by theirs or, below 16 bytes, by keyed ones (:meth:`Connection.key_layout`).
         """
         conn = self.connection
         hello, server_hello = self.hello, self.server_hello
@@ -724,7 +823,10 @@ class _Machine:
             ),
             "fingerprints": conn.fingerprints() if conn else None,
             "key_block_layout": conn.key_layout() if conn else None,
-            "transcript_sha256": self._transcript_sha256 or fingerprint(self.transcript),
+            # The handshake messages as sent: 40 bytes or more once a hello was sent or
+            # received, and a machine that saw none has nothing to show.
+            "transcript_sha256": self._transcript_sha256
+            or (fingerprint(self.transcript) if self.transcript else None),
             "trace": self.trace.to_json(reveal_secrets),
         }
         if reveal_secrets and conn is not None:

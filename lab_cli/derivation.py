@@ -38,16 +38,29 @@ _KEY_NOTES = {
 
 @dataclass(frozen=True)
 class KeyRange:
-    """One key's place in the key block: bytes [start, end)."""
+    """One key's place in the key block: bytes [start, end), and its fingerprint: ``sha256``
+    from 16 bytes up, ``hmac`` (keyed from the master secret) below (docs/protocol.md §3.8)."""
 
     name: str
     start: int
     end: int
     sha256: str | None = None
+    hmac: str | None = None
 
     @property
     def length(self) -> int:
         return self.end - self.start
+
+    @property
+    def fingerprint(self) -> tuple[str, str] | None:
+        """(``"sha256"`` or ``"hmac"``, hex), or None when the service gave none."""
+        if self.sha256:
+            return "sha256", self.sha256
+        return ("hmac", self.hmac) if self.hmac else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def key_ranges(layout: Any) -> list[KeyRange]:
@@ -56,13 +69,13 @@ def key_ranges(layout: Any) -> list[KeyRange]:
     for part in layout or []:
         if isinstance(part, dict):
             start, length = int(part.get("start", 0)), int(part.get("length", 0))
-            sha256 = part.get("sha256")
             ranges.append(
                 KeyRange(
                     str(part.get("name", "?")),
                     start,
                     start + length,
-                    sha256 if isinstance(sha256, str) else None,
+                    _text(part.get("sha256")),
+                    _text(part.get("hmac")),
                 )
             )
     return ranges
@@ -230,7 +243,8 @@ def render_derivation(g: Gathered, style: Style) -> list[str]:
     for i, part in enumerate(layout):
         branch = glyphs.last if i == len(layout) - 1 else glyphs.branch
         head = f"    {branch} [{part.start:>{digits}}, {part.end:>{digits}})  "
-        fingerprint = f"  sha256 {style.short(part.sha256)}" if part.sha256 else ""
+        kind, value = part.fingerprint or ("", "")
+        fingerprint = f"  {kind} {style.short(value)}" if value else ""
         chain.lines.append(
             head + style.paint(f"{part.name:<21}", "bold") + f"{part.length:>3} bytes{fingerprint}"
         )

@@ -24,6 +24,9 @@ from .style import Style, wrap
 __all__ = ["Arrow", "Step", "ladder_events", "render_ladder"]
 
 _HEX = re.compile(r"[0-9a-f]{16,}")
+#: How a trace step names a secret's fingerprint: ``<name>_sha256``, or ``<name>_hmac`` for a
+#: value under 16 bytes (keyed from the master secret, docs/protocol.md §3.8).
+_FINGERPRINT = re.compile(r"(?P<name>.+)_(?P<kind>sha256|hmac)")
 #: Trace data the arrows or the derivation chain show, or too long for a lane.
 _SKIP = frozenset({"layout", "signature_algorithms", "cipher_suites", "cipher_suite", "extensions"})
 #: How much of a plaintext the ladder quotes.
@@ -104,7 +107,8 @@ def format_data(data: dict[str, Any], style: Style) -> list[str]:
     """A trace step's public data as short ``name value`` items (hex shortened).
 
     Suites and extensions are left to the arrows, which show them as they crossed the
-    wire; the key split's six fingerprints are left to the derivation chain.
+    wire; the key split's six fingerprints are left to the derivation chain. A secret shows
+    as its fingerprint, SHA-256 or (under 16 bytes) HMAC, without its length.
     """
     items = []
     split_keys = {
@@ -112,12 +116,14 @@ def format_data(data: dict[str, Any], style: Style) -> list[str]:
     }
     if split_keys:
         items.append(f"{len(split_keys)} keys cut in RFC 5246 §6.3 order")
+    fingerprinted = {m["name"] for m in map(_FINGERPRINT.fullmatch, data) if m is not None}
     for key, value in data.items():
-        if key in _SKIP or (key.endswith("_length") and f"{key[:-7]}_sha256" in data):
+        if key in _SKIP or (key.endswith("_length") and key[:-7] in fingerprinted):
             continue
-        if key.endswith("_sha256") and isinstance(value, str):
-            if key[:-7] not in split_keys:
-                items.append(f"{key[:-7]} sha256 {style.short(value)}")
+        fingerprint = _FINGERPRINT.fullmatch(key)
+        if fingerprint is not None and isinstance(value, str):
+            if fingerprint["name"] not in split_keys:
+                items.append(f"{fingerprint['name']} {fingerprint['kind']} {style.short(value)}")
         elif isinstance(value, bool):
             items.append(f"{key} {'yes' if value else 'no'}")
         elif isinstance(value, str):

@@ -630,13 +630,17 @@
     for (const part of layout) {
       const [label, use] = KEY_NAMES[part.name] || [part.name, ""];
       const range = part.length ? `${part.start}–${part.start + part.length - 1} (${part.length})` : "0";
+      // Below 16 bytes (GCM salts, ChaCha20 nonce masks) both sides publish an HMAC keyed from
+      // the connection's master secret instead of a SHA-256 anyone could reverse by trying values.
+      const kind = part.hmac ? "hmac" : "sha256";
       rows.push({
         name: label,
         key: part.name,
         note: part.length ? use : "none: an AEAD suite needs no MAC key",
         bytes: range,
-        client: part.sha256,
-        server: findData(server, `${part.name}_sha256`),
+        kind,
+        client: part[kind] || null,
+        server: findData(server, `${part.name}_${kind}`),
         clientSecret: part.length ? clientSecrets[part.name] || null : null,
         serverSecret: part.length ? findSecret(server, part.name) : null,
         empty: part.length === 0,
@@ -645,10 +649,16 @@
     return rows;
   }
 
-  function fingerprintCell(value, secret, revealed, missing) {
+  const FINGERPRINT_TITLES = {
+    sha256: "SHA-256 of the value",
+    hmac: "HMAC-SHA256 under a key only the two ends can derive from the master secret: a value under 16 bytes could be found again from a plain SHA-256 by trying every value",
+  };
+
+  function fingerprintCell(value, secret, revealed, missing, kind) {
     if (!value) return h("td", { class: "fp none" }, missing ? h("span", { class: "withheld" }, missing) : "—");
+    const label = kind === "hmac" ? "hmac" : "sha256";
     return h("td", { class: "fp" },
-      h("span", { class: "fp-label" }, "sha256 "),
+      h("span", { class: "fp-label", title: FINGERPRINT_TITLES[label] }, `${label} `),
       h("code", { title: value }, short(value, 16)),
       revealed && secret ? h("div", { class: "secret" }, h("span", { class: "secret-label" }, "secret — shown because REVEAL_SECRETS=1"), h("code", {}, secret)) : null);
   }
@@ -670,8 +680,8 @@
     fill(body, ...derivationRows().map((row) => h("tr", { class: row.empty ? "empty" : "", "data-row": row.key || row.name },
       h("th", { scope: "row" }, h("span", { class: "row-name" }, row.name), h("span", { class: "row-note" }, row.note)),
       h("td", { class: "bytes" }, row.bytes === null || row.bytes === undefined ? "—" : String(row.bytes)),
-      fingerprintCell(row.client, row.clientSecret, revealed),
-      fingerprintCell(row.server, row.serverSecret, revealed, row.serverMissing),
+      fingerprintCell(row.client, row.clientSecret, revealed, null, row.kind),
+      fingerprintCell(row.server, row.serverSecret, revealed, row.serverMissing, row.kind),
       markCell(row))));
   }
 

@@ -28,6 +28,8 @@ from kdf_lib.handshake import (
     ServerHandshake,
     Session,
     fingerprint,
+    fingerprint_key,
+    keyed_fingerprint,
 )
 from kdf_lib.messages import encode_b64
 from kdf_lib.prf import finished_verify_data, prf
@@ -141,10 +143,14 @@ def test_derive_gives_what_the_handshake_derived(suite: str, ems: bool):
     fingerprints = run.client.connection.fingerprints()  # type: ignore[union-attr]
     assert fingerprint(derive(inputs, Stage.MASTER_SECRET)) == fingerprints["master_secret"]
     assert fingerprint(derive(inputs, Stage.KEY_BLOCK)) == fingerprints["key_block"]
-    (verify_data,) = [
-        s.data["verify_data"] for s in run.client.trace.steps if s.action == "send client Finished"
-    ]
-    assert derive(inputs, Stage.FINISHED).hex() == verify_data
+    (sent,) = [s for s in run.client.trace.steps if s.action == "send client Finished"]
+    (verified,) = [s for s in run.server.trace.steps if s.action == "verify client Finished"]
+    verify_data = derive(inputs, Stage.FINISHED)
+    assert verify_data.hex() == sent.secrets["verify_data"]
+    # Both ends publish the 12 bytes as one keyed fingerprint, the one the diagnosis computes.
+    published = inputs.fingerprint(verify_data)
+    assert published == sent.data["verify_data_hmac"] == verified.data["verify_data_hmac"]
+    assert "verify_data" not in sent.data and "verify_data_sha256" not in sent.data
 
 
 def test_a_resumed_handshake_is_recorded_but_refused_for_analysis():
@@ -170,10 +176,10 @@ def test_every_catalogued_mistake_is_recognised_as_itself(suite: str, ems: bool)
     inputs = synthetic_inputs(suite, ems)
     tried = 0
     for mistake in CATALOGUE:
-        correct = fingerprint(derive(inputs, mistake.stage))
+        correct = inputs.fingerprint(derive(inputs, mistake.stage))
         for detail, value in mistake.variants(inputs, mistake.stage):
             tried += 1
-            found = diagnose(inputs, correct, fingerprint(value))
+            found = diagnose(inputs, correct, inputs.fingerprint(value))
             assert (found.stage, found.mistake, found.differing_input, found.detail) == (
                 mistake.stage,
                 mistake.name,
@@ -205,12 +211,16 @@ def test_the_four_classic_mistakes_written_by_hand_are_named():
         ),
     }
     for mistake, (stage, broken) in cases.items():
-        found = diagnose(inputs, fingerprint(derive(inputs, stage)), fingerprint(broken))
+        found = diagnose(
+            inputs, inputs.fingerprint(derive(inputs, stage)), inputs.fingerprint(broken)
+        )
         assert (found.stage, found.mistake) == (stage, mistake)
     found = diagnose(
         inputs,
-        fingerprint(derive(inputs, Stage.FINISHED)),
-        fingerprint(finished_verify_data(master, "client", hashlib.sha256(without_done).digest())),
+        inputs.fingerprint(derive(inputs, Stage.FINISHED)),
+        inputs.fingerprint(
+            finished_verify_data(master, "client", hashlib.sha256(without_done).digest())
+        ),
     )
     assert found.detail == "ServerHelloDone was left out of the transcript"
 
@@ -218,7 +228,7 @@ def test_the_four_classic_mistakes_written_by_hand_are_named():
 @pytest.mark.parametrize("stage", list(Stage))
 def test_equal_values_are_diagnosed_as_none(stage: Stage):
     inputs = synthetic_inputs("TLS_RSA_WITH_AES_256_CBC_SHA256", True)
-    value = fingerprint(derive(inputs, stage))
+    value = inputs.fingerprint(derive(inputs, stage))
     found = diagnose(inputs, value, value)
     assert (found.stage, found.differing_input, found.mistake) == (stage, "none", None)
 
@@ -250,6 +260,23 @@ def test_a_given_stage_is_the_only_one_considered():
     key_block = fingerprint(derive(inputs, Stage.KEY_BLOCK))
     found = diagnose(inputs, key_block, key_block, stage=Stage.MASTER_SECRET)
     assert (found.stage, found.differing_input) == (Stage.MASTER_SECRET, "unknown")
+
+
+def test_a_verify_data_fingerprint_is_keyed_by_the_handshake_master_secret():
+    """12 bytes get no plain SHA-256 (docs/protocol.md §3.8): the fingerprint the diagnosis
+    compares is an HMAC under a key derived from these inputs' master secret."""
+    inputs = synthetic_inputs("TLS_RSA_WITH_AES_256_CBC_SHA256", True)
+    verify_data = derive(inputs, Stage.FINISHED)
+    master = derive(inputs, Stage.MASTER_SECRET)
+    key = fingerprint_key(master, inputs.client_random, inputs.server_random, "sha256")
+    assert inputs.fingerprint(verify_data) == keyed_fingerprint(key, verify_data)
+    assert inputs.fingerprint(verify_data) != hashlib.sha256(verify_data).hexdigest()
+    other = replace(inputs, pre_master_secret=b"\x03\x03" + bytes(46))
+    assert other.fingerprint(verify_data) != inputs.fingerprint(verify_data)
+    with pytest.raises(ValueError, match="keyed_fingerprint"):
+        fingerprint(verify_data)
+    # The 48-byte master secret keeps its plain SHA-256.
+    assert inputs.fingerprint(master) == fingerprint(master) == hashlib.sha256(master).hexdigest()
 
 
 @pytest.mark.parametrize(

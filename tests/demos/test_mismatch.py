@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 
 from kdf_lib.handshake import fingerprint
@@ -50,8 +53,23 @@ def test_reveal_secrets_adds_the_values_behind_the_fingerprints(make_lab):
     lab = make_lab(client_reveal=True)
     answer = lab.demo("mismatch", {"mistake": "key_block_seed_order"})
     secrets = answer["secrets"]
+    assert answer["fingerprint"] == "sha256"
     assert fingerprint(bytes.fromhex(secrets["correct"])) == answer["correct"]
     assert fingerprint(bytes.fromhex(secrets["broken"])) == answer["broken"]
+
+
+def test_a_verify_data_is_shown_by_a_keyed_fingerprint_only(make_lab):
+    """12 bytes of verify_data: a plain SHA-256 would give them away to anyone who tries values."""
+    lab = make_lab(client_reveal=True)
+    answer = lab.demo("mismatch", {"mistake": "missing_transcript_message"})
+    assert answer["fingerprint"] == "hmac"
+    assert answer["outcome"]["correct_matches_handshake"] is True
+    text = json.dumps(answer, ensure_ascii=False)
+    for name in ("correct", "broken"):
+        value = bytes.fromhex(answer["secrets"][name])
+        assert len(value) == 12
+        assert hashlib.sha256(value).hexdigest() not in text
+    assert "→ hmac " in text and "→ sha256 " not in text
 
 
 def test_the_demo_works_without_reveal_secrets_on_the_server(make_lab):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,9 @@ from kdf_lib.handshake import (
     ServerFlight,
     ServerHandshake,
     ServerState,
+    fingerprint,
+    fingerprint_key,
+    keyed_fingerprint,
 )
 from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions
 from kdf_lib.suites import SUITES
@@ -304,6 +308,42 @@ def test_summary_shows_fingerprints_unless_secrets_are_revealed():
     master = shown["secrets"]["master_secret"]
     assert master not in hidden
     assert pair.server.summary()["fingerprints"] == pair.client.summary()["fingerprints"]
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_a_key_under_16_bytes_is_published_only_as_a_keyed_fingerprint(suite):
+    """A 4-byte GCM salt's SHA-256 is reversed by trying all 2^32 values; 12-byte ChaCha20
+    nonce masks and verify_data fall under the same rule (docs/protocol.md §3.8)."""
+    pair = connect(suite)
+    client, server = pair.client.summary(), pair.server.summary()
+    secrets = pair.client.summary(reveal_secrets=True)["secrets"]
+    key = fingerprint_key(
+        bytes.fromhex(secrets["master_secret"]),
+        pair.client_conn.client_random,
+        pair.client_conn.server_random,
+        SUITES[suite].prf_hash,
+    )
+    assert client["key_block_layout"] == server["key_block_layout"]
+    split = next(s for s in server["trace"] if s["action"] == "key split")["data"]
+    for part in client["key_block_layout"]:
+        value = bytes.fromhex(secrets[part["name"]])
+        if len(value) >= 16:
+            assert (part["sha256"], part["hmac"]) == (hashlib.sha256(value).hexdigest(), None)
+        elif value:
+            assert (part["sha256"], part["hmac"]) == (None, keyed_fingerprint(key, value))
+            assert split[f"{part['name']}_hmac"] == part["hmac"]
+            assert f"{part['name']}_sha256" not in split
+            assert hashlib.sha256(value).hexdigest() not in json.dumps([client, server])
+    sent = next(s for s in client["trace"] if s["action"] == "send client Finished")["data"]
+    got = next(s for s in server["trace"] if s["action"] == "verify client Finished")["data"]
+    assert sent["verify_data_hmac"] == got["verify_data_hmac"]
+    assert sent["verify_data_length"] == 12 and "verify_data" not in sent
+
+
+def test_a_plain_fingerprint_of_a_short_value_is_refused():
+    with pytest.raises(ValueError, match="keyed_fingerprint"):
+        fingerprint(bytes(15))
+    assert fingerprint(bytes(16)) == hashlib.sha256(bytes(16)).hexdigest()
 
 
 # -- random message sequences --------------------------------------------------------------

@@ -21,7 +21,7 @@ from inprocess import FlaskTransport
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
 from kdf_lib.errors import DecodeError
-from kdf_lib.handshake import ServerConfig, fingerprint
+from kdf_lib.handshake import ServerConfig, fingerprint, fingerprint_key, keyed_fingerprint
 from kdf_lib.messages import Finished
 from kdf_lib.record import ContentType
 from kdf_lib.recorded import (
@@ -171,8 +171,10 @@ def test_a_full_handshake_hashes_to_what_both_services_hashed(
             step = run.step(side, "master secret (extended)")["data"]
             assert hs.session_hash().hex() == step["session_hash"]
 
-    # The server Finished also covers the client Finished message.
-    client_finished = Finished(bytes.fromhex(sent["verify_data"]))
+    # The server Finished also covers the client Finished message (its verify_data is shown
+    # only by the revealing client; the server's step has its keyed fingerprint).
+    client_sent = run.step("client", "send client Finished")["secrets"]
+    client_finished = Finished(bytes.fromhex(client_sent["verify_data"]))
     server_covers = hs.finished_messages("server", client_finished)
     assert [m.name for m in server_covers] == [*names, "client Finished"]
     assert (
@@ -182,11 +184,18 @@ def test_a_full_handshake_hashes_to_what_both_services_hashed(
     server_sent = run.step("server", "send server Finished")["data"]
     assert transcript_hash(server_covers, h).hex() == server_sent["transcript_hash"]
 
-    # With the master secret, both verify_data values follow, and both records open.
+    # With the master secret, both verify_data values follow, so do their keyed fingerprints
+    # on both sides, and both records open.
     master = run.master_secret
-    assert hs.expected_verify_data(master, "client").hex() == sent["verify_data"]
+    key = fingerprint_key(master, hs.client_random, hs.server_random, h)
+    assert hs.expected_verify_data(master, "client") == client_finished.verify_data
+    client_hmac = keyed_fingerprint(key, client_finished.verify_data)
+    assert client_hmac == sent["verify_data_hmac"] == verified["verify_data_hmac"]
     server_vd = hs.expected_verify_data(master, "server", client_finished)
-    assert server_vd.hex() == server_sent["verify_data"]
+    assert keyed_fingerprint(key, server_vd) == server_sent["verify_data_hmac"]
+    server_verified = run.step("client", "verify server Finished")
+    assert server_verified["secrets"]["verify_data"] == server_vd.hex()
+    assert "verify_data" not in sent and "verify_data" not in server_sent
     readers = hs.record_readers(master)
     for sender, record, expected in (
         ("client", hs.client_finished_record, client_finished.verify_data),
@@ -261,7 +270,9 @@ def test_a_resumed_handshake_hashes_to_what_both_services_hashed(
     server_sent = run.step("server", "send server Finished")["data"]
     assert transcript_hash(server_covers, h).hex() == server_sent["transcript_hash"]
 
-    server_finished = Finished(bytes.fromhex(server_sent["verify_data"]))
+    # The client, which reveals its secrets, shows the verify_data it received and checked.
+    server_verified = run.step("client", "verify server Finished")["secrets"]
+    server_finished = Finished(bytes.fromhex(server_verified["verify_data"]))
     client_covers = hs.finished_messages("client", server_finished)
     assert [m.name for m in client_covers] == ["ClientHello", "ServerHello", "server Finished"]
     assert (
@@ -274,9 +285,12 @@ def test_a_resumed_handshake_hashes_to_what_both_services_hashed(
     # The session's master secret, unchanged, with the new randoms.
     master = run.master_secret
     assert master == ecdhe_run.master_secret
-    assert hs.expected_verify_data(master, "server").hex() == server_sent["verify_data"]
+    key = fingerprint_key(master, hs.client_random, hs.server_random, h)
+    assert hs.expected_verify_data(master, "server") == server_finished.verify_data
+    assert keyed_fingerprint(key, server_finished.verify_data) == server_sent["verify_data_hmac"]
     client_vd = hs.expected_verify_data(master, "client", server_finished)
-    assert client_vd.hex() == client_sent["verify_data"]
+    assert keyed_fingerprint(key, client_vd) == client_sent["verify_data_hmac"]
+    assert run.step("client", "send client Finished")["secrets"]["verify_data"] == client_vd.hex()
     readers = hs.record_readers(master)
     _, plaintext = readers["server"].open(hs.server_finished_record)
     assert Finished.decode(plaintext) == server_finished

@@ -168,7 +168,10 @@ def test_prf_calculator_matches_the_known_answers(client, case_id):
     assert response.status_code == 200, response.get_json()
     answer = response.get_json()
     assert answer["output"] == case["output"]
-    assert answer["output_sha256"] == hashlib.sha256(bytes.fromhex(case["output"])).hexdigest()
+    output = bytes.fromhex(case["output"])
+    # Below 16 bytes no plain SHA-256 is published: trying every value would reverse it.
+    expected = hashlib.sha256(output).hexdigest() if len(output) >= 16 else None
+    assert answer["output_sha256"] == expected
     assert answer["label_hex"] == case["label_hex"]
 
 
