@@ -12,25 +12,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-
-from kdf_lib import pki
+from rawhttp import exchange, raw_request
+from served import Service, launch, running, server_settings
 
 from .test_bad_bodies import assert_error
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 4096
-START_WITHIN_S = 30.0
+JSON = "application/json"
 
 
 @pytest.mark.parametrize("side", ["server", "client"])
@@ -81,144 +72,56 @@ def test_a_streamed_body_within_the_limit_is_served(server_app, padding):
 # -- against a real gunicorn ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def gunicorn_server(tmp_path_factory) -> Iterator[tuple[str, int]]:
+def gunicorn_server(tmp_path_factory, pair_certificates) -> Iterator[Service]:
     """server_svc under gunicorn with its own settings file, MAX_BODY_BYTES=4096."""
-    certs = tmp_path_factory.mktemp("certs")
-    now = datetime.now(UTC)
-    ca = pki.create_ca("Limits CA", now=now)
-    leaf = pki.issue_server_certificate(ca, "server", now=now)
-    (certs / "chain.pem").write_text("".join(pki.certificate_chain_pem([leaf.certificate])))
-    (certs / "server.key").write_bytes(leaf.private_key_pem())
-    port = _free_port()
-    env = {
-        **os.environ,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_THREADS": "2",
-        "SERVER_CERT_CHAIN": str(certs / "chain.pem"),
-        "SERVER_KEY": str(certs / "server.key"),
-        "MAX_BODY_BYTES": str(LIMIT),
-        "LOG_LEVEL": "warning",
-    }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    log = certs / "gunicorn.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(gunicorn), "-c", "server_svc/gunicorn.conf.py", "server_svc:create_app()"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + START_WITHIN_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    stderr = (
-                        process.stderr.read().decode(errors="replace") if process.stderr else ""
-                    )
-                    pytest.fail(f"gunicorn did not start: {stderr[-2000:]}")
-                time.sleep(0.2)
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Read one HTTP/1.1 response with a Content-Length (what Flask sends for JSON)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before a response: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed inside the body"
-        body += chunk
-    return int(status_line.split()[1]), headers, body
-
-
-def _connect(address: tuple[str, int]) -> socket.socket:
-    sock = socket.create_connection(address, timeout=10)
-    sock.settimeout(10)
-    return sock
+    settings = server_settings(pair_certificates, GUNICORN_THREADS="2", MAX_BODY_BYTES=str(LIMIT))
+    server = launch("server_svc", tmp_path_factory.mktemp("limits"), settings)
+    with running(server):
+        yield server
 
 
 def test_a_declared_length_over_the_limit_gets_413_before_the_body_is_sent(gunicorn_server):
-    with _connect(gunicorn_server) as sock:
-        sock.sendall(
-            b"POST /handshake/hello HTTP/1.1\r\n"
-            b"Host: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Content-Length: 1000000000\r\n"
-            b"\r\n"
-        )
-        # Not one byte of the body was sent: a server that waited for it would time out here.
-        status, headers, body = _response(sock)
-    assert status == 413
-    assert headers["content-type"] == "application/json"
-    assert json.loads(body)["error"]["code"] == "body_too_large"
+    # Not one byte of the body is sent: a server that waited for it would time out here.
+    answer = exchange(
+        gunicorn_server.address,
+        b"POST /handshake/hello HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: 1000000000\r\n"
+        b"\r\n",
+    )
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.get_json()["error"]["code"] == "body_too_large"
 
 
 def test_a_chunked_body_over_the_limit_gets_413(gunicorn_server):
-    with _connect(gunicorn_server) as sock:
-        sock.sendall(
-            b"POST /message HTTP/1.1\r\n"
-            b"Host: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n"
-            b"\r\n"
-        )
-        chunk = b" " * 1024
-        for _ in range(LIMIT // len(chunk) + 1):
-            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-        # No final zero-length chunk: the server must stop at the limit, not at the end.
-        status, _, body = _response(sock)
-    assert status == 413, body
-    assert json.loads(body)["error"]["code"] == "body_too_large"
+    chunk = b" " * 1024
+    # No final zero-length chunk: the server must stop at the limit, not at the end.
+    answer = exchange(
+        gunicorn_server.address,
+        b"POST /message HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n"
+        b"\r\n" + (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * (LIMIT // len(chunk) + 1),
+    )
+    assert answer.status_code == 413, answer.body
+    assert answer.get_json()["error"]["code"] == "body_too_large"
 
 
 def test_a_chunked_body_with_a_valid_start_over_the_limit_gets_413(gunicorn_server):
-    with _connect(gunicorn_server) as sock:
-        sock.sendall(_chunked_request("/handshake/hello", HELLO + b" " * LIMIT))
-        status, _, body = _response(sock)
-    assert status == 413, body
+    request = raw_request("POST", "/handshake/hello", HELLO + b" " * LIMIT, JSON, chunk=1000)
+    answer = exchange(gunicorn_server.address, request)
+    assert answer.status_code == 413, answer.body
 
 
 def test_a_chunked_body_within_the_limit_is_served(gunicorn_server):
-    with _connect(gunicorn_server) as sock:
-        sock.sendall(_chunked_request("/handshake/hello", HELLO))
-        status, _, body = _response(sock)
-    assert status == 200, body
-
-
-def _chunked_request(path: str, body: bytes, chunk: int = 1000) -> bytes:
-    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)]
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
-        + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces)
-        + b"0\r\n\r\n"
+    answer = exchange(
+        gunicorn_server.address, raw_request("POST", "/handshake/hello", HELLO, JSON, chunk=1000)
     )
+    assert answer.status_code == 200, answer.body
 
 
 def test_a_body_within_the_limit_is_served(gunicorn_server):
@@ -226,16 +129,11 @@ def test_a_body_within_the_limit_is_served(gunicorn_server):
     body = json.dumps(
         {"client_random": "00" * 32, "cipher_suites": ["TLS_RSA_WITH_AES_128_CBC_SHA"]}
     )
-    with _connect(gunicorn_server) as sock:
-        sock.sendall(
-            b"POST /handshake/hello HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body.encode()
-        )
-        status, _, answer = _response(sock)
-    assert status == 200
-    assert len(json.loads(answer)["connection_id"]) == 32
+    answer = exchange(
+        gunicorn_server.address, raw_request("POST", "/handshake/hello", body.encode(), JSON)
+    )
+    assert answer.status_code == 200
+    assert len(answer.get_json()["connection_id"]) == 32
 
 
 # -- requests that are not valid HTTP: gunicorn answers, in the services' JSON -----------------
@@ -279,21 +177,16 @@ def test_a_body_within_the_limit_is_served(gunicorn_server):
 def test_a_request_that_is_not_valid_http_gets_a_json_error(
     gunicorn_server, request_bytes, status, code
 ):
-    with _connect(gunicorn_server) as sock:
-        sock.sendall(request_bytes)
-        answer_status, headers, body = _response(sock)
-    assert answer_status == status, body
-    assert headers["content-type"] == "application/json"
-    assert headers["connection"] == "close"
-    error = json.loads(body)["error"]
+    answer = exchange(gunicorn_server.address, request_bytes)
+    assert answer.status_code == status, answer.body
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["connection"] == "close"
+    error = answer.get_json()["error"]
     assert error["code"] == code
     assert isinstance(error["message"], str) and error["message"]
-    assert b"<html" not in body.lower()
+    assert b"<html" not in answer.body.lower()
 
 
 def test_the_server_still_serves_after_answering_bad_http(gunicorn_server):
-    with _connect(gunicorn_server) as sock:
-        sock.sendall(b"GARBAGE\r\n\r\n")
-        assert _response(sock)[0] == 400
-    with urllib.request.urlopen(f"http://{gunicorn_server[0]}:{gunicorn_server[1]}/healthz") as r:
-        assert r.status == 200
+    assert exchange(gunicorn_server.address, b"GARBAGE\r\n\r\n").status_code == 400
+    assert gunicorn_server.http().get("/healthz").status_code == 200

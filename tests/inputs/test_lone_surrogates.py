@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from served import Service, start_lab, stop_lab
 
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import parse_json
 
 from .documented import operations, string_slots
-from .served import Served, start_client, start_server
 from .test_bad_bodies import VALID
 
 LONE = "abc\ud800def"
@@ -77,20 +76,15 @@ def test_a_surrogate_in_text_given_as_str_is_refused():
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory) -> Iterator[dict[str, Served]]:
-    workdir: Path = tmp_path_factory.mktemp("surrogates")
-    server = start_server(workdir)
+def services(tmp_path_factory, pair_certificates) -> Iterator[dict[str, Service]]:
+    lab = start_lab(tmp_path_factory.mktemp("surrogates"), certificates=pair_certificates)
     try:
-        client = start_client(workdir, server)
-        try:
-            yield {"server": server, "client": client}
-        finally:
-            client.stop()
+        yield {"server": lab.server, "client": lab.client}
     finally:
-        server.stop()
+        stop_lab(lab)
 
 
-def _cases(services: dict[str, Served]) -> list[tuple[str, str, str, dict[str, object]]]:
+def _cases(services: dict[str, Service]) -> list[tuple[str, str, str, dict[str, object]]]:
     """(service, path, where, body) for every string field and a key of every JSON endpoint."""
     cases = []
     for name, served in services.items():

@@ -9,17 +9,16 @@ against both services under gunicorn, the scrape read with prometheus_client's o
 from __future__ import annotations
 
 import ast
-import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from attacks.peer import identity
 from prometheus_client.parser import text_string_to_metric_families
-from web.live import LiveLab, start_lab, stop_lab
+from rawhttp import call, scrape
+from served import LiveLab, start_lab, stop_lab
 
 from client_svc import create_app as create_client_app
 from kdf_lib.errors import ALL_ERRORS
@@ -234,49 +233,28 @@ def live(tmp_path_factory) -> Iterator[LiveLab]:
         stop_lab(lab)
 
 
-def _call(url: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One request on its own connection, straight to the loopback (no proxy, any method)."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        connection.request(method, path, body=body, headers=headers)
-        answer = connection.getresponse()
-        return answer.status, answer.read()
-    finally:
-        connection.close()
-
-
-def _live_scrape(url: str) -> str:
-    status, body = _call(url, "GET", "/metrics")
-    assert status == 200, body[:500]
-    return body.decode("utf-8")
-
-
 def _attack_live(lab: LiveLab, round_: int) -> None:
     for n in range(round_ * PER_ROUND, (round_ + 1) * PER_ROUND):
-        suite = json.dumps({"cipher_suite": f"TLS_INVENTED_{n}_WITH_NOTHING"}).encode()
-        assert _call(lab.client_url, "POST", "/handshake", suite)[0] == 400
-        kx = json.dumps({"key_exchange": f"kx{n}"}).encode()
-        assert _call(lab.client_url, "POST", "/handshake", kx)[0] == 400
+        suite = {"cipher_suite": f"TLS_INVENTED_{n}_WITH_NOTHING"}
+        assert call(lab.client_url, "POST", "/handshake", body=suite)[0] == 400
+        kx = {"key_exchange": f"kx{n}"}
+        assert call(lab.client_url, "POST", "/handshake", body=kx)[0] == 400
         hello = {"client_random": "00" * 32, "cipher_suites": [f"TLS_INVENTED_{n}"]}
-        assert (
-            _call(lab.server_url, "POST", "/handshake/hello", json.dumps(hello).encode())[0] < 500
-        )
+        assert call(lab.server_url, "POST", "/handshake/hello", body=hello)[0] < 500
         for url in (lab.client_url, lab.server_url):
-            assert _call(url, _invented_method(n), "/healthz")[0] == 405
+            assert call(url, _invented_method(n), "/healthz")[0] == 405
 
 
 def test_no_request_breaks_or_grows_the_scrape_of_either_live_service(live, client_app, server_app):
     services = [(live.client_url, client_app), (live.server_url, server_app)]
     for url, _ in services:
-        _live_scrape(url)  # the scrape's own series exist from here on
-    status, _ = _call(live.client_url, "POST", "/handshake", LONE_SURROGATE)
+        scrape(url)  # the scrape's own series exist from here on
+    status, _, _ = call(live.client_url, "POST", "/handshake", body=LONE_SURROGATE)
     assert status == 400
     _attack_live(live, 0)
-    first = [samples(_live_scrape(url)) for url, _ in services]
+    first = [samples(scrape(url)) for url, _ in services]
     _attack_live(live, 1)
-    second = [samples(_live_scrape(url)) for url, _ in services]
+    second = [samples(scrape(url)) for url, _ in services]
     assert list(map(len, second)) == list(map(len, first)), "invented values added series"
     assert max(map(len, second)) < MAX_SAMPLES
     for found, (_, app) in zip(second, services, strict=True):

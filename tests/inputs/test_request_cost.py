@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 from attacks.peer import Peer, server_config
+from rawhttp import exchange, raw_request
+from served import Service, cpu_seconds, start_lab, stop_lab
 
 from client_svc.demos import ATTACKS, MISTAKES
 from client_svc.demos import MAX_SESSIONS as MAX_DEMO_SESSIONS
@@ -36,7 +38,6 @@ from server_svc.config import DEFAULTS as SERVER_DEFAULTS
 from server_svc.views import MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT, RECORDS_MEDIA_TYPE
 
 from .documented import Operation, operations, string_slots
-from .served import Served, cpu_seconds, exchange, raw_request, start_client, start_server
 
 #: The issue's "about 100 ms", with a generous margin for CPU time on a shared machine.
 CPU_BOUND_S = 0.25
@@ -53,31 +54,26 @@ SETTLE_S = 0.05
 
 @dataclass
 class Lab:
-    server: Served
-    client: Served
+    server: Service
+    client: Service
     documents: dict[str, Any]
 
-    def service(self, name: str) -> Served:
+    def service(self, name: str) -> Service:
         return self.server if name == "server" else self.client
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Iterator[Lab]:
+def lab(tmp_path_factory, pair_certificates) -> Iterator[Lab]:
     """Both services under gunicorn with every limit at its default."""
-    workdir = tmp_path_factory.mktemp("request-cost")
-    server = start_server(workdir)
+    live = start_lab(tmp_path_factory.mktemp("request-cost"), certificates=pair_certificates)
     try:
-        client = start_client(workdir, server)
-        try:
-            documents = {
-                name: served.http().get("/openapi.json").get_json()
-                for name, served in (("server", server), ("client", client))
-            }
-            yield Lab(server, client, documents)
-        finally:
-            client.stop()
+        documents = {
+            name: served.http().get("/openapi.json").get_json()
+            for name, served in (("server", live.server), ("client", live.client))
+        }
+        yield Lab(live.server, live.client, documents)
     finally:
-        server.stop()
+        stop_lab(live)
 
 
 @dataclass(frozen=True)

@@ -15,25 +15,17 @@ import ast
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from attacks.peer import Peer
+from rawhttp import LiveResponse, exchange, raw_request
+from served import REPO_ROOT, LiveLab, Service, start_lab, stop_lab
 
 from kdf_lib.record import ContentType, RecordProtection
 from server_svc.views import RECORDS_MEDIA_TYPE
 
 from .documented import operations
-from .served import (
-    REPO_ROOT,
-    LiveResponse,
-    Served,
-    exchange,
-    raw_request,
-    start_client,
-    start_server,
-)
 
 LIMIT = 4096
 #: AES-GCM: a record is its plaintext plus 29 bytes, so record sizes are easy to pick.
@@ -42,27 +34,20 @@ RECORD_SIZE = 256  # 16 records fill the limit exactly
 JSON = "application/json"
 
 
-@dataclass
-class Services:
-    server: Served
-    client: Served
-
-
 @pytest.fixture(scope="module")
-def services(tmp_path_factory) -> Iterator[Services]:
-    workdir = tmp_path_factory.mktemp("whole-bodies")
-    server = start_server(workdir, MAX_BODY_BYTES=str(LIMIT))
+def services(tmp_path_factory, pair_certificates) -> Iterator[LiveLab]:
+    lab = start_lab(
+        tmp_path_factory.mktemp("whole-bodies"),
+        certificates=pair_certificates,
+        settings={"MAX_BODY_BYTES": str(LIMIT)},
+    )
     try:
-        client = start_client(workdir, server, MAX_BODY_BYTES=str(LIMIT))
-        try:
-            yield Services(server, client)
-        finally:
-            client.stop()
+        yield lab
     finally:
-        server.stop()
+        stop_lab(lab)
 
 
-def _established(services: Services) -> Peer:
+def _established(services: LiveLab) -> Peer:
     return Peer(services.server.http(), GCM_SUITE).complete()
 
 
@@ -165,7 +150,7 @@ def test_chunked_handshake_bodies_past_the_limit_create_nothing(services):
     assert http.get("/healthz").get_json()["connections"] == connections
 
 
-def _every_operation(services: Services) -> list[tuple[Served, str, str, str | None]]:
+def _every_operation(services: LiveLab) -> list[tuple[Service, str, str, str | None]]:
     found = []
     for served in (services.server, services.client):
         document = served.http().get("/openapi.json").get_json()

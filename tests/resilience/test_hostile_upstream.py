@@ -19,6 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rawhttp import call_json
+from served import (
+    Service,
+    client_settings,
+    issue_certificates,
+    launch,
+    memory_kib,
+    running,
+    server_settings,
+)
 
 from client_svc.config import DEFAULTS
 from client_svc.upstream import HttpTransport, UpstreamError
@@ -26,16 +36,6 @@ from kdf_lib.record import ContentType, RecordProtection
 from kdf_lib.suites import SUITES
 from lab_common.settings import MAX_BODY_LIMIT
 
-from .gunicorn_lab import (
-    Service,
-    call,
-    client_settings,
-    launch,
-    make_certificates,
-    memory_kib,
-    server_settings,
-    start_all,
-)
 from .hostile_peer import Behaviour, Exchange, HostilePeer, dribbled, head, oversized
 
 READ_TIMEOUT = 3.0
@@ -57,7 +57,7 @@ TIME_SLACK = 3.0
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, HostilePeer]]:
     """(client_svc under gunicorn, the peer it calls, which forwards to server_svc)."""
     workdir = tmp_path_factory.mktemp("hostile")
-    certificates = make_certificates(workdir)
+    certificates = issue_certificates(workdir)
     server = launch("server_svc", workdir, server_settings(certificates))
     with HostilePeer(upstream_port=server.port) as peer:
         client = launch(
@@ -65,12 +65,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Hos
             workdir,
             client_settings(certificates, peer.port, UPSTREAM_READ_TIMEOUT=str(READ_TIMEOUT)),
         )
-        start_all([server, client])
-        try:
+        with running(server, client):
             yield client, peer
-        finally:
-            client.stop()
-            server.stop()
 
 
 @pytest.fixture
@@ -87,9 +83,39 @@ def peer(lab: tuple[Service, HostilePeer]) -> Iterator[HostilePeer]:
 
 
 def _handshake(client: Service) -> dict[str, Any]:
-    status, answer = call(client.port, "POST", "/handshake", {})
+    status, answer = call_json(client.port, "POST", "/handshake", {})
     assert status == 200, answer
     return dict(answer)
+
+
+def _message(connection_id: str) -> dict[str, str]:
+    return {"plaintext": "hello", "connection_id": connection_id}
+
+
+def _call_through_the_peer(
+    client: Service, endpoint: str, connection_id: str
+) -> tuple[int, dict[str, Any], float]:
+    """POST /handshake, or POST /message on ``connection_id``: (status, the answer's error,
+    the seconds it took)."""
+    started = time.monotonic()
+    if endpoint == "handshake":
+        status, answer = call_json(client.port, "POST", "/handshake", {})
+    else:
+        status, answer = call_json(client.port, "POST", "/message", _message(connection_id))
+    return status, answer["error"], time.monotonic() - started
+
+
+def _assert_failed_with(
+    endpoint: str, status: int, error: dict[str, Any], handshake_status: int, cause: str
+) -> None:
+    """A handshake fails with ``cause`` itself. A message fails "outcome unknown": server_svc
+    processed it (the peer forwarded it first) before its answer went wrong, and nobody can
+    tell."""
+    if endpoint == "handshake":
+        assert (status, error["code"]) == (handshake_status, cause)
+    else:
+        assert (status, error["code"], error["cause"]) == (504, "outcome_unknown", cause)
+        assert error["delivery"] == "unknown"
 
 
 def _peak_memory_reset(pid: int) -> int:
@@ -148,29 +174,13 @@ def test_an_answer_over_the_bound_is_refused_without_swelling_the_worker(
     path = "/handshake/hello" if endpoint == "handshake" else "/message"
     peer.behaviours[path] = oversized(HUGE, framing, forward_first=endpoint == "message")
     before = _peak_memory_reset(worker)
-    started = time.monotonic()
-    if endpoint == "handshake":
-        status, answer = call(client.port, "POST", "/handshake", {})
-    else:
-        body = {"plaintext": "hello", "connection_id": connection_id}
-        status, answer = call(client.port, "POST", "/message", body)
-    elapsed = time.monotonic() - started
+    status, error, elapsed = _call_through_the_peer(client, endpoint, connection_id)
     peak = memory_kib(worker, "VmHWM")
-    error = answer["error"]
 
     assert peak - before < MEMORY_SLACK_KIB, f"worker peak grew {peak - before} KiB"
     assert peer.written[path] < BOUND + READ_SLACK, "client_svc read on"
     assert "UPSTREAM_MAX_RESPONSE_BYTES" in error["message"]
-    if endpoint == "handshake":
-        assert (status, error["code"]) == (502, "upstream_bad_response")
-    else:
-        # server_svc processed the message before the answer went wrong: nobody can tell.
-        assert (status, error["code"], error["cause"]) == (
-            504,
-            "outcome_unknown",
-            "upstream_bad_response",
-        )
-        assert error["delivery"] == "unknown"
+    _assert_failed_with(endpoint, status, error, 502, "upstream_bad_response")
     assert elapsed < READ_TIMEOUT + TIME_SLACK
     # The refused answer left nothing behind: the next call is served.
     peer.behaviours.clear()
@@ -189,29 +199,15 @@ def test_an_answer_dribbled_a_byte_a_second_ends_at_the_read_timeout(
     connection_id = _handshake(client)["connection_id"]
     path = "/handshake/hello" if endpoint == "handshake" else "/message"
     peer.behaviours[path] = dribbled(1.0, 20.0, forward_first=endpoint == "message")
-    started = time.monotonic()
-    if endpoint == "handshake":
-        status, answer = call(client.port, "POST", "/handshake", {})
-    else:
-        body = {"plaintext": "hello", "connection_id": connection_id}
-        status, answer = call(client.port, "POST", "/message", body)
-    elapsed = time.monotonic() - started
-    error = answer["error"]
+    status, error, elapsed = _call_through_the_peer(client, endpoint, connection_id)
 
     assert READ_TIMEOUT - 0.1 <= elapsed < READ_TIMEOUT + TIME_SLACK, elapsed
     assert f"within {READ_TIMEOUT:g} s" in error["message"]
-    if endpoint == "handshake":
-        assert (status, error["code"]) == (504, "upstream_timeout")
-    else:
-        assert (status, error["code"], error["cause"]) == (
-            504,
-            "outcome_unknown",
-            "upstream_timeout",
-        )
-        assert error["delivery"] == "unknown"
+    _assert_failed_with(endpoint, status, error, 504, "upstream_timeout")
+    if endpoint == "message":
         # It was processed (the peer forwarded it first), which is why it is not "not_delivered";
         # and the connection is closed, as after any failed message.
-        status, after = call(client.port, "POST", "/message", body)
+        status, after = call_json(client.port, "POST", "/message", _message(connection_id))
         assert (status, after["error"]["code"]) == (409, "unexpected_message")
 
 

@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from rawhttp import call_json
+from served import (
+    Service,
+    client_settings,
+    issue_certificates,
+    launch,
+    running,
+    server_settings,
+)
 
 from client_svc.upstream import HttpTransport
 
-from .gunicorn_lab import (
-    Service,
-    call,
-    client_settings,
-    launch,
-    make_certificates,
-    server_settings,
-    start_all,
-)
 from .hostile_peer import HostilePeer, refused_from_headers
 
 SMALL_LIMIT = 65536
@@ -52,7 +52,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     workdir = tmp_path_factory.mktemp("sizes")
-    certificates = make_certificates(workdir)
+    certificates = issue_certificates(workdir)
     small = launch(
         "server_svc", workdir, server_settings(certificates, MAX_BODY_BYTES=str(SMALL_LIMIT))
     )
@@ -75,27 +75,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             peer=peer,
         )
         services = [small, default_server, lab.aware, lab.unaware, lab.default, lab.hostile]
-        start_all(services)
-        try:
+        with running(*services):
             yield lab
-        finally:
-            for service in services:
-                service.stop()
 
 
 def _handshake(client: Service, **body: Any) -> str:
-    status, answer = call(client.port, "POST", "/handshake", body)
+    status, answer = call_json(client.port, "POST", "/handshake", body)
     assert status == 200, answer
     return str(answer["connection_id"])
 
 
 def _send(client: Service, connection_id: str, plaintext: str) -> tuple[int, Any]:
     body = {"plaintext": plaintext, "connection_id": connection_id}
-    return call(client.port, "POST", "/message", body)
+    return call_json(client.port, "POST", "/message", body)
 
 
 def _sequence_numbers(service: Service, connection_id: str) -> tuple[dict[str, int], int]:
-    status, view = call(service.port, "GET", f"/sessions/{connection_id}")
+    status, view = call_json(service.port, "GET", f"/sessions/{connection_id}")
     assert status == 200, view
     return view["sequence_numbers"], view["messages"]
 

@@ -19,9 +19,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
+from served import REPO_ROOT, LiveLab, start_lab, stop_lab
 
 from .chromium import WAIT_S, chromium
-from .live import REPO_ROOT, LiveLab, start_lab, stop_lab
 
 pytestmark = pytest.mark.browser
 

@@ -18,13 +18,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from rawhttp import address, connections, failures
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
+from served import LiveLab, start_lab, stop_lab
 
 from .chromium import WAIT_S, chromium
-from .live import LiveLab, start_lab, stop_lab
-from .rawhttp import address, connections, failures
 
 pytestmark = pytest.mark.browser
 

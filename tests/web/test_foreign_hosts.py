@@ -15,9 +15,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
-from .live import LiveLab, start_lab, stop_lab
-from .rawhttp import address, call, connections, error_code, failures, raw_exchange, scrape
+from rawhttp import address, call, connections, error_code, exchange, failures, scrape
+from served import LiveLab, start_lab, stop_lab
 
 #: Added to the defaults by the lab under test, in the forms an operator might write them.
 EXTRA_HOSTS = "lab.example, 2001:db8::1"
@@ -125,19 +124,20 @@ def test_a_malformed_host_gets_400(lab, host):
 @pytest.mark.parametrize("service", ["client", "server"])
 def test_http_1_1_without_a_host_or_with_two_gets_400(lab, service):
     base_url = lab.client_url if service == "client" else lab.server_url
-    status, headers, body = raw_exchange(base_url, b"GET /healthz HTTP/1.1\r\n\r\n")
-    assert status == 400, body
-    assert headers["content-type"] == "application/json"
-    assert json.loads(body)["error"]["code"] == "invalid_host"
+    answer = exchange(address(base_url), b"GET /healthz HTTP/1.1\r\n\r\n")
+    assert answer.status_code == 400, answer.body
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.get_json()["error"]["code"] == "invalid_host"
     # Two Hosts: gunicorn refuses them itself (RFC 9110 §5.3); lab_common.origin would too.
-    status, headers, body = raw_exchange(
-        base_url, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: rebind.example\r\n\r\n"
+    answer = exchange(
+        address(base_url),
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: rebind.example\r\n\r\n",
     )
-    assert status == 400, body
-    assert json.loads(body)["error"]["code"] in {"bad_request", "invalid_host"}
+    assert answer.status_code == 400, answer.body
+    assert answer.get_json()["error"]["code"] in {"bad_request", "invalid_host"}
     # HTTP/1.0 may leave Host out (no browser does): the connection names the server.
-    status, _, body = raw_exchange(base_url, b"GET /healthz HTTP/1.0\r\n\r\n")
-    assert status == 200, body
+    answer = exchange(address(base_url), b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert answer.status_code == 200, answer.body
 
 
 @pytest.mark.parametrize("service", ["client", "server"])
@@ -145,13 +145,13 @@ def test_a_foreign_host_is_refused_before_the_body_is_read(lab, service):
     """Only the head is sent; a service that read the body first would wait for it."""
     base_url = lab.client_url if service == "client" else lab.server_url
     path = "/handshake" if service == "client" else "/handshake/hello"
-    status, _, body = raw_exchange(
-        base_url,
+    answer = exchange(
+        address(base_url),
         f"POST {path} HTTP/1.1\r\nHost: rebind.example\r\n".encode()
         + b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
     )
-    assert status == 421, body
-    assert json.loads(body)["error"]["code"] == "misdirected_request"
+    assert answer.status_code == 421, answer.body
+    assert answer.get_json()["error"]["code"] == "misdirected_request"
 
 
 @pytest.mark.parametrize(
@@ -251,13 +251,13 @@ def test_a_cross_site_post_is_refused(lab, service, path, body, headers):
 
 
 def test_a_cross_site_post_is_refused_before_the_body_is_read(lab):
-    status, _, body = raw_exchange(
-        lab.client_url,
+    answer = exchange(
+        lab.client.address,
         b"POST /handshake HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: null\r\n"
         b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
     )
-    assert status == 403, body
-    assert json.loads(body)["error"]["code"] == "cross_site_request"
+    assert answer.status_code == 403, answer.body
+    assert answer.get_json()["error"]["code"] == "cross_site_request"
 
 
 @pytest.mark.parametrize(
