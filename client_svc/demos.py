@@ -21,11 +21,12 @@ from flask import Blueprint, current_app, jsonify
 from kdf_lib import pki
 from kdf_lib.diagnose import DerivationInputs, Stage, decrypt_recorded_session, derive, diagnose
 from kdf_lib.errors import DecodeError, TLSError
-from kdf_lib.handshake import Connection, fingerprint, fingerprint_kind
+from kdf_lib.handshake import Connection
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, decode_b64, encode_b64
 from kdf_lib.prf import finished_verify_data, prf
 from kdf_lib.record import HEADER_LENGTH
 from kdf_lib.recorded import RecordedHandshake, transcript_hash
+from kdf_lib.trace import StepKind, fingerprint, fingerprint_kind
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
 
@@ -626,7 +627,7 @@ def _handshake_fingerprints(entry: ClientConnection, stage: Stage) -> set[str | 
         return {
             step.data.get("verify_data_hmac")
             for step in entry.handshake.trace.steps
-            if step.action == "send client Finished"
+            if step.kind is StepKind.SEND_FINISHED
         }
     sides = [_connection_of(entry).fingerprints(), entry.server_view.get("fingerprints") or {}]
     return {side.get(stage.value) for side in sides}

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import kex
 from .errors import DecryptError, TLSError
-from .handshake import MIN_HASHED_LENGTH, fingerprint, fingerprint_key, keyed_fingerprint
 from .messages import ClientKeyExchange, Finished
 from .prf import (
     HASHES,
@@ -36,6 +35,7 @@ from .prf import (
 from .record import ContentType
 from .recorded import ExchangeError, HandshakeMessage, RecordedHandshake, transcript_hash
 from .suites import CipherSuite, KeyExchange
+from .trace import MIN_HASHED_LENGTH, fingerprint, fingerprint_key, keyed_fingerprint
 
 __all__ = [
     "CATALOGUE",

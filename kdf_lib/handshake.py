@@ -14,10 +14,8 @@ master secret), RFC 7366 (encrypt-then-MAC), RFC 8422 (ECDHE). Each machine is a
 from __future__ import annotations
 
 import ipaddress
-import json
 import secrets
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +24,7 @@ from hmac import compare_digest
 from typing import Any, ClassVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -67,13 +65,26 @@ from .prf import (
     finished_verify_data,
     key_block,
     master_secret,
-    prf,
 )
 from .record import ContentType, RecordProtection, connection_record_layers
 from .suites import SUITES, CipherSuite, KeyExchange, KeyMaterial, key_block_layout, split_key_block
+from .trace import (
+    DATA_FLIGHT,
+    MAX_TRACED_DATA_STEPS,
+    MIN_HASHED_LENGTH,
+    Step,
+    StepKind,
+    Trace,
+    fingerprint,
+    fingerprint_fields,
+    fingerprint_key,
+    fingerprint_kind,
+    keyed_fingerprint,
+)
 from .wire import HandshakeType
 
 __all__ = [
+    "MIN_HASHED_LENGTH",
     "ClientConfig",
     "ClientFinish",
     "ClientHandshake",
@@ -85,6 +96,7 @@ __all__ = [
     "ServerState",
     "Session",
     "Step",
+    "StepKind",
     "fingerprint",
     "fingerprint_fields",
     "fingerprint_key",
@@ -93,82 +105,6 @@ __all__ = [
 ]
 
 RandomBytes = Callable[[int], bytes]
-
-
-# -- fingerprints: how a secret appears in public data -------------------------------------
-#
-# A published SHA-256 lets two sides compare a value without showing it, but only while trying
-# every possible value is out of reach: the 4-byte GCM salts were recovered from theirs in
-# minutes. Below 16 bytes (128 bits, the strength of the lab's weakest cipher key) a value is
-# fingerprinted with HMAC-SHA256 under a key only the connection's two ends can derive, and
-# where that key is unknown only its length is shown. docs/protocol.md §3.8 has the rules.
-
-#: The shortest value whose plain SHA-256 may be published.
-MIN_HASHED_LENGTH = 16
-#: RFC 5705 §4: labels beginning with "EXPERIMENTAL" are for private use without registration.
-FINGERPRINT_KEY_LABEL = b"EXPERIMENTAL tls-lab fingerprint"
-FINGERPRINT_KEY_LENGTH = 32
-
-
-def fingerprint(value: bytes) -> str:
-    """SHA-256 of a value of 16 bytes or more, hex: lets two sides compare values without
-    showing them.
-
-    Raises:
-        ValueError: ``value`` is shorter than :data:`MIN_HASHED_LENGTH`; its SHA-256 would give
-            it away to anyone who hashes every candidate (use :func:`keyed_fingerprint`).
-    """
-    if len(value) < MIN_HASHED_LENGTH:
-        raise ValueError(
-            f"a {len(value)}-byte value must not get a plain SHA-256 fingerprint: "
-            "use keyed_fingerprint"
-        )
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(value)
-    return digest.finalize().hex()
-
-
-def fingerprint_key(
-    master: bytes, client_random: bytes, server_random: bytes, prf_hash: str
-) -> bytes:
-    """A connection's fingerprint key: the RFC 5705 exporter value
-    ``PRF(master_secret, "EXPERIMENTAL tls-lab fingerprint", client_random + server_random)[0..31]``.
-
-    Both ends hold the master secret, so both derive the same key; nobody else can.
-    """
-    return prf(
-        master,
-        FINGERPRINT_KEY_LABEL,
-        client_random + server_random,
-        FINGERPRINT_KEY_LENGTH,
-        prf_hash,
-    )
-
-
-def keyed_fingerprint(key: bytes, value: bytes) -> str:
-    """HMAC-SHA256(key, value), hex: a fingerprint of a short value that only holders of
-    ``key`` (see :func:`fingerprint_key`) can recompute or test guesses against."""
-    mac = hmac.HMAC(key, hashes.SHA256())
-    mac.update(value)
-    return mac.finalize().hex()
-
-
-def fingerprint_kind(length: int) -> str:
-    """``"sha256"`` for a value of ``length`` bytes that may be hashed plainly, else ``"hmac"``."""
-    return "sha256" if length >= MIN_HASHED_LENGTH else "hmac"
-
-
-def fingerprint_fields(name: str, value: bytes, key: bytes | None) -> dict[str, Any]:
-    """How the secret ``name`` appears in public data: ``<name>_length``, and
-    ``<name>_sha256`` (16 bytes or more) or ``<name>_hmac`` (shorter, keyed with ``key``;
-    left out when there is no key)."""
-    fields: dict[str, Any] = {}
-    if fingerprint_kind(len(value)) == "sha256":
-        fields[f"{name}_sha256"] = fingerprint(value)
-    elif key is not None and value:
-        fields[f"{name}_hmac"] = keyed_fingerprint(key, value)
-    fields[f"{name}_length"] = len(value)
-    return fields
 
 
 def _transcript_hash(transcript: bytes, hash_name: str) -> bytes:
@@ -189,99 +125,6 @@ class Session:
     extended_master_secret: bool
     master_secret: bytes = field(repr=False)
     server_name: str | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """One line of the step trace: public values only; secrets appear as their length and
-    fingerprint (:func:`fingerprint_fields`: SHA-256, or HMAC below 16 bytes).
-
-    ``secrets`` holds hex values for the opt-in demo switch; services drop it unless
-    the operator asked to reveal secrets.
-    """
-
-    actor: str
-    action: str
-    purpose: str
-    data: dict[str, Any]
-    elapsed_ms: float
-    secrets: dict[str, str] = field(default_factory=dict, repr=False)
-    #: The step's place in the ladder: 1 client sends ClientHello, 2 server answers it,
-    #: 3 client handles the server's flight, 4 server handles the client's second flight,
-    #: 5 client checks the server's Finished. Sorting both sides' steps by it gives the ladder.
-    flight: int = 0
-
-    def to_json(self, reveal_secrets: bool = False) -> dict[str, Any]:
-        out = {
-            "actor": self.actor,
-            "flight": self.flight,
-            "action": self.action,
-            "purpose": self.purpose,
-            "data": self.data,
-            "elapsed_ms": round(self.elapsed_ms, 3),
-        }
-        if reveal_secrets and self.secrets:
-            out["secrets"] = dict(self.secrets)
-        return out
-
-
-#: Protected-data steps are traced for this many seals/opens per connection, in ladder
-#: position DATA_FLIGHT (after the handshake's five flights).
-MAX_TRACED_DATA_STEPS = 4
-DATA_FLIGHT = 6
-
-
-class _Trace:
-    def __init__(self, actor: str, clock: Callable[[], float]) -> None:
-        self.actor = actor
-        self.clock = clock
-        self.start = clock()
-        self.steps: list[Step] = []
-        self.flight = 0
-        self._frozen: bytes | None = None  # zlib-compressed JSON of earlier steps
-
-    def freeze(self, reveal_secrets: bool) -> None:
-        """Keep the steps so far only as compressed JSON, as ``to_json(reveal_secrets)``
-        renders them: a fraction of the memory of the objects, and no hex copies of
-        secrets unless they are to be revealed."""
-        rendered = self.to_json(reveal_secrets)
-        self._frozen = zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 1)
-        self.steps = []
-
-    def to_json(self, reveal_secrets: bool = False) -> list[dict[str, Any]]:
-        earlier: list[dict[str, Any]] = (
-            json.loads(zlib.decompress(self._frozen)) if self._frozen is not None else []
-        )
-        if not reveal_secrets:
-            # Frozen while revealing, rendered without: the secrets stay out all the same.
-            for step in earlier:
-                step.pop("secrets", None)
-        return earlier + [step.to_json(reveal_secrets) for step in self.steps]
-
-    def add(
-        self,
-        action: str,
-        purpose: str,
-        secrets: dict[str, bytes] | None = None,
-        fingerprint_key: bytes | None = None,
-        **data: Any,
-    ) -> None:
-        """One step; each of ``secrets`` appears in ``data`` as :func:`fingerprint_fields`
-        renders it (short ones keyed with ``fingerprint_key``), in hex only under ``secrets``."""
-        secret_values = secrets or {}
-        for name, value in secret_values.items():
-            data.update(fingerprint_fields(name, value, fingerprint_key))
-        self.steps.append(
-            Step(
-                self.actor,
-                action,
-                purpose,
-                data,
-                (self.clock() - self.start) * 1000.0,
-                {k: v.hex() for k, v in secret_values.items()},
-                self.flight,
-            )
-        )
 
 
 # -- the established connection ------------------------------------------------------
@@ -310,7 +153,7 @@ class Connection:
         resumed: bool,
         extended_master_secret: bool,
         encrypt_then_mac: bool,
-        trace: _Trace | None = None,
+        trace: Trace | None = None,
     ) -> None:
         self.side = side
         self.suite = suite
@@ -333,20 +176,22 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.side} {self.suite.name} closed={self.closed}>"
 
-    def _trace_data(self, action: str, first_seq: int, records: int, size: int) -> None:
+    def _trace_data(
+        self, kind: StepKind, action: str, first_seq: int, records: int, size: int
+    ) -> None:
         """Add the step table's last row, "protected data", for the first few messages only,
         so a long conversation does not grow the trace without bound."""
         if self._trace is None or self._traced_records >= MAX_TRACED_DATA_STEPS:
             return
         self._traced_records += 1
         self._trace.flight = DATA_FLIGHT
-        kind = self.suite.kind
         self._trace.add(
+            kind,
             action,
             "application data under the derived keys: "
             + (
                 "AEAD (confidentiality and integrity in one)"
-                if kind == "aead"
+                if self.suite.kind == "aead"
                 else "AES-CBC for confidentiality, HMAC for integrity"
             ),
             first_seq=first_seq,
@@ -364,7 +209,13 @@ class Connection:
         self._check_open()
         first_seq = self.writer.seq
         sealed = self.writer.seal_many(ContentType.application_data, data)
-        self._trace_data("seal protected data", first_seq, self.writer.seq - first_seq, len(data))
+        self._trace_data(
+            StepKind.SEAL_DATA,
+            "seal protected data",
+            first_seq,
+            self.writer.seq - first_seq,
+            len(data),
+        )
         return sealed
 
     def open(self, records: bytes) -> bytes:
@@ -379,7 +230,11 @@ class Connection:
             raise
         plaintext = b"".join(p for _, p in opened)
         self._trace_data(
-            "open protected data", self.reader.seq - len(opened), len(opened), len(plaintext)
+            StepKind.OPEN_DATA,
+            "open protected data",
+            self.reader.seq - len(opened),
+            len(opened),
+            len(plaintext),
         )
         return plaintext
 
@@ -571,7 +426,7 @@ class _Machine:
     def __init__(self, random_bytes: RandomBytes, clock: Callable[[], float]) -> None:
         self.random_bytes = random_bytes
         self.transcript = b""
-        self.trace = _Trace(self.side, clock)
+        self.trace = Trace(self.side, clock)
         self.error: TLSError | None = None
         self.state: Any = None
         self._schedule: _KeySchedule | None = None
@@ -622,7 +477,10 @@ class _Machine:
             raise ValueError(f"unknown alert {description!r}")
         if error is None:
             self.trace.add(
-                "receive alert close_notify", "the peer closed the connection", alert=description
+                StepKind.RECEIVE_ALERT,
+                "receive alert close_notify",
+                "the peer closed the connection",
+                alert=description,
             )
             if self.connection is not None:
                 self.connection.fail("close_notify")
@@ -631,6 +489,7 @@ class _Machine:
                 self._end(UnexpectedMessage("the peer closed the connection during the handshake"))
             return
         self.trace.add(
+            StepKind.RECEIVE_ALERT,
             f"receive alert {description}",
             "the peer refused the handshake or a record; both sides drop it",
             alert=description,
@@ -649,7 +508,9 @@ class _Machine:
     def _fail(self, exc: TLSError) -> None:
         if self.state is not self._failed_state:
             self._end(exc)
-            self.trace.add("abort", "the handshake failed; no keys are used", alert=exc.code)
+            self.trace.add(
+                StepKind.ABORT, "abort", "the handshake failed; no keys are used", alert=exc.code
+            )
         raise exc
 
     def _add(self, message: Any) -> None:
@@ -668,6 +529,7 @@ class _Machine:
         # verify_data travels only inside the protected record: like the keys, it shows as a
         # keyed fingerprint that the sender's step matches, and in hex only when revealed.
         self.trace.add(
+            StepKind.VERIFY_FINISHED,
             f"verify {sender} Finished",
             "proves the peer derived the same master secret and saw the same handshake",
             secrets={"verify_data": received.verify_data},
@@ -683,6 +545,7 @@ class _Machine:
         message = Finished(verify_data)
         record = self._schedule.writer.seal(ContentType.handshake, message.encode())
         self.trace.add(
+            StepKind.SEND_FINISHED,
             f"send {sender} Finished",
             "verify_data = PRF(master_secret, label, Hash(transcript)), sent protected at seq 0",
             secrets={"verify_data": verify_data},
@@ -714,6 +577,7 @@ class _Machine:
         if resumed_master is not None:
             master = resumed_master
             self.trace.add(
+                StepKind.REUSE_MASTER_SECRET,
                 "reuse master secret",
                 "an abbreviated handshake keeps the session's master secret; new randoms give new keys",
                 secrets={"master_secret": master},
@@ -723,6 +587,7 @@ class _Machine:
             session_hash = _transcript_hash(self.transcript, suite.prf_hash)
             master = extended_master_secret(pre_master_secret, session_hash, suite.prf_hash)
             self.trace.add(
+                StepKind.EXTENDED_MASTER_SECRET,
                 "master secret (extended)",
                 'PRF(pms, "extended master secret", session_hash): binds the secret to this handshake (RFC 7627)',
                 secrets={**pms_trace, "master_secret": master},
@@ -733,6 +598,7 @@ class _Machine:
             assert pre_master_secret is not None
             master = master_secret(pre_master_secret, client_random, server_random, suite.prf_hash)
             self.trace.add(
+                StepKind.MASTER_SECRET,
                 "master secret",
                 'PRF(pms, "master secret", client_random + server_random)',
                 secrets={**pms_trace, "master_secret": master},
@@ -744,6 +610,7 @@ class _Machine:
         )
         self._schedule = schedule
         self.trace.add(
+            StepKind.KEY_EXPANSION,
             "key expansion",
             'key_block = PRF(master_secret, "key expansion", server_random + client_random)',
             secrets={"key_block": schedule.key_block},
@@ -751,6 +618,7 @@ class _Machine:
             key_block_length=suite.key_block_length,
         )
         self.trace.add(
+            StepKind.KEY_SPLIT,
             "key split",
             "the key block is cut in RFC 5246 §6.3 order; each side writes with its own keys",
             layout=[
@@ -928,6 +796,7 @@ class ServerHandshake(_Machine):
         self.hello = hello
         self._add(hello)
         self.trace.add(
+            StepKind.RECEIVE_CLIENT_HELLO,
             "receive ClientHello",
             "the client's random makes this handshake's keys fresh; it offers suites and extensions",
             client_random=hello.random.hex(),
@@ -951,6 +820,7 @@ class ServerHandshake(_Machine):
         self.server_hello = server_hello
         self._add(server_hello)
         self.trace.add(
+            StepKind.SEND_SERVER_HELLO,
             "send ServerHello",
             "the server's random and its choice of suite and extensions",
             server_random=server_random.hex(),
@@ -962,6 +832,7 @@ class ServerHandshake(_Machine):
         self._add(certificate)
         leaf = self.config.certificate_chain[0]
         self.trace.add(
+            StepKind.SEND_CERTIFICATE,
             "send Certificate",
             "the server's public key, vouched for by a CA the client trusts",
             subject=leaf.subject.rfc4514_string(),
@@ -980,6 +851,7 @@ class ServerHandshake(_Machine):
             ske = ServerKeyExchange(group, ephemeral.public_bytes, scheme, signature)
             self._add(ske)
             self.trace.add(
+                StepKind.SEND_SERVER_KEY_EXCHANGE,
                 "send ServerKeyExchange",
                 "an ephemeral ECDH key signed with the certificate key: forward secrecy",
                 named_curve=group.name,
@@ -1004,6 +876,7 @@ class ServerHandshake(_Machine):
         self._resumed_session = session
         self._add(server_hello)
         self.trace.add(
+            StepKind.SEND_SERVER_HELLO_RESUME,
             "send ServerHello (resume)",
             "the server found the session: no certificate, no key exchange",
             server_random=server_random.hex(),
@@ -1037,6 +910,7 @@ class ServerHandshake(_Machine):
                 random_bytes=self.random_bytes,
             )
             self.trace.add(
+                StepKind.DECRYPT_PRE_MASTER_SECRET,
                 "decrypt pre-master secret",
                 "RSA private key opens the client's secret; a bad one silently becomes random (RFC 5246 §7.4.7.1)",
                 encrypted_length=len(cke.encrypted_pre_master_secret),
@@ -1047,6 +921,7 @@ class ServerHandshake(_Machine):
             assert self._ephemeral is not None
             pms = kex.ecdh_shared_secret(self._ephemeral, cke.public_key)
             self.trace.add(
+                StepKind.ECDH_SHARED_SECRET,
                 "ECDH shared secret",
                 "server private key x client public key = the same point the client computes",
                 client_public_key=cke.public_key.hex(),
@@ -1216,6 +1091,7 @@ class ClientHandshake(_Machine):
         self.hello = hello
         self._add(hello)
         self.trace.add(
+            StepKind.SEND_CLIENT_HELLO,
             "send ClientHello",
             "a fresh 32-byte client random, the suites and extensions the client accepts",
             client_random=hello.random.hex(),
@@ -1267,6 +1143,7 @@ class ClientHandshake(_Machine):
         self._add(server_hello)
         resumed = bool(hello.session_id) and server_hello.session_id == hello.session_id
         self.trace.add(
+            StepKind.RECEIVE_SERVER_HELLO,
             "receive ServerHello",
             "the server's random; both randoms now feed every key",
             server_random=server_hello.random.hex(),
@@ -1314,6 +1191,7 @@ class ClientHandshake(_Machine):
         self._leaf = leaf
         self._add(CertificateMessage(tuple(_der(c) for c in chain)))
         self.trace.add(
+            StepKind.VERIFY_CERTIFICATE,
             "verify Certificate",
             "chain to a trusted CA, host name, validity window and key usage checked before any secret is sent",
             subject=leaf.subject.rfc4514_string(),
@@ -1347,6 +1225,7 @@ class ClientHandshake(_Machine):
         self._ske = ske
         self._add(ske)
         self.trace.add(
+            StepKind.VERIFY_SERVER_KEY_EXCHANGE,
             "verify ServerKeyExchange",
             "the signature over both randoms and the ECDH key proves the certificate holder sent it",
             named_curve=ske.group.name,
@@ -1367,6 +1246,7 @@ class ClientHandshake(_Machine):
             encrypted = kex.rsa_encrypt_pre_master_secret(public_key, pms)
             cke = ClientKeyExchange(encrypted_pre_master_secret=encrypted)
             self.trace.add(
+                StepKind.SEND_ENCRYPTED_PRE_MASTER_SECRET,
                 "send encrypted pre-master secret",
                 "48 bytes (version + 46 random) encrypted to the certificate's RSA key",
                 secrets={"pre_master_secret": pms},
@@ -1381,6 +1261,7 @@ class ClientHandshake(_Machine):
             pms = kex.ecdh_shared_secret(ephemeral, ske.public_key)
             cke = ClientKeyExchange(public_key=ephemeral.public_bytes)
             self.trace.add(
+                StepKind.SEND_ECDH_PUBLIC_KEY,
                 "send ECDH public key",
                 "client private key x server public key = the pre-master secret; neither private key travels",
                 secrets={"pre_master_secret": pms},

@@ -18,10 +18,10 @@ from typing import Any
 
 from kdf_lib import keylog
 from kdf_lib.errors import TLSError
-from kdf_lib.handshake import fingerprint
 from kdf_lib.messages import Finished
 from kdf_lib.record import PROTOCOL_VERSION, ContentType, RecordProtection, split_records
 from kdf_lib.recorded import ExchangeError, RecordedHandshake, parse_exchanges
+from kdf_lib.trace import fingerprint
 
 from .style import Style, wrap
 

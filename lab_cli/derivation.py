@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdf_lib.suites import SUITES
+from kdf_lib.trace import StepKind
 
 from .gather import Gathered
 from .style import Style, wrap
@@ -19,7 +20,7 @@ __all__ = ["SECRET_MARK", "KeyRange", "key_ranges", "render_derivation"]
 
 SECRET_MARK = "[secret shown: REVEAL_SECRETS=1]"  # noqa: S105 (a label, not a password)
 
-_PMS_STEPS = ("send encrypted pre-master secret", "send ECDH public key")
+_PMS_STEPS = (StepKind.SEND_ENCRYPTED_PRE_MASTER_SECRET, StepKind.SEND_ECDH_PUBLIC_KEY)
 _KEY_NOTES = {
     "aes_cbc": [
         "the IVs are derived but unused: each TLS 1.2 CBC record carries its own IV "
@@ -81,13 +82,11 @@ def key_ranges(layout: Any) -> list[KeyRange]:
     return ranges
 
 
-def _client_step(g: Gathered, *actions: str) -> dict[str, Any]:
+def _client_step(g: Gathered, *kinds: StepKind) -> dict[str, Any]:
+    """The client's first trace step of one of ``kinds``, or ``{}``."""
+    wanted = {kind.value for kind in kinds}
     for step in g.handshake.get("trace") or []:
-        if (
-            isinstance(step, dict)
-            and step.get("actor") == "client"
-            and step.get("action") in actions
-        ):
+        if isinstance(step, dict) and step.get("actor") == "client" and step.get("kind") in wanted:
             return step
     return {}
 
@@ -184,7 +183,7 @@ def render_derivation(g: Gathered, style: Style) -> list[str]:
     else:
         pms = _client_step(g, *_PMS_STEPS)
         data = _dict(pms.get("data"))
-        if pms.get("action") == _PMS_STEPS[0]:
+        if pms.get("kind") == StepKind.SEND_ENCRYPTED_PRE_MASTER_SECRET.value:
             how = "RSA: 03 03 + 46 random bytes from the client, sent encrypted to the certificate's key"
         else:
             how = (
@@ -200,7 +199,7 @@ def render_derivation(g: Gathered, style: Style) -> list[str]:
         if g.secrets_revealed:
             chain.secret(_dict(pms.get("secrets")).get("pre_master_secret"))
         if hs.get("extended_master_secret"):
-            session_hash = _dict(_client_step(g, "master secret (extended)").get("data")).get(
+            session_hash = _dict(_client_step(g, StepKind.EXTENDED_MASTER_SECRET).get("data")).get(
                 "session_hash", ""
             )
             chain.prf(

@@ -312,10 +312,23 @@
     return { label: `${message.method || ""} ${message.path || "?"}`.trim(), sub: "" };
   }
 
-  function stepCategory(action) {
-    const a = action.toLowerCase();
-    if (/master secret|key expansion|key split|pre-master|ecdh|shared secret/.test(a)) return "derive";
-    if (a.startsWith("verify") || a.startsWith("check")) return "check";
+  /** How the ladder colours a step, by its kind (docs/protocol.md §1.7), never its wording. */
+  const DERIVE_KINDS = new Set([
+    "send_encrypted_pre_master_secret",
+    "send_ecdh_public_key",
+    "decrypt_pre_master_secret",
+    "ecdh_shared_secret",
+    "master_secret",
+    "extended_master_secret",
+    "reuse_master_secret",
+    "key_expansion",
+    "key_split",
+  ]);
+  const CHECK_KINDS = new Set(["verify_certificate", "verify_server_key_exchange", "verify_finished"]);
+
+  function stepCategory(kind) {
+    if (DERIVE_KINDS.has(kind)) return "derive";
+    if (CHECK_KINDS.has(kind)) return "check";
     return "message";
   }
 
@@ -398,7 +411,7 @@
         const maxChars = Math.floor((BOX_W - 28) / (smallSize * 0.56));
         const lines = wrap(st.purpose || "", maxChars, 3);
         const boxH = (14 + titleSize * 1.2 + lines.length * smallSize * 1.3 + 8) * 1;
-        const category = stepCategory(st.action || "");
+        const category = stepCategory(st.kind || "");
         // The side's own clock since its first step; left out when the action needs the room.
         const elapsed = `+${Number(st.elapsed_ms || 0).toFixed(1)} ms`;
         const msFits = (st.action || "").length * titleSize * 0.62 + elapsed.length * smallSize * 0.6 + 40 < BOX_W;
@@ -407,6 +420,7 @@
           "data-id": row.id,
           "data-actor": st.actor,
           "data-action": st.action,
+          "data-kind": st.kind || "",
           role: "button",
           tabindex: 0,
           "aria-expanded": open ? "true" : "false",

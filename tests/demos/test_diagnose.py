@@ -27,14 +27,12 @@ from kdf_lib.handshake import (
     ServerConfig,
     ServerHandshake,
     Session,
-    fingerprint,
-    fingerprint_key,
-    keyed_fingerprint,
 )
 from kdf_lib.messages import encode_b64
 from kdf_lib.prf import finished_verify_data, prf
 from kdf_lib.recorded import HandshakeMessage, RecordedHandshake
 from kdf_lib.suites import SUITES, KeyExchange
+from kdf_lib.trace import StepKind, fingerprint, fingerprint_key, keyed_fingerprint
 
 RSA_SUITES = sorted(n for n, s in SUITES.items() if s.key_exchange is KeyExchange.RSA)
 CONNECTION_ID = "ab" * 16
@@ -143,8 +141,8 @@ def test_derive_gives_what_the_handshake_derived(suite: str, ems: bool):
     fingerprints = run.client.connection.fingerprints()  # type: ignore[union-attr]
     assert fingerprint(derive(inputs, Stage.MASTER_SECRET)) == fingerprints["master_secret"]
     assert fingerprint(derive(inputs, Stage.KEY_BLOCK)) == fingerprints["key_block"]
-    (sent,) = [s for s in run.client.trace.steps if s.action == "send client Finished"]
-    (verified,) = [s for s in run.server.trace.steps if s.action == "verify client Finished"]
+    (sent,) = [s for s in run.client.trace.steps if s.kind is StepKind.SEND_FINISHED]
+    (verified,) = [s for s in run.server.trace.steps if s.kind is StepKind.VERIFY_FINISHED]
     verify_data = derive(inputs, Stage.FINISHED)
     assert verify_data.hex() == sent.secrets["verify_data"]
     # Both ends publish the 12 bytes as one keyed fingerprint, the one the diagnosis computes.

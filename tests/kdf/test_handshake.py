@@ -29,12 +29,11 @@ from kdf_lib.handshake import (
     ServerFlight,
     ServerHandshake,
     ServerState,
-    fingerprint,
-    fingerprint_key,
-    keyed_fingerprint,
+    Session,
 )
 from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions
 from kdf_lib.suites import SUITES
+from kdf_lib.trace import StepKind, fingerprint, fingerprint_key, keyed_fingerprint
 
 from .pair import client_config, connect, server_config
 
@@ -68,8 +67,35 @@ def test_without_extensions_the_classic_master_secret_is_used():
     pair = connect("TLS_RSA_WITH_AES_128_CBC_SHA256", ems=False, etm=False)
     assert not pair.client_conn.extended_master_secret
     assert not pair.client_conn.encrypt_then_mac
-    actions = [s.action for s in pair.client.trace.steps]
-    assert "master secret" in actions and "master secret (extended)" not in actions
+    kinds = [s.kind for s in pair.client.trace.steps]
+    assert StepKind.MASTER_SECRET in kinds and StepKind.EXTENDED_MASTER_SECRET not in kinds
+
+
+def test_every_step_carries_a_stable_kind_in_the_documented_order_of_fields():
+    seen: set[StepKind] = set()
+    pairs = [connect("TLS_RSA_WITH_AES_128_CBC_SHA256", ems=False)]
+    for suite in ("TLS_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"):
+        sessions: dict[bytes, Session] = {}
+        full = connect(suite, sessions=sessions)
+        pairs += [full, connect(suite, resume=full.client.session, sessions=sessions)]
+    for pair in pairs:
+        assert pair.server_conn.open(pair.client_conn.seal(b"ping")) == b"ping"
+        assert pair.client_conn.open(pair.server_conn.seal(b"pong")) == b"pong"
+        for machine in (pair.client, pair.server):
+            for step in machine.summary()["trace"]:
+                fields = ["actor", "flight", "kind", "action", "purpose", "data", "elapsed_ms"]
+                assert list(step) == fields
+                seen.add(StepKind(step["kind"]))
+    client, server = _start()
+    server.receive_client_hello(client.client_hello())
+    server.receive_alert("unknown_ca")
+    assert server.trace.steps[-1].kind is StepKind.RECEIVE_ALERT
+    refused = ServerHandshake(server_config())
+    with pytest.raises(UnexpectedMessage):
+        refused.receive_client_finish(None, b"")
+    assert refused.trace.steps[-1].kind is StepKind.ABORT
+    seen |= {StepKind.RECEIVE_ALERT, StepKind.ABORT}
+    assert seen == set(StepKind)
 
 
 def _start(suite="TLS_RSA_WITH_AES_256_CBC_SHA256", **kw):
@@ -324,7 +350,7 @@ def test_a_key_under_16_bytes_is_published_only_as_a_keyed_fingerprint(suite):
         SUITES[suite].prf_hash,
     )
     assert client["key_block_layout"] == server["key_block_layout"]
-    split = next(s for s in server["trace"] if s["action"] == "key split")["data"]
+    split = next(s for s in server["trace"] if s["kind"] == "key_split")["data"]
     for part in client["key_block_layout"]:
         value = bytes.fromhex(secrets[part["name"]])
         if len(value) >= 16:
@@ -334,8 +360,8 @@ def test_a_key_under_16_bytes_is_published_only_as_a_keyed_fingerprint(suite):
             assert split[f"{part['name']}_hmac"] == part["hmac"]
             assert f"{part['name']}_sha256" not in split
             assert hashlib.sha256(value).hexdigest() not in json.dumps([client, server])
-    sent = next(s for s in client["trace"] if s["action"] == "send client Finished")["data"]
-    got = next(s for s in server["trace"] if s["action"] == "verify client Finished")["data"]
+    sent = next(s for s in client["trace"] if s["kind"] == "send_finished")["data"]
+    got = next(s for s in server["trace"] if s["kind"] == "verify_finished")["data"]
     assert sent["verify_data_hmac"] == got["verify_data_hmac"]
     assert sent["verify_data_length"] == 12 and "verify_data" not in sent
 
@@ -423,7 +449,7 @@ def test_compact_keeps_the_summary_and_drops_what_an_established_connection_no_l
     assert secrets["master_secret"] not in frozen and secrets["key_block"] not in frozen
     # The connection goes on working after compaction, and new steps still join the trace.
     assert pair.server_conn.open(pair.client_conn.seal(b"still here")) == b"still here"
-    assert pair.server.summary()["trace"][-1]["action"] == "open protected data"
+    assert pair.server.summary()["trace"][-1]["kind"] == "open_data"
 
 
 def test_a_trace_frozen_with_its_secrets_shows_them_only_when_asked():

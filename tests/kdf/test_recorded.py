@@ -21,7 +21,7 @@ from inprocess import FlaskTransport
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
 from kdf_lib.errors import DecodeError
-from kdf_lib.handshake import ServerConfig, fingerprint, fingerprint_key, keyed_fingerprint
+from kdf_lib.handshake import ServerConfig
 from kdf_lib.messages import Finished
 from kdf_lib.record import ContentType
 from kdf_lib.recorded import (
@@ -32,6 +32,7 @@ from kdf_lib.recorded import (
     parse_exchanges,
     transcript_hash,
 )
+from kdf_lib.trace import StepKind, fingerprint, fingerprint_key, keyed_fingerprint
 from server_svc import create_app as create_server_app
 
 FULL_NAMES = ["ClientHello", "ServerHello", "Certificate", "ServerHelloDone", "ClientKeyExchange"]
@@ -44,9 +45,9 @@ class Run:
     answer: dict[str, Any]
     view: dict[str, Any]
 
-    def step(self, actor: str, action: str) -> dict[str, Any]:
+    def step(self, actor: str, kind: StepKind) -> dict[str, Any]:
         found: dict[str, Any] = next(
-            s for s in self.answer["trace"] if s["actor"] == actor and s["action"] == action
+            s for s in self.answer["trace"] if s["actor"] == actor and s["kind"] == kind.value
         )
         return found
 
@@ -162,26 +163,26 @@ def test_a_full_handshake_hashes_to_what_both_services_hashed(
     # The client Finished covers ClientHello..ClientKeyExchange: byte for byte what the server
     # held when it verified it, and hashed with the suite's PRF hash as the client sent it.
     client_covers = hs.finished_messages("client")
-    verified = run.step("server", "verify client Finished")["data"]
+    verified = run.step("server", StepKind.VERIFY_FINISHED)["data"]
     assert fingerprint(raw(client_covers)) == verified["transcript_sha256"]
-    sent = run.step("client", "send client Finished")["data"]
+    sent = run.step("client", StepKind.SEND_FINISHED)["data"]
     assert transcript_hash(client_covers, h).hex() == sent["transcript_hash"]
     if hs.extended_master_secret:
         for side in ("client", "server"):
-            step = run.step(side, "master secret (extended)")["data"]
+            step = run.step(side, StepKind.EXTENDED_MASTER_SECRET)["data"]
             assert hs.session_hash().hex() == step["session_hash"]
 
     # The server Finished also covers the client Finished message (its verify_data is shown
     # only by the revealing client; the server's step has its keyed fingerprint).
-    client_sent = run.step("client", "send client Finished")["secrets"]
+    client_sent = run.step("client", StepKind.SEND_FINISHED)["secrets"]
     client_finished = Finished(bytes.fromhex(client_sent["verify_data"]))
     server_covers = hs.finished_messages("server", client_finished)
     assert [m.name for m in server_covers] == [*names, "client Finished"]
     assert (
         fingerprint(raw(server_covers))
-        == (run.step("client", "verify server Finished")["data"]["transcript_sha256"])
+        == (run.step("client", StepKind.VERIFY_FINISHED)["data"]["transcript_sha256"])
     )
-    server_sent = run.step("server", "send server Finished")["data"]
+    server_sent = run.step("server", StepKind.SEND_FINISHED)["data"]
     assert transcript_hash(server_covers, h).hex() == server_sent["transcript_hash"]
 
     # With the master secret, both verify_data values follow, so do their keyed fingerprints
@@ -193,7 +194,7 @@ def test_a_full_handshake_hashes_to_what_both_services_hashed(
     assert client_hmac == sent["verify_data_hmac"] == verified["verify_data_hmac"]
     server_vd = hs.expected_verify_data(master, "server", client_finished)
     assert keyed_fingerprint(key, server_vd) == server_sent["verify_data_hmac"]
-    server_verified = run.step("client", "verify server Finished")
+    server_verified = run.step("client", StepKind.VERIFY_FINISHED)
     assert server_verified["secrets"]["verify_data"] == server_vd.hex()
     assert "verify_data" not in sent and "verify_data" not in server_sent
     readers = hs.record_readers(master)
@@ -230,7 +231,7 @@ def test_the_four_bodies_and_the_session_view_decode_alike(rsa_run: Run) -> None
     (leaf,) = from_bodies.certificate_chain
     assert (
         leaf.subject.rfc4514_string()
-        == rsa_run.step("client", "verify Certificate")["data"]["subject"]
+        == rsa_run.step("client", StepKind.VERIFY_CERTIFICATE)["data"]["subject"]
     )
 
 
@@ -265,21 +266,21 @@ def test_a_resumed_handshake_hashes_to_what_both_services_hashed(
     server_covers = hs.finished_messages("server")
     assert (
         fingerprint(raw(server_covers))
-        == (run.step("client", "verify server Finished")["data"]["transcript_sha256"])
+        == (run.step("client", StepKind.VERIFY_FINISHED)["data"]["transcript_sha256"])
     )
-    server_sent = run.step("server", "send server Finished")["data"]
+    server_sent = run.step("server", StepKind.SEND_FINISHED)["data"]
     assert transcript_hash(server_covers, h).hex() == server_sent["transcript_hash"]
 
     # The client, which reveals its secrets, shows the verify_data it received and checked.
-    server_verified = run.step("client", "verify server Finished")["secrets"]
+    server_verified = run.step("client", StepKind.VERIFY_FINISHED)["secrets"]
     server_finished = Finished(bytes.fromhex(server_verified["verify_data"]))
     client_covers = hs.finished_messages("client", server_finished)
     assert [m.name for m in client_covers] == ["ClientHello", "ServerHello", "server Finished"]
     assert (
         fingerprint(raw(client_covers))
-        == (run.step("server", "verify client Finished")["data"]["transcript_sha256"])
+        == (run.step("server", StepKind.VERIFY_FINISHED)["data"]["transcript_sha256"])
     )
-    client_sent = run.step("client", "send client Finished")["data"]
+    client_sent = run.step("client", StepKind.SEND_FINISHED)["data"]
     assert transcript_hash(client_covers, h).hex() == client_sent["transcript_hash"]
 
     # The session's master secret, unchanged, with the new randoms.
@@ -290,7 +291,7 @@ def test_a_resumed_handshake_hashes_to_what_both_services_hashed(
     assert keyed_fingerprint(key, server_finished.verify_data) == server_sent["verify_data_hmac"]
     client_vd = hs.expected_verify_data(master, "client", server_finished)
     assert keyed_fingerprint(key, client_vd) == client_sent["verify_data_hmac"]
-    assert run.step("client", "send client Finished")["secrets"]["verify_data"] == client_vd.hex()
+    assert run.step("client", StepKind.SEND_FINISHED)["secrets"]["verify_data"] == client_vd.hex()
     readers = hs.record_readers(master)
     _, plaintext = readers["server"].open(hs.server_finished_record)
     assert Finished.decode(plaintext) == server_finished
