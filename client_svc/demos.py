@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint, current_app, jsonify
 
 from kdf_lib import pki
+from kdf_lib.connection import Connection
 from kdf_lib.diagnose import DerivationInputs, Stage, decrypt_recorded_session, derive, diagnose
 from kdf_lib.errors import DecodeError, TLSError
-from kdf_lib.handshake import Connection
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, decode_b64, encode_b64
 from kdf_lib.prf import finished_verify_data, prf
 from kdf_lib.record import HEADER_LENGTH

@@ -4,7 +4,8 @@ A sans-I/O library: no network, no files, no environment. Randomness and clocks
 come in as parameters. The five derivation functions below are the stable public
 API (RFC 5246 §5, §6.3, §7.4.9, §8.1; RFC 7627 §4); the modules hold the rest:
 ``suites`` (the suite table), ``record`` (record protection), ``kex`` (RSA and
-ECDHE), ``messages`` (codecs), ``handshake`` (the state machines), ``pki``,
+ECDHE), ``messages`` (codecs), ``handshake`` (the state machines), ``connection``
+(application data once established), ``trace`` (the step trace and fingerprints), ``pki``,
 ``keylog``, ``errors``, ``recorded`` (a handshake rebuilt from the JSON that crossed the
 wire) and ``diagnose`` (what went wrong when two sides' keys differ).
 """

@@ -1,0 +1,184 @@
+"""An established connection: application data protection after a successful handshake.
+
+RFC 5246 §6.2.3 (protected records) and §7.2.2 (any failure to open a record is fatal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import TLSError, UnexpectedMessage
+from .record import ContentType, RecordProtection
+from .suites import CipherSuite, KeyMaterial, key_block_layout
+from .trace import (
+    DATA_FLIGHT,
+    MAX_TRACED_DATA_STEPS,
+    StepKind,
+    Trace,
+    fingerprint,
+    fingerprint_key,
+    fingerprint_kind,
+    keyed_fingerprint,
+)
+
+__all__ = ["Connection"]
+
+
+class Connection:
+    """Application data protection after a successful handshake.
+
+    Any failure to open a record is fatal, as in TLS (RFC 5246 §7.2.2): the
+    connection refuses everything afterwards.
+    """
+
+    def __init__(
+        self,
+        side: str,
+        suite: CipherSuite,
+        keys: KeyMaterial,
+        master: bytes,
+        block: bytes,
+        writer: RecordProtection,
+        reader: RecordProtection,
+        *,
+        client_random: bytes,
+        server_random: bytes,
+        session_id: bytes,
+        resumed: bool,
+        extended_master_secret: bool,
+        encrypt_then_mac: bool,
+        trace: Trace | None = None,
+    ) -> None:
+        self.side = side
+        self.suite = suite
+        self._keys = keys
+        self._master_secret = master
+        self._key_block = block
+        self.writer = writer
+        self.reader = reader
+        self.client_random = client_random
+        self.server_random = server_random
+        self.session_id = session_id
+        self.resumed = resumed
+        self.extended_master_secret = extended_master_secret
+        self.encrypt_then_mac = encrypt_then_mac
+        self.closed = False
+        self.close_reason: str | None = None
+        self._trace = trace
+        self._traced_records = 0
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.side} {self.suite.name} closed={self.closed}>"
+
+    def _trace_data(
+        self, kind: StepKind, action: str, first_seq: int, records: int, size: int
+    ) -> None:
+        """Add the step table's last row, "protected data", for the first few messages only,
+        so a long conversation does not grow the trace without bound."""
+        if self._trace is None or self._traced_records >= MAX_TRACED_DATA_STEPS:
+            return
+        self._traced_records += 1
+        self._trace.flight = DATA_FLIGHT
+        self._trace.add(
+            kind,
+            action,
+            "application data under the derived keys: "
+            + (
+                "AEAD (confidentiality and integrity in one)"
+                if self.suite.kind == "aead"
+                else "AES-CBC for confidentiality, HMAC for integrity"
+            ),
+            first_seq=first_seq,
+            records=records,
+            plaintext_bytes=size,
+            cipher_suite=self.suite.name,
+        )
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise UnexpectedMessage(f"connection is closed ({self.close_reason})")
+
+    def seal(self, data: bytes) -> bytes:
+        """Protect application data as one or more records, back to back."""
+        self._check_open()
+        first_seq = self.writer.seq
+        sealed = self.writer.seal_many(ContentType.application_data, data)
+        self._trace_data(
+            StepKind.SEAL_DATA,
+            "seal protected data",
+            first_seq,
+            self.writer.seq - first_seq,
+            len(data),
+        )
+        return sealed
+
+    def open(self, records: bytes) -> bytes:
+        """Open application-data records and return their joined plaintext."""
+        self._check_open()
+        try:
+            opened = self.reader.open_many(records)
+            if any(ct is not ContentType.application_data for ct, _ in opened):
+                raise UnexpectedMessage("expected application data records")
+        except TLSError as exc:
+            self.fail(exc.code)
+            raise
+        plaintext = b"".join(p for _, p in opened)
+        self._trace_data(
+            StepKind.OPEN_DATA,
+            "open protected data",
+            self.reader.seq - len(opened),
+            len(opened),
+            len(plaintext),
+        )
+        return plaintext
+
+    def fail(self, reason: str) -> None:
+        self.closed = True
+        self.close_reason = reason
+
+    def release(self) -> None:
+        """Drop both directions' keyed cipher and MAC objects until the next record (see
+        :meth:`RecordProtection.release`): for connections that sit idle between messages."""
+        self.writer.release()
+        self.reader.release()
+
+    def fingerprints(self) -> dict[str, str]:
+        """SHA-256 of the master secret (48 bytes) and the key block (40 bytes or more)."""
+        return {
+            "master_secret": fingerprint(self._master_secret),
+            "key_block": fingerprint(self._key_block),
+        }
+
+    def key_layout(self) -> list[dict[str, Any]]:
+        """The six keys' positions in the key block with their fingerprints (no key bytes):
+        ``sha256`` for a key of 16 bytes or more, ``hmac`` (under :func:`fingerprint_key`)
+        for a shorter one such as a GCM salt; the other is null, both are for an empty key."""
+        key = fingerprint_key(
+            self._master_secret, self.client_random, self.server_random, self.suite.prf_hash
+        )
+        layout = []
+        for part in key_block_layout(self.suite):
+            value: bytes = getattr(self._keys, part.name)
+            kind = fingerprint_kind(part.length)
+            layout.append(
+                {
+                    "name": part.name,
+                    "start": part.start,
+                    "length": part.length,
+                    "sha256": fingerprint(value) if kind == "sha256" else None,
+                    "hmac": keyed_fingerprint(key, value) if kind == "hmac" and value else None,
+                }
+            )
+        return layout
+
+    def reveal_secrets(self) -> dict[str, str]:
+        """The secrets in hex, for the explicit demo switch only."""
+        values = {"master_secret": self._master_secret.hex(), "key_block": self._key_block.hex()}
+        for part in key_block_layout(self.suite):
+            values[part.name] = getattr(self._keys, part.name).hex()
+        return values
+
+    @property
+    def master_secret_for_keylog(self) -> bytes:
+        """The master secret, for NSS key log lines only (an explicit opt-in)."""
+        return self._master_secret
