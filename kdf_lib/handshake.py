@@ -2,9 +2,12 @@
 
 RFC 5246 §7.3 (full and abbreviated handshakes), §7.4.9 (Finished), RFC 7627 (extended
 master secret), RFC 7366 (encrypt-then-MAC), RFC 8422 (ECDHE). Each machine is a table of
-(state, handshake type) -> handler. The rules:
+(state, handshake type) -> (handler, next state), as python-hyper/h2's connection.py keeps
+its transitions. The rules:
 
 * a message whose (state, type) pair is not in the table is unexpected_message;
+* a handler never sets the state: the machine moves to the rule's next state once the
+  handler returns (or to its alternative state, when the rule's condition holds then);
 * any error leaves the machine in FAILED, and a FAILED machine accepts nothing more;
 * Finished messages travel as protected handshake records at sequence number 0
   (there is no ChangeCipherSpec record in the lab; keys switch where CCS would be);
@@ -252,11 +255,22 @@ class _KeySchedule:
         )
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """One transition: run ``handler`` on the message, then move to ``next_state``, or to
+    ``otherwise_state`` when ``otherwise`` holds of the machine after the handler ran."""
+
+    handler: Callable[[Any, Any], Any]
+    next_state: Enum
+    otherwise: Callable[[Any], bool] | None = None
+    otherwise_state: Enum | None = None
+
+
 class _Machine:
     """Common parts of both sides: the table dispatch, the transcript and failure handling."""
 
     side = ""
-    _table: ClassVar[dict[tuple[Any, HandshakeType], str]] = {}
+    _table: ClassVar[dict[tuple[Enum, HandshakeType], _Rule]] = {}
     _failed_state: ClassVar[Any] = None
 
     def __init__(self, random_bytes: RandomBytes, clock: Callable[[], float]) -> None:
@@ -271,15 +285,21 @@ class _Machine:
         self.server_hello: ServerHello | None = None
         self._transcript_sha256: str | None = None
 
-    def _dispatch(self, msg_type: HandshakeType, *args: Any) -> Any:
-        handler = self._table.get((self.state, msg_type))
-        if handler is None:
+    def _dispatch(self, msg_type: HandshakeType, message: Any) -> Any:
+        rule = self._table.get((self.state, msg_type))
+        if rule is None:
             state = self.state.value
             self._fail(UnexpectedMessage(f"{msg_type.name} is not expected in state {state}"))
+        assert rule is not None
         try:
-            return getattr(self, handler)(*args)  # type: ignore[arg-type]
+            result = rule.handler(self, message)
         except TLSError as exc:
             self._fail(exc)
+        if rule.otherwise is not None and rule.otherwise(self):
+            self.state = rule.otherwise_state
+        else:
+            self.state = rule.next_state
+        return result
 
     def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
         """Release what an established handshake no longer needs: the transcript (its
@@ -546,15 +566,6 @@ class ServerHandshake(_Machine):
 
     side = "server"
     _failed_state = ServerState.FAILED
-    _table: ClassVar[dict[tuple[Any, HandshakeType], str]] = {
-        (ServerState.WAIT_CLIENT_HELLO, HandshakeType.client_hello): "_on_client_hello",
-        (
-            ServerState.WAIT_CLIENT_KEY_EXCHANGE,
-            HandshakeType.client_key_exchange,
-        ): "_on_client_key_exchange",
-        (ServerState.WAIT_CLIENT_FINISHED, HandshakeType.finished): "_on_client_finished",
-        (ServerState.WAIT_RESUMED_FINISHED, HandshakeType.finished): "_on_resumed_finished",
-    }
 
     def __init__(
         self,
@@ -696,7 +707,6 @@ class ServerHandshake(_Machine):
                 signature_length=len(signature),
             )
         self._add(ServerHelloDone())
-        self.state = ServerState.WAIT_CLIENT_KEY_EXCHANGE
         return ServerFlight(server_hello, self.config.chain_pem, ske, None)
 
     def _resume(self, hello: ClientHello, session: Session, server_random: bytes) -> ServerFlight:
@@ -730,7 +740,6 @@ class ServerHandshake(_Machine):
             resumed_master=session.master_secret,
         )
         record = self._seal_finished("server")
-        self.state = ServerState.WAIT_RESUMED_FINISHED
         return ServerFlight(server_hello, (), None, record)
 
     def _on_client_key_exchange(self, cke: ClientKeyExchange) -> None:
@@ -774,7 +783,6 @@ class ServerHandshake(_Machine):
             trace_pre_master=suite.key_exchange is not KeyExchange.RSA,
         )
         self._ephemeral = None  # forward secrecy: the ephemeral key is not kept
-        self.state = ServerState.WAIT_CLIENT_FINISHED
 
     def _on_client_finished(self, record: bytes) -> bytes:
         self._open_finished(record, "client")
@@ -806,7 +814,25 @@ class ServerHandshake(_Machine):
             schedule.master_secret,
             hello.extensions.server_name,
         )
-        self.state = ServerState.ESTABLISHED
+
+
+ServerHandshake._table = {
+    (ServerState.WAIT_CLIENT_HELLO, HandshakeType.client_hello): _Rule(
+        ServerHandshake._on_client_hello,
+        ServerState.WAIT_CLIENT_KEY_EXCHANGE,
+        otherwise=lambda server: server._resumed_session is not None,
+        otherwise_state=ServerState.WAIT_RESUMED_FINISHED,
+    ),
+    (ServerState.WAIT_CLIENT_KEY_EXCHANGE, HandshakeType.client_key_exchange): _Rule(
+        ServerHandshake._on_client_key_exchange, ServerState.WAIT_CLIENT_FINISHED
+    ),
+    (ServerState.WAIT_CLIENT_FINISHED, HandshakeType.finished): _Rule(
+        ServerHandshake._on_client_finished, ServerState.ESTABLISHED
+    ),
+    (ServerState.WAIT_RESUMED_FINISHED, HandshakeType.finished): _Rule(
+        ServerHandshake._on_resumed_finished, ServerState.ESTABLISHED
+    ),
+}
 
 
 # -- client ------------------------------------------------------------------------------
@@ -864,20 +890,6 @@ class ClientHandshake(_Machine):
 
     side = "client"
     _failed_state = ClientState.FAILED
-    _table: ClassVar[dict[tuple[Any, HandshakeType], str]] = {
-        (ClientState.WAIT_SERVER_HELLO, HandshakeType.server_hello): "_on_server_hello",
-        (ClientState.WAIT_CERTIFICATE, HandshakeType.certificate): "_on_certificate",
-        (
-            ClientState.WAIT_SERVER_KEY_EXCHANGE,
-            HandshakeType.server_key_exchange,
-        ): "_on_server_key_exchange",
-        (
-            ClientState.WAIT_SERVER_HELLO_DONE,
-            HandshakeType.server_hello_done,
-        ): "_on_server_hello_done",
-        (ClientState.WAIT_SERVER_FINISHED, HandshakeType.finished): "_on_server_finished",
-        (ClientState.WAIT_RESUMED_FINISHED, HandshakeType.finished): "_on_resumed_finished",
-    }
 
     def __init__(
         self,
@@ -895,6 +907,7 @@ class ClientHandshake(_Machine):
         self.state = ClientState.START
         self._leaf: x509.Certificate | None = None
         self._ske: ServerKeyExchange | None = None
+        self._resuming = False
         self.session: Session | None = None
 
     def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
@@ -909,6 +922,34 @@ class ClientHandshake(_Machine):
         if self.state is not ClientState.START:
             self._fail(UnexpectedMessage("ClientHello was already sent"))
         self.trace.flight = 1
+        hello: ClientHello = self._dispatch(HandshakeType.client_hello, None)
+        return hello
+
+    def receive_server_flight(self, flight: ServerFlight) -> ClientFinish:
+        """Process ServerHello..ServerHelloDone (or ServerHello + Finished when resuming)."""
+        self.trace.flight = 3
+        self._dispatch(HandshakeType.server_hello, flight.server_hello)
+        if flight.finished_record is not None:
+            if flight.certificate_pem or flight.server_key_exchange is not None:
+                self._fail(
+                    UnexpectedMessage("a resumed handshake carries no certificate or key exchange")
+                )
+            record: bytes = self._dispatch(HandshakeType.finished, flight.finished_record)
+            return ClientFinish(None, record)
+        self._dispatch(HandshakeType.certificate, flight.certificate_pem)
+        if flight.server_key_exchange is not None:
+            self._dispatch(HandshakeType.server_key_exchange, flight.server_key_exchange)
+        finish: ClientFinish = self._dispatch(HandshakeType.server_hello_done, None)
+        return finish
+
+    def receive_server_finished(self, record: bytes) -> Connection:
+        self.trace.flight = 5
+        connection: Connection = self._dispatch(HandshakeType.finished, record)
+        return connection
+
+    # handlers -------------------------------------------------------------------
+
+    def _send_client_hello(self, _: None) -> ClientHello:
         suites = self.config.cipher_suites
         session_id = b""
         if self.resume is not None:
@@ -935,32 +976,7 @@ class ClientHandshake(_Machine):
             extensions=extensions.to_json(),
             session_id=session_id.hex(),
         )
-        self.state = ClientState.WAIT_SERVER_HELLO
         return hello
-
-    def receive_server_flight(self, flight: ServerFlight) -> ClientFinish:
-        """Process ServerHello..ServerHelloDone (or ServerHello + Finished when resuming)."""
-        self.trace.flight = 3
-        self._dispatch(HandshakeType.server_hello, flight.server_hello)
-        if flight.finished_record is not None:
-            if flight.certificate_pem or flight.server_key_exchange is not None:
-                self._fail(
-                    UnexpectedMessage("a resumed handshake carries no certificate or key exchange")
-                )
-            record: bytes = self._dispatch(HandshakeType.finished, flight.finished_record)
-            return ClientFinish(None, record)
-        self._dispatch(HandshakeType.certificate, flight.certificate_pem)
-        if flight.server_key_exchange is not None:
-            self._dispatch(HandshakeType.server_key_exchange, flight.server_key_exchange)
-        finish: ClientFinish = self._dispatch(HandshakeType.server_hello_done, None)
-        return finish
-
-    def receive_server_finished(self, record: bytes) -> Connection:
-        self.trace.flight = 5
-        connection: Connection = self._dispatch(HandshakeType.finished, record)
-        return connection
-
-    # handlers -------------------------------------------------------------------
 
     def _on_server_hello(self, server_hello: ServerHello) -> None:
         hello = self.hello
@@ -1005,9 +1021,7 @@ class ClientHandshake(_Machine):
                 etm=ext.encrypt_then_mac,
                 resumed_master=session.master_secret,
             )
-            self.state = ClientState.WAIT_RESUMED_FINISHED
-        else:
-            self.state = ClientState.WAIT_CERTIFICATE
+        self._resuming = resumed
 
     def _on_certificate(self, chain_pem: Sequence[str]) -> None:
         server_hello = self.server_hello
@@ -1035,10 +1049,6 @@ class ClientHandshake(_Machine):
             sha256=pki.fingerprint_sha256(leaf),
             server_name=self.config.server_name,
         )
-        if server_hello.cipher_suite.key_exchange is KeyExchange.ECDHE_RSA:
-            self.state = ClientState.WAIT_SERVER_KEY_EXCHANGE
-        else:
-            self.state = ClientState.WAIT_SERVER_HELLO_DONE
 
     def _on_server_key_exchange(self, ske: ServerKeyExchange) -> None:
         hello, server_hello, leaf = self.hello, self.server_hello, self._leaf
@@ -1068,7 +1078,6 @@ class ClientHandshake(_Machine):
             server_public_key=ske.public_key.hex(),
             signature_algorithm=ske.signature_algorithm.name,
         )
-        self.state = ClientState.WAIT_SERVER_HELLO_DONE
 
     def _on_server_hello_done(self, _: None) -> ClientFinish:
         hello, server_hello, leaf = self.hello, self.server_hello, self._leaf
@@ -1115,7 +1124,6 @@ class ClientHandshake(_Machine):
             etm=ext.encrypt_then_mac,
         )
         record = self._seal_finished("client")
-        self.state = ClientState.WAIT_SERVER_FINISHED
         return ClientFinish(cke, record)
 
     def _on_server_finished(self, record: bytes) -> Connection:
@@ -1152,8 +1160,43 @@ class ClientHandshake(_Machine):
                     self.config.server_name,
                 )
             )
-        self.state = ClientState.ESTABLISHED
         return connection
+
+
+def _uses_ecdhe(client: ClientHandshake) -> bool:
+    assert client.server_hello is not None
+    return client.server_hello.cipher_suite.key_exchange is KeyExchange.ECDHE_RSA
+
+
+ClientHandshake._table = {
+    (ClientState.START, HandshakeType.client_hello): _Rule(
+        ClientHandshake._send_client_hello, ClientState.WAIT_SERVER_HELLO
+    ),
+    (ClientState.WAIT_SERVER_HELLO, HandshakeType.server_hello): _Rule(
+        ClientHandshake._on_server_hello,
+        ClientState.WAIT_CERTIFICATE,
+        otherwise=lambda client: client._resuming,
+        otherwise_state=ClientState.WAIT_RESUMED_FINISHED,
+    ),
+    (ClientState.WAIT_CERTIFICATE, HandshakeType.certificate): _Rule(
+        ClientHandshake._on_certificate,
+        ClientState.WAIT_SERVER_HELLO_DONE,
+        otherwise=_uses_ecdhe,
+        otherwise_state=ClientState.WAIT_SERVER_KEY_EXCHANGE,
+    ),
+    (ClientState.WAIT_SERVER_KEY_EXCHANGE, HandshakeType.server_key_exchange): _Rule(
+        ClientHandshake._on_server_key_exchange, ClientState.WAIT_SERVER_HELLO_DONE
+    ),
+    (ClientState.WAIT_SERVER_HELLO_DONE, HandshakeType.server_hello_done): _Rule(
+        ClientHandshake._on_server_hello_done, ClientState.WAIT_SERVER_FINISHED
+    ),
+    (ClientState.WAIT_SERVER_FINISHED, HandshakeType.finished): _Rule(
+        ClientHandshake._on_server_finished, ClientState.ESTABLISHED
+    ),
+    (ClientState.WAIT_RESUMED_FINISHED, HandshakeType.finished): _Rule(
+        ClientHandshake._on_resumed_finished, ClientState.ESTABLISHED
+    ),
+}
 
 
 def _unsolicited(name: str) -> TLSError:

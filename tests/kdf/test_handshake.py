@@ -493,3 +493,19 @@ def test_a_received_alert_ends_the_machine_as_rfc_5246_7_2_says():
     with pytest.raises(ValueError):
         other.server.receive_alert("user_canceled")
     assert other.server.state is ServerState.ESTABLISHED and not other.server_conn.closed
+
+
+@pytest.mark.parametrize(
+    ("machine", "states", "start"),
+    [
+        (ClientHandshake, ClientState, ClientState.START),
+        (ServerHandshake, ServerState, ServerState.WAIT_CLIENT_HELLO),
+    ],
+)
+def test_every_state_but_failed_is_reached_through_the_transition_table(machine, states, start):
+    table = machine._table
+    targets = {rule.next_state for rule in table.values()}
+    targets |= {rule.otherwise_state for rule in table.values() if rule.otherwise}
+    assert targets | {start, states.FAILED} == set(states)
+    assert all(rule.otherwise_state is None for rule in table.values() if not rule.otherwise)
+    assert not any(state in (states.ESTABLISHED, states.FAILED) for state, _ in table)
