@@ -1,7 +1,7 @@
 """client_svc's live page: the HTML page at ``/``, its static files, and the PRF calculator API.
 
 The page drives client_svc's JSON API from the browser; ``POST /api/prf`` shows P_hash's
-rounds (RFC 5246 §5) through :func:`kdf_lib.prf.p_hash_rounds`.
+rounds (RFC 5246 §5) through :func:`kdf_lib.prf.prf_rounds`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from kdf_lib.errors import DecodeError
 from kdf_lib.handshake import MIN_HASHED_LENGTH, fingerprint
 from kdf_lib.messages import Fields, as_int, as_str, hex_field
-from kdf_lib.prf import HASHES, p_hash_rounds
+from kdf_lib.prf import HASHES
+from kdf_lib.prf import prf_rounds as kdf_prf_rounds
 from kdf_lib.suites import SUITES
 from lab_common.http import json_body
 
@@ -88,18 +89,15 @@ def prf_rounds(
     lets the page match the output against a handshake's published fingerprints; it is null
     below 16 bytes, which no published SHA-256 fingerprint covers (docs/protocol.md §3.8).
     """
-    digest_size = HASHES[hash_name].digest_size
-    rounds = -(-length // digest_size)
-    # Asking for whole rounds keeps the last block whole; the PRF output is its prefix.
-    a_values, stream = p_hash_rounds(secret, label + seed, rounds * digest_size, hash_name)
-    output = stream[:length]
+    rounds = kdf_prf_rounds(secret, label, seed, length, hash_name)
+    output = rounds.output
     return {
         "hash_name": hash_name,
         "length": length,
         "label_hex": label.hex(),
-        "p_hash_seed": (label + seed).hex(),
-        "a": [a.hex() for a in a_values],
-        "blocks": [stream[i : i + digest_size].hex() for i in range(0, len(stream), digest_size)],
+        "p_hash_seed": rounds.p_hash_seed.hex(),
+        "a": [a.hex() for a in rounds.a_values],
+        "blocks": [block.hex() for block in rounds.blocks],
         "output": output.hex(),
         "output_sha256": fingerprint(output) if len(output) >= MIN_HASHED_LENGTH else None,
     }

@@ -7,6 +7,8 @@ HMAC comes from ``cryptography``; the PRF construction is ours.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from cryptography.hazmat.primitives import hashes, hmac
 
 __all__ = [
@@ -14,13 +16,14 @@ __all__ = [
     "MASTER_SECRET_LENGTH",
     "RANDOM_LENGTH",
     "VERIFY_DATA_LENGTH",
+    "PrfRounds",
     "extended_master_secret",
     "finished_verify_data",
     "key_block",
     "master_secret",
     "p_hash",
-    "p_hash_rounds",
     "prf",
+    "prf_rounds",
 ]
 
 #: The PRF hashes TLS 1.2 suites use, with their digest sizes.
@@ -63,33 +66,45 @@ def _exact_length(name: str, value: bytes, length: int) -> None:
         raise ValueError(f"{name} must be {length} bytes, not {len(value)}")
 
 
-def p_hash_rounds(
-    secret: bytes, seed: bytes, length: int, hash_name: str = "sha256"
-) -> tuple[list[bytes], bytes]:
-    """P_hash(secret, seed) with its intermediate values, RFC 5246 §5.
+@dataclass(frozen=True)
+class PrfRounds:
+    """PRF(secret, label, seed) round by round (RFC 5246 §5), for showing the construction.
 
-    Returns ``(a_values, output)`` where ``a_values`` are A(1)..A(n) and ``output``
-    is the first ``length`` bytes of HMAC(secret, A(1) + seed) + HMAC(secret, A(2) + seed) + ...
-    The lab's PRF calculator shows the rounds; handshakes take :func:`_p_hash`,
-    the same loop without keeping A(i), which is measurably faster (bench kdf).
+    P_hash's seed is ``label + seed``; round i computes A(i) = HMAC(secret, A(i-1)) and the
+    block HMAC(secret, A(i) + label + seed). ``output`` is the blocks joined and cut to the
+    asked length: exactly what :func:`prf` returns.
+    """
+
+    hash_name: str
+    p_hash_seed: bytes
+    #: A(1)..A(n).
+    a_values: tuple[bytes, ...] = field(repr=False)
+    #: The whole HMAC(secret, A(i) + label + seed) outputs (the last one is not cut).
+    blocks: tuple[bytes, ...] = field(repr=False)
+    output: bytes = field(repr=False)
+
+
+def prf_rounds(
+    secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str = "sha256"
+) -> PrfRounds:
+    """:func:`prf` with every round of P_hash kept, for the lab's PRF calculator.
+
+    Same arguments and errors as :func:`prf`; the same loop computes both.
     """
     secret = _as_bytes("secret", secret)
+    label = _as_bytes("label", label)
     seed = _as_bytes("seed", seed)
     algorithm = _hash_algorithm(hash_name)
     _check_length(length)
-    keyed = hmac.HMAC(secret, algorithm)
-    a_values: list[bytes] = []
-    out = bytearray()
-    a = seed
-    while len(out) < length:
-        h = keyed.copy()
-        h.update(a)
-        a = h.finalize()
-        a_values.append(a)
-        h = keyed.copy()
-        h.update(a + seed)
-        out += h.finalize()
-    return a_values, bytes(out[:length])
+    rounds: list[tuple[bytes, bytes]] = []
+    output = _p_hash(secret, label + seed, length, algorithm, rounds)
+    return PrfRounds(
+        hash_name=hash_name,
+        p_hash_seed=label + seed,
+        a_values=tuple(a for a, _ in rounds),
+        blocks=tuple(block for _, block in rounds),
+        output=output,
+    )
 
 
 def p_hash(secret: bytes, seed: bytes, length: int, hash_name: str = "sha256") -> bytes:
@@ -101,12 +116,19 @@ def p_hash(secret: bytes, seed: bytes, length: int, hash_name: str = "sha256") -
     return _p_hash(secret, seed, length, algorithm)
 
 
-def _p_hash(secret: bytes, seed: bytes, length: int, algorithm: hashes.HashAlgorithm) -> bytes:
-    """P_hash on checked arguments, without keeping A(i): the path every handshake takes.
+def _p_hash(
+    secret: bytes,
+    seed: bytes,
+    length: int,
+    algorithm: hashes.HashAlgorithm,
+    rounds: list[tuple[bytes, bytes]] | None = None,
+) -> bytes:
+    """P_hash on checked arguments: the one loop behind every PRF output of the library.
 
     The HMAC keyed with ``secret`` is set up once and copied for each of the
     2 * ceil(length / digest_size) HMACs; that copy is the cheapest HMAC call
-    ``cryptography`` offers, so it sets the floor of a derivation's cost.
+    ``cryptography`` offers, so it sets the floor of a derivation's cost. Handshakes pass no
+    ``rounds``; the PRF calculator (:func:`prf_rounds`) gets each (A(i), block) appended to it.
     """
     keyed = hmac.HMAC(secret, algorithm)
     output = b""
@@ -117,7 +139,10 @@ def _p_hash(secret: bytes, seed: bytes, length: int, algorithm: hashes.HashAlgor
         a = h.finalize()
         h = keyed.copy()
         h.update(a + seed)
-        output += h.finalize()
+        block = h.finalize()
+        if rounds is not None:
+            rounds.append((a, block))
+        output += block
     return output[:length]
 
 

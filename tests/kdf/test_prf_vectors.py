@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import kdf_lib
-from kdf_lib.prf import MAX_PRF_OUTPUT
+from kdf_lib.prf import MAX_PRF_OUTPUT, prf_rounds
 
 from .vectors import hash_bytes, load, params, unhex
 
@@ -48,6 +48,19 @@ def test_prf_output_is_a_prefix_of_any_longer_output(case: dict[str, Any]) -> No
     args = (unhex(case["secret"]), unhex(case["label_hex"]), unhex(case["seed"]))
     for length in sorted({0, 1, len(expected) // 2, len(expected) - 1}):
         assert kdf_lib.prf(*args, length, case["hash_name"]) == expected[:length]
+
+
+@pytest.mark.parametrize("case", params(PRF_CASES))
+def test_prf_rounds_show_the_published_output_block_by_block(case: dict[str, Any]) -> None:
+    expected = unhex(case["output"])
+    digest_size = DIGEST_SIZE[case["hash_name"]]
+    args = (unhex(case["secret"]), unhex(case["label_hex"]), unhex(case["seed"]))
+    rounds = prf_rounds(*args, len(expected), case["hash_name"])
+    assert rounds.output == expected
+    assert rounds.p_hash_seed == args[1] + args[2]
+    assert len(rounds.a_values) == len(rounds.blocks) == -(-len(expected) // digest_size)
+    assert all(len(block) == digest_size for block in rounds.blocks)
+    assert b"".join(rounds.blocks)[: len(expected)] == expected
 
 
 @pytest.mark.parametrize("case", params(MASTER_SECRET_CASES))
