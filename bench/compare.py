@@ -34,6 +34,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab_common.contract import HANDSHAKE
+
 from .handshake import CASES, Case, LabStack, handshake_body, lab_stack
 from .services import ROOT, HttpClient, certificates, cpu_seconds
 
@@ -95,7 +97,7 @@ def _round(stack: LabStack, body: bytes, count: int) -> tuple[float, float, floa
         before = [cpu_seconds(pid) for pid in pids]
         started = time.perf_counter()
         for _ in range(count):
-            status, data = client.request("POST", "/handshake", body)
+            status, data = client.request("POST", HANDSHAKE, body)
             if status != 200:
                 raise RuntimeError(f"client_svc answered {status}: {data[:300]!r}")
         elapsed = time.perf_counter() - started

@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
+from lab_common.contract import HEALTH, MESSAGE
+
 #: server_svc's default request size limit (MAX_BODY_BYTES).
 MAX_CONTENT_LENGTH = 4 * 1024 * 1024
 
@@ -24,7 +26,7 @@ def create_app() -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
     app.json.sort_keys = False  # type: ignore[attr-defined]  # as lab_common.app does
 
-    @app.post("/message")
+    @app.post(MESSAGE)
     def message() -> Any:
         if request.mimetype != "application/json":
             return jsonify({"error": {"code": "unsupported_media_type"}}), 415
@@ -39,7 +41,7 @@ def create_app() -> Flask:
             }
         )
 
-    @app.get("/healthz")
+    @app.get(HEALTH)
     def healthz() -> Any:
         return jsonify({"status": "ok", "service": "bench echo"})
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab_common.contract import HANDSHAKE
+
 from .load import (
     ClientFactory,
     Plan,
@@ -138,8 +140,8 @@ def lab_stack(
 
 def _check_lab(stack: LabStack, case: Case) -> None:
     with HttpClient(stack.client.port) as client:
-        full = client.call("POST", "/handshake", {"cipher_suite": case.suite})
-        resumed = client.call("POST", "/handshake", {"resume": full["session_id"]})
+        full = client.call("POST", HANDSHAKE, {"cipher_suite": case.suite})
+        resumed = client.call("POST", HANDSHAKE, {"resume": full["session_id"]})
     for answer, want_resumed in ((full, False), (resumed, True)):
         if (
             answer["cipher_suite"] != case.suite
@@ -154,7 +156,7 @@ def handshake_body(client: HttpClient, case: Case, resumed: bool) -> bytes:
     ``client`` first makes the session it resumes."""
     body = {"cipher_suite": case.suite}
     if resumed:
-        session_id = client.call("POST", "/handshake", body)["session_id"]
+        session_id = client.call("POST", HANDSHAKE, body)["session_id"]
         return json.dumps({"resume": session_id}).encode()
     return json.dumps(body).encode()
 
@@ -165,7 +167,7 @@ def _lab_runner(stack: LabStack, case: Case, clients: int, resumed: bool, plan: 
         body = handshake_body(client, case, resumed)
 
         def handshake() -> int:
-            status, data = client.request("POST", "/handshake", body)
+            status, data = client.request("POST", HANDSHAKE, body)
             if status != 200:
                 raise RuntimeError(f"client_svc answered {status}: {data[:300]!r}")
             return 0

@@ -14,6 +14,7 @@ from kdf_lib import pki
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Connection, ServerFlight, Session
 from kdf_lib.messages import decode_b64
 from kdf_lib.suites import SUITES
+from lab_common.contract import FINISH, HELLO
 
 from .services import Certificates, HttpClient
 
@@ -40,13 +41,11 @@ def handshake(
 ) -> LabConnection:
     """POST /handshake/hello then /handshake/finish on server_svc; an established connection."""
     machine = ClientHandshake(config, resume=resume)
-    answer = client.call("POST", "/handshake/hello", machine.client_hello().to_json())
+    answer = client.call("POST", HELLO, machine.client_hello().to_json())
     connection_id = str(answer.pop("connection_id"))
     flight = ServerFlight.from_json(answer)
     finish = machine.receive_server_flight(flight)
-    reply = client.call(
-        "POST", "/handshake/finish", {"connection_id": connection_id, **finish.to_json()}
-    )
+    reply = client.call("POST", FINISH, {"connection_id": connection_id, **finish.to_json()})
     if not flight.resumed:
         machine.receive_server_finished(
             decode_b64(reply["finished_record"], "finished_record", max_length=4096)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdf_lib.handshake import Connection
+from lab_common.contract import CONNECTION_ID_LENGTH, MESSAGE, RECORDS, RECORDS_MEDIA_TYPE, path
 
 from .lab_client import LabConnection, client_config, handshake
 from .load import (
@@ -54,7 +55,6 @@ SIZES = (
     (64 * 1024, "64 KiB", None),
     (1 << 20, "1 MiB", LARGE_VS_ECHO),
 )
-BINARY_MEDIA_TYPE = "application/tls-records"
 
 
 class AnchorMismatch(RuntimeError):
@@ -72,7 +72,7 @@ def _lab_message(client: HttpClient, lab: LabConnection, payload: bytes) -> int:
     """One message through server_svc's JSON /message: seal, post, open the echo."""
     conn: Connection = lab.connection
     status, data = client.request(
-        "POST", "/message", _json_body(lab.connection_id, conn.seal(payload))
+        "POST", MESSAGE, _json_body(lab.connection_id, conn.seal(payload))
     )
     if status != 200:
         raise RuntimeError(f"server_svc /message answered {status}: {data[:300]!r}")
@@ -86,7 +86,7 @@ def _binary_message(client: HttpClient, lab: LabConnection, payload: bytes) -> i
     """The same through server_svc's binary /records: raw records in, raw records out."""
     conn = lab.connection
     status, data = client.request(
-        "POST", f"/records/{lab.connection_id}", conn.seal(payload), BINARY_MEDIA_TYPE
+        "POST", path(RECORDS, lab.connection_id), conn.seal(payload), RECORDS_MEDIA_TYPE
     )
     if status != 200:
         raise RuntimeError(f"binary /records answered {status}: {data[:300]!r}")
@@ -97,7 +97,7 @@ def _binary_message(client: HttpClient, lab: LabConnection, payload: bytes) -> i
 
 def _echo_message(client: HttpClient, record: bytes, size: int) -> int:
     """The anchor: the same JSON body with a record of the same size; no cryptography."""
-    status, data = client.request("POST", "/message", _json_body("0" * 32, record))
+    status, data = client.request("POST", MESSAGE, _json_body("0" * CONNECTION_ID_LENGTH, record))
     if status != 200:
         raise RuntimeError(f"echo answered {status}: {data[:300]!r}")
     if base64.b64decode(json.loads(data)["record"], validate=True) != record:
@@ -183,7 +183,7 @@ def run(budget: Budget, progress: Callable[[str], None] = lambda _: None) -> lis
                 record = lab.connection.seal(payload)
                 with HttpClient(servers.lab.port) as client:
                     status, data = client.request(
-                        "POST", "/message", _json_body(lab.connection_id, record)
+                        "POST", MESSAGE, _json_body(lab.connection_id, record)
                     )
                 answer = json.loads(data) if status == 200 else {}
                 opened = lab.connection.open(base64.b64decode(answer.get("record", "")))
@@ -238,7 +238,7 @@ def run(budget: Budget, progress: Callable[[str], None] = lambda _: None) -> lis
                 binary_vs_json = summarize(runs["binary"], runs["lab"])
                 rows.append(
                     Row(
-                        f"binary /records ({BINARY_MEDIA_TYPE}), {label}, {size_label}",
+                        f"binary /records ({RECORDS_MEDIA_TYPE}), {label}, {size_label}",
                         _lab_cell(runs["binary"], size),
                         "the lab's JSON /message, same rounds",
                         _anchor_cell(binary_vs_json.anchor_rate, size),

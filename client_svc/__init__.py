@@ -9,6 +9,7 @@ from flask import Flask
 
 from kdf_lib import pki
 from lab_common.app import configure_app
+from lab_common.contract import OPENAPI
 
 from . import config as settings_module
 from .driver import Driver, KeyLogWriter
@@ -50,5 +51,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .demos import bp as demos_bp
 
     app.register_blueprint(demos_bp)
-    app.add_url_rule("/openapi.json", view_func=openapi_view)
+    app.add_url_rule(OPENAPI, view_func=openapi_view)
     return app

@@ -11,8 +11,6 @@ sequence number is spent whether or not the record arrived. docs/resilience.md h
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 from kdf_lib import keylog
 from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, TLSError
 from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerFlight, Session
-from kdf_lib.messages import decode_b64, encode_b64
+from kdf_lib.messages import MAX_FINISHED_RECORD, decode_b64, encode_b64
 from kdf_lib.record import (
     HEADER_LENGTH,
     MAX_CIPHERTEXT,
@@ -30,6 +28,7 @@ from kdf_lib.record import (
     RecordProtection,
 )
 from kdf_lib.suites import SUITES, CipherSuite
+from lab_common.contract import ALERT, FINISH, HELLO, MESSAGE, is_connection_id
 from lab_common.errors import ServiceError
 
 from .store import ClientConnection, ClientState
@@ -41,7 +40,10 @@ DEFAULT_SUITES = {
     "rsa": "TLS_RSA_WITH_AES_256_CBC_SHA256",
     "ecdhe": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
 }
-_CONNECTION_ID = re.compile(r"[0-9a-f]{32}")
+
+#: A refused server certificate is the upstream's fault, not the caller's: client_svc is a
+#: gateway here, so it answers 502 Bad Gateway (RFC 9110 §15.6.3).
+CERTIFICATE_REFUSED_STATUS = 502
 
 # What a failed POST /message did with the message (the ``delivery`` field of the error).
 #: server_svc did not process it: it was never sent, or server_svc refused it before opening it.
@@ -208,9 +210,9 @@ class Driver:
         machine = ClientHandshake(config, resume=session)
         exchanges: list[dict[str, Any]] = []
         hello = machine.client_hello()
-        answer = self._exchange(exchanges, "/handshake/hello", hello.to_json())
+        answer = self._exchange(exchanges, HELLO, hello.to_json())
         connection_id = answer.pop("connection_id", None)
-        if not isinstance(connection_id, str) or not _CONNECTION_ID.fullmatch(connection_id):
+        if not is_connection_id(connection_id):
             raise ServiceError(
                 "upstream_bad_response", "server_svc's hello answer has no connection_id", 502
             )
@@ -256,11 +258,13 @@ class Driver:
         finish = machine.receive_server_flight(flight)
         reply = self._exchange(
             entry.exchanges,
-            "/handshake/finish",
+            FINISH,
             {"connection_id": entry.connection_id, **finish.to_json()},
         )
         if not flight.resumed:
-            record = decode_b64(reply.get("finished_record"), "finished_record", max_length=4096)
+            record = decode_b64(
+                reply.get("finished_record"), "finished_record", max_length=MAX_FINISHED_RECORD
+            )
             machine.receive_server_finished(record)
         entry.server_view["fingerprints"] = reply.get("fingerprints")
 
@@ -273,6 +277,7 @@ class Driver:
             self._send_alert(entry, exc.code)
         if isinstance(exc, BadCertificate):
             message = f"server certificate refused before any secret was sent: {message}"
+            status = CERTIFICATE_REFUSED_STATUS
         if isinstance(exc, PeerError) and code == "unknown_connection":
             code, status = "connection_lost", 409
             message = (
@@ -295,7 +300,7 @@ class Driver:
         error stands whatever becomes of it. It carries the alert name only, nothing secret."""
         try:
             self._exchange(
-                entry.exchanges, "/alert", {"connection_id": entry.connection_id, "alert": alert}
+                entry.exchanges, ALERT, {"connection_id": entry.connection_id, "alert": alert}
             )
         except (TLSError, ServiceError) as exc:
             log.info(
@@ -427,7 +432,7 @@ class Driver:
             try:
                 answer = self.server.call(
                     "POST",
-                    "/message",
+                    MESSAGE,
                     {"connection_id": entry.connection_id, "record": encode_b64(record)},
                 )
             except ServiceError as exc:
@@ -557,7 +562,3 @@ class Driver:
             delivery=UNKNOWN,
             cause=exc.code,
         )
-
-
-def new_connection_id() -> str:
-    return secrets.token_hex(16)

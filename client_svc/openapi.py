@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from kdf_lib.prf import HASHES
 from kdf_lib.suites import SUITES
+from lab_common import contract
 from lab_common.openapi import (
     CONNECTION_ID,
     FINGERPRINT,
@@ -81,7 +82,7 @@ HANDSHAKE_ANSWER = _open(
 
 MESSAGE_REQUEST = _open(
     {
-        "plaintext": {"type": "string", "maxLength": 2 * 1024 * 1024},
+        "plaintext": {"type": "string", "maxLength": contract.MAX_PLAINTEXT_CHARS},
         "connection_id": nullable(CONNECTION_ID),
         "auto_reconnect": _BOOL_OR_NULL,
     },
@@ -156,27 +157,27 @@ def _get(summary: str, answer: Schema, **extra: Any) -> Any:
 
 def _paths(blueprints: set[str]) -> dict[str, Any]:
     paths: dict[str, Any] = {
-        "/handshake": _post(
+        contract.HANDSHAKE: _post(
             "Run a TLS 1.2 handshake against server_svc",
             HANDSHAKE_REQUEST,
             HANDSHAKE_ANSWER,
             body_required=False,
         ),
-        "/message": _post(
+        contract.MESSAGE: _post(
             "Send a message through the protected channel, get the echo",
             MESSAGE_REQUEST,
             MESSAGE_ANSWER,
         ),
-        "/sessions/{connection_id}": _get(
+        contract.SESSION: _get(
             "The client's view of one connection",
             SESSION_VIEW,
             parameters=[
                 {"name": "connection_id", "in": "path", "required": True, "schema": CONNECTION_ID}
             ],
         ),
-        "/healthz": _get("Liveness and counts", HEALTH),
-        "/openapi.json": _get("This document", {"type": "object"}),
-        "/metrics": metrics_path(dict.fromkeys((*HOST_STATUSES, 500), CLIENT_ERROR)),
+        contract.HEALTH: _get("Liveness and counts", HEALTH),
+        contract.OPENAPI: _get("This document", {"type": "object"}),
+        contract.METRICS: metrics_path(dict.fromkeys((*HOST_STATUSES, 500), CLIENT_ERROR)),
     }
     if "web" in blueprints:
         paths["/"] = {

@@ -11,6 +11,15 @@ from flask import Blueprint, current_app, jsonify
 from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
 from kdf_lib.suites import SUITES
+from lab_common.contract import (
+    HANDSHAKE,
+    HEALTH,
+    MAX_PLAINTEXT_CHARS,
+    MESSAGE,
+    SESSION,
+    is_connection_id,
+    route,
+)
 from lab_common.errors import ServiceError
 from lab_common.http import json_body, refuse_oversized_body
 from lab_common.metrics import metrics
@@ -21,10 +30,7 @@ bp = Blueprint("client", __name__)
 # Every request's body is read, whole and within MAX_CONTENT_LENGTH, before any view runs.
 bp.before_app_request(refuse_oversized_body)
 
-_ID = re.compile(r"[0-9a-f]{32}")
 _SESSION_ID = re.compile(r"[0-9a-f]{2,64}")
-#: The plaintext limit for one /message call (it is split into 2^14-byte records).
-MAX_PLAINTEXT_CHARS = 2 * 1024 * 1024
 
 
 def _driver() -> Driver:
@@ -52,14 +58,14 @@ def _suite_names(value: object, name: str) -> tuple[str, ...]:
 
 
 def _connection_id(value: object, name: str) -> str:
-    if not isinstance(value, str) or not _ID.fullmatch(value):
+    if not is_connection_id(value):
         raise ServiceError(
             "malformed_connection_id", f"{name} must be 32 lowercase hex digits", 400
         )
     return value
 
 
-@bp.post("/handshake")
+@bp.post(HANDSHAKE)
 def handshake() -> Any:
     with Fields(json_body(optional=True), "handshake request") as f:
         request = HandshakeRequest(
@@ -95,7 +101,7 @@ def handshake() -> Any:
     return jsonify(answer)
 
 
-@bp.post("/message")
+@bp.post(MESSAGE)
 def message() -> Any:
     with Fields(json_body(), "message request") as f:
         plaintext = f.required(
@@ -115,7 +121,7 @@ def message() -> Any:
     return jsonify(answer)
 
 
-@bp.get("/sessions/<connection_id>")
+@bp.get(route(SESSION))
 def session(connection_id: str) -> Any:
     driver = _driver()
     entry = driver.state.connection(_connection_id(connection_id, "connection_id"))
@@ -130,7 +136,7 @@ def session(connection_id: str) -> Any:
     return jsonify(summary)
 
 
-@bp.get("/healthz")
+@bp.get(HEALTH)
 def healthz() -> Any:
     driver = _driver()
     return jsonify(

@@ -99,7 +99,7 @@ class HandshakeFailure(TLSError):
 class BadCertificate(TLSError):
     code = "bad_certificate"
     alert = AlertDescription.bad_certificate
-    http_status = 502
+    http_status = 400
 
 
 class CertificateExpired(BadCertificate):

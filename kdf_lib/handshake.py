@@ -48,6 +48,7 @@ from .kex import NamedGroup, SignatureScheme
 from .messages import (
     DEFAULT_GROUPS,
     DEFAULT_SIGNATURE_SCHEMES,
+    MAX_FINISHED_RECORD,
     CertificateMessage,
     ClientExtensions,
     ClientHello,
@@ -216,7 +217,9 @@ class ServerFlight:
             ske = f.optional(
                 "server_key_exchange", lambda v, n: ServerKeyExchange.from_json(v), None
             )
-            finished = f.optional("finished_record", b64_field(max_length=4096), None)
+            finished = f.optional(
+                "finished_record", b64_field(max_length=MAX_FINISHED_RECORD), None
+            )
         if resumed != (finished is not None):
             raise DecodeError("a resumed ServerHello carries finished_record, a full one does not")
         return cls(ServerHello(random, session_id, chosen, extensions), chain, ske, finished)
@@ -880,7 +883,7 @@ class ClientFinish:
             cke = f.optional(
                 "client_key_exchange", lambda v, n: ClientKeyExchange.from_json(v), None
             )
-            record = f.required("finished_record", b64_field(max_length=4096))
+            record = f.required("finished_record", b64_field(max_length=MAX_FINISHED_RECORD))
         return cls(cke, record)
 
 

@@ -23,6 +23,7 @@ from .wire import HandshakeType, Reader, handshake_message, u8, u16, vector
 __all__ = [
     "DEFAULT_GROUPS",
     "DEFAULT_SIGNATURE_SCHEMES",
+    "MAX_FINISHED_RECORD",
     "CertificateMessage",
     "ClientExtensions",
     "ClientHello",
@@ -42,6 +43,8 @@ __all__ = [
 
 RANDOM_LENGTH = 32
 MAX_SESSION_ID = 32
+#: The largest protected Finished record a handshake message may carry (docs/protocol.md §1.5).
+MAX_FINISHED_RECORD = 4096
 #: The JSON nesting any message of this protocol needs is 3; deeper input is refused unread.
 MAX_JSON_DEPTH = 8
 #: The most JSON a body may hold outside its strings: brackets, separators, numbers, true,

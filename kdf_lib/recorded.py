@@ -26,6 +26,7 @@ from . import pki
 from .errors import DecodeError, TLSError
 from .handshake import ClientFinish, ServerFlight
 from .messages import (
+    MAX_FINISHED_RECORD,
     CertificateMessage,
     ClientHello,
     ClientKeyExchange,
@@ -50,8 +51,6 @@ __all__ = [
 
 HELLO_PATH = "/handshake/hello"
 FINISH_PATH = "/handshake/finish"
-#: The largest Finished record the services accept (docs/protocol.md §1.5).
-MAX_FINISHED_RECORD = 4096
 SENDERS = ("client", "server")
 
 T = TypeVar("T")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+
+from lab_common.contract import HANDSHAKE, MESSAGE, SESSION, path
 
 from .http import Http, Service
 
@@ -85,14 +86,12 @@ def gather(options: HandshakeOptions, http: Http, client_url: str, server_url: s
     client = Service("client_svc", client_url, http)
     server = Service("server_svc", server_url, http)
     request = options.request_body()
-    handshake = client.call("POST", "/handshake", request)
+    handshake = client.call("POST", HANDSHAKE, request)
     connection_id = str(handshake.get("connection_id", ""))
-    session_path = "/sessions/" + quote(connection_id, safe="")
+    session_path = path(SESSION, connection_id)
     messages = []
     for text in options.messages:
-        answer = client.call(
-            "POST", "/message", {"plaintext": text, "connection_id": connection_id}
-        )
+        answer = client.call("POST", MESSAGE, {"plaintext": text, "connection_id": connection_id})
         messages.append({"plaintext": text, "answer": answer})
     client_session = client.call("GET", session_path)
     server_session = server.call("GET", session_path)

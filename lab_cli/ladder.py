@@ -17,6 +17,7 @@ from typing import Any
 
 from kdf_lib import pki
 from kdf_lib.errors import TLSError
+from lab_common.contract import FINISH, HELLO
 
 from .gather import Gathered
 from .style import Style, wrap
@@ -69,10 +70,10 @@ def ladder_events(g: Gathered, style: Style) -> list[Event]:
     }
     resumed = bool(g.handshake.get("resumed"))
     arrows: dict[int, Arrow | None] = {
-        1: _client_hello_arrow(exchanges.get("/handshake/hello"), style),
-        2: _server_flight_arrow(exchanges.get("/handshake/hello"), resumed, style),
-        3: _client_finish_arrow(exchanges.get("/handshake/finish"), resumed, style),
-        4: None if resumed else _server_finished_arrow(exchanges.get("/handshake/finish"), style),
+        1: _client_hello_arrow(exchanges.get(HELLO), style),
+        2: _server_flight_arrow(exchanges.get(HELLO), resumed, style),
+        3: _client_finish_arrow(exchanges.get(FINISH), resumed, style),
+        4: None if resumed else _server_finished_arrow(exchanges.get(FINISH), style),
     }
     flights = sorted({int(s.get("flight") or 0) for s in trace} | set(arrows))
     events: list[Event] = []

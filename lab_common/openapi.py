@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kdf_lib.errors import ALL_ERRORS
+from kdf_lib.errors import ALL_ERRORS, TLSError
+
+from .contract import CONNECTION_ID_PATTERN
 
 Schema = dict[str, Any]
 
 OPENAPI_VERSION = "3.1.0"
 
 #: ``connection_id``: 16 bytes as 32 lowercase hex digits.
-CONNECTION_ID: Schema = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+CONNECTION_ID: Schema = {"type": "string", "pattern": f"^{CONNECTION_ID_PATTERN}$"}
 #: A SHA-256 fingerprint as the services write it.
 FINGERPRINT: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
@@ -94,10 +96,13 @@ def closed_object(
     return schema
 
 
-def error_codes_by_status() -> dict[int, list[str]]:
-    """Every error code, protocol (kdf_lib.errors) and service, grouped by HTTP status."""
+def error_codes_by_status(*, never_raised: tuple[type[TLSError], ...] = ()) -> dict[int, list[str]]:
+    """Every error code, protocol (kdf_lib.errors) and service, grouped by HTTP status;
+    without the protocol errors (and their subclasses) a service cannot answer."""
     by_status: dict[int, set[str]] = {}
     for error in ALL_ERRORS:
+        if issubclass(error, never_raised):
+            continue
         by_status.setdefault(error.http_status, set()).add(error.code)
     for status, codes in SERVICE_CODES.items():
         by_status.setdefault(status, set()).update(codes)

@@ -9,11 +9,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from kdf_lib.errors import ALERTS
+from kdf_lib.errors import ALERTS, BadCertificate
 from kdf_lib.kex import NamedGroup, SignatureScheme
-from kdf_lib.messages import MAX_SESSION_ID, RANDOM_LENGTH
+from kdf_lib.messages import MAX_FINISHED_RECORD, MAX_SESSION_ID, RANDOM_LENGTH
 from kdf_lib.record import MAX_PLAINTEXT
 from kdf_lib.suites import SUITES
+from lab_common import contract
+from lab_common.contract import MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT
 from lab_common.openapi import (
     CONNECTION_ID,
     CROSS_SITE_STATUSES,
@@ -32,8 +34,6 @@ from lab_common.openapi import (
     nullable,
     responses,
 )
-
-from .views import MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT
 
 SUITE_NAME: Schema = {"type": "string", "enum": sorted(SUITES)}
 GROUP_NAME: Schema = {"type": "string", "enum": [g.name for g in NamedGroup]}
@@ -94,7 +94,7 @@ CLIENT_FINISH = closed_object(
                 ),
             ]
         },
-        "finished_record": base64_string(4096),
+        "finished_record": base64_string(MAX_FINISHED_RECORD),
     },
     ["connection_id", "finished_record"],
 )
@@ -159,7 +159,7 @@ SERVER_HELLO = closed_object(
             },
             ["curve_type", "named_curve", "public_key", "signature_algorithm", "signature"],
         ),
-        "finished_record": base64_string(4096),
+        "finished_record": base64_string(MAX_FINISHED_RECORD),
     },
     [
         "connection_id",
@@ -193,7 +193,7 @@ TRACE: Schema = {"type": "array", "items": TRACE_STEP}
 FINISH_ANSWER = closed_object(
     {
         "connection_id": CONNECTION_ID,
-        "finished_record": nullable(base64_string(4096)),
+        "finished_record": nullable(base64_string(MAX_FINISHED_RECORD)),
         "fingerprints": FINGERPRINTS,
         "trace": TRACE,
     },
@@ -265,7 +265,8 @@ HEALTH = closed_object(
 
 def _errors(*statuses: int, method: str = "get") -> dict[int, Schema]:
     """Each status's codes; with the refusals of lab_common.origin that come before any view."""
-    codes = error_codes_by_status()
+    # server_svc verifies no certificate (the client sends none), so it never refuses one.
+    codes = error_codes_by_status(never_raised=(BadCertificate,))
     refusals = HOST_STATUSES if method == "get" else CROSS_SITE_STATUSES
     return {status: error_schema(codes[status]) for status in sorted({*statuses, *refusals})}
 
@@ -283,7 +284,7 @@ def _post(summary: str, request: Schema, answer: Schema, *statuses: int) -> dict
 @cache
 def _paths() -> dict[str, Any]:
     return {
-        "/handshake/hello": _post(
+        contract.HELLO: _post(
             "ClientHello in, ServerHello..ServerHelloDone (or a resumed ServerHello + Finished) out",
             CLIENT_HELLO,
             SERVER_HELLO,
@@ -292,7 +293,7 @@ def _paths() -> dict[str, Any]:
             415,
             500,
         ),
-        "/handshake/finish": _post(
+        contract.FINISH: _post(
             "ClientKeyExchange and the client Finished record in, the server Finished record out",
             CLIENT_FINISH,
             FINISH_ANSWER,
@@ -303,7 +304,7 @@ def _paths() -> dict[str, Any]:
             415,
             500,
         ),
-        "/message": _post(
+        contract.MESSAGE: _post(
             "Protected application-data records in (at most MAX_RECORDS_PER_REQUEST = "
             f"{MAX_RECORDS_PER_REQUEST} in one request), a protected echo out",
             MESSAGE,
@@ -315,7 +316,7 @@ def _paths() -> dict[str, Any]:
             415,
             500,
         ),
-        "/alert": _post(
+        contract.ALERT: _post(
             "The client's alert: a fatal one ends the handshake or connection and its session, "
             "close_notify closes an established connection",
             ALERT,
@@ -326,7 +327,7 @@ def _paths() -> dict[str, Any]:
             415,
             500,
         ),
-        "/records/{connection_id}": {
+        contract.RECORDS: {
             "post": {
                 "summary": "/message in binary: complete TLS records as the body, both ways "
                 f"(at most {MAX_RECORDS_PER_REQUEST} records in one request)",
@@ -341,7 +342,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/tls-records": {
+                        contract.RECORDS_MEDIA_TYPE: {
                             "schema": {"type": "string", "format": "binary"}
                         }
                     },
@@ -351,7 +352,7 @@ def _paths() -> dict[str, Any]:
                         "description": "The echo's records; TLS-Received-Seq, "
                         "TLS-Received-Records and TLS-Reply-Seq headers carry the sequence numbers",
                         "content": {
-                            "application/tls-records": {
+                            contract.RECORDS_MEDIA_TYPE: {
                                 "schema": {"type": "string", "format": "binary"}
                             }
                         },
@@ -365,7 +366,7 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
-        "/sessions/{connection_id}": {
+        contract.SESSION: {
             "get": {
                 "summary": "The server's view of one connection (no secrets unless REVEAL_SECRETS)",
                 "parameters": [
@@ -379,11 +380,11 @@ def _paths() -> dict[str, Any]:
                 "responses": responses(SESSION_VIEW, _errors(400, 404, 500)),
             }
         },
-        "/healthz": {
+        contract.HEALTH: {
             "get": {"summary": "Liveness and counts", "responses": responses(HEALTH, _errors(500))}
         },
-        "/metrics": metrics_path(_errors(500)),
-        "/openapi.json": {
+        contract.METRICS: metrics_path(_errors(500)),
+        contract.OPENAPI: {
             "get": {
                 "summary": "This document",
                 "responses": responses({"type": "object"}, _errors(500)),

@@ -7,17 +7,15 @@ for one connection run one after the other while different connections run in pa
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kdf_lib.handshake import ServerHandshake, Session
+from lab_common.contract import new_connection_id
 from lab_common.errors import ServiceError
 from lab_common.store import BoundedStore
-
-CONNECTION_ID_BYTES = 16
 
 
 @dataclass
@@ -45,9 +43,7 @@ class ServerState:
         )
 
     def new_connection(self, handshake: ServerHandshake) -> ServerConnection:
-        # A fresh id from the OS CSPRNG on every call: nothing is seeded per process, so
-        # forked workers never repeat one another's ids.
-        connection = ServerConnection(secrets.token_hex(CONNECTION_ID_BYTES), handshake)
+        connection = ServerConnection(new_connection_id(), handshake)
         self.connections.put(connection.connection_id, connection)
         return connection
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,32 +13,34 @@ from kdf_lib.errors import ALERTS, DecodeError, IllegalParameter, TLSError, Unex
 from kdf_lib.handshake import ClientFinish, ServerHandshake
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, b64_field, encode_b64
 from kdf_lib.record import MAX_PLAINTEXT, count_records
+from lab_common.contract import (
+    ALERT,
+    FINISH,
+    HEALTH,
+    HELLO,
+    MAX_RECORD_BYTES,
+    MAX_RECORDS_PER_REQUEST,
+    MESSAGE,
+    MIN_REPLY_FRAGMENT,
+    OPENAPI,
+    RECORDS,
+    RECORDS_MEDIA_TYPE,
+    SESSION,
+    is_connection_id,
+    route,
+)
 from lab_common.errors import ServiceError
 from lab_common.http import binary_body, json_body, refuse_oversized_body
 from lab_common.metrics import metrics
 
+from .openapi import document
 from .store import ServerConnection, ServerState
 
 bp = Blueprint("server", __name__)
 # Every request's body is read, whole and within MAX_CONTENT_LENGTH, before any view runs.
 bp.before_app_request(refuse_oversized_body)
 
-#: The binary form of /message: complete TLS records as the request and response body.
-RECORDS_MEDIA_TYPE = "application/tls-records"
 log = logging.getLogger("lab")
-
-_CONNECTION_ID = re.compile(r"[0-9a-f]{32}")
-#: A /message body holds at most this much record data (the request size limit applies too).
-MAX_RECORD_BYTES = 8 * 1024 * 1024
-#: The smallest reply fragment a client may ask for: RFC 6066 §4's smallest max_fragment_length.
-#: Smaller pieces would let one request make the server seal a record per few bytes.
-MIN_REPLY_FRAGMENT = 512
-#: The most records one /message or /records body may carry. Each record costs the server
-#: several microseconds whatever its size, so 4 MiB of empty records (145,000) would cost it
-#: 0.6 to 1.6 s of CPU. A MAX_BODY_LIMIT message in full records needs 512; in MIN_REPLY_FRAGMENT
-#: pieces, a default MAX_BODY_BYTES one needs 7,900. Counted from the headers, before any
-#: record is opened: a body over it moves no sequence number.
-MAX_RECORDS_PER_REQUEST = 8192
 
 
 def _state() -> ServerState:
@@ -52,7 +53,7 @@ def _reveal() -> bool:
 
 
 def connection_id_field(value: object, name: str) -> str:
-    if not isinstance(value, str) or not _CONNECTION_ID.fullmatch(value):
+    if not is_connection_id(value):
         raise ServiceError(
             "malformed_connection_id", "connection_id must be 32 lowercase hex digits", 400
         )
@@ -91,7 +92,7 @@ def _forget_session(handshake: ServerHandshake) -> None:
         _state().forget_session(handshake.server_hello.session_id)
 
 
-@bp.post("/handshake/hello")
+@bp.post(HELLO)
 def hello() -> Any:
     hello = ClientHello.from_json(json_body())
     state = _state()
@@ -116,7 +117,7 @@ def hello() -> Any:
     return jsonify({"connection_id": connection.connection_id, **flight.to_json()})
 
 
-@bp.post("/handshake/finish")
+@bp.post(FINISH)
 def finish() -> Any:
     body = json_body()
     if "connection_id" not in body:
@@ -171,7 +172,7 @@ def _alert_name(value: object, name: str) -> str:
     return text
 
 
-@bp.post("/alert")
+@bp.post(ALERT)
 def alert() -> Any:
     """The client's alert (RFC 5246 §7.2): a fatal one ends the handshake or connection and
     its session at once, instead of leaving a half-open connection to expire; close_notify
@@ -267,7 +268,7 @@ def _echo(connection_id: str, record: bytes, fragment_size: int) -> _Echo:
     return _Echo(reply, first_seq, last_seq - first_seq + 1, len(plaintext), reply_seq)
 
 
-@bp.post("/message")
+@bp.post(MESSAGE)
 def message() -> Any:
     with Fields(json_body(), "message request") as f:
         connection_id = f.required("connection_id", connection_id_field)
@@ -284,7 +285,7 @@ def message() -> Any:
     )
 
 
-@bp.post("/records/<connection_id>")
+@bp.post(route(RECORDS))
 def records(connection_id: str) -> Any:
     """/message without JSON and base64: the records are the body, both ways.
 
@@ -304,7 +305,7 @@ def records(connection_id: str) -> Any:
     )
 
 
-@bp.get("/sessions/<connection_id>")
+@bp.get(route(SESSION))
 def session(connection_id: str) -> Any:
     connection = _lookup(connection_id)
     with connection.lock:
@@ -315,14 +316,12 @@ def session(connection_id: str) -> Any:
     return jsonify(summary)
 
 
-@bp.get("/openapi.json")
+@bp.get(OPENAPI)
 def openapi_document() -> Any:
-    from .openapi import document  # the document imports this module's limits
-
     return jsonify(document())
 
 
-@bp.get("/healthz")
+@bp.get(HEALTH)
 def healthz() -> Any:
     state = _state()
     leaf = current_app.extensions["server_config"].certificate_chain[0]

@@ -7,7 +7,7 @@ about 100 ms; the bound asserted is CPU_BOUND_S, with room for a loaded machine.
 CPU time, not wall time: a slow or busy machine does not make it fail.
 
 What keeps the costs down: records per request are capped before any is opened
-(server_svc.views.MAX_RECORDS_PER_REQUEST), JSON is checked for depth and size outside its
+(lab_common.contract.MAX_RECORDS_PER_REQUEST), JSON is checked for depth and size outside its
 strings at C speed before it is parsed (kdf_lib.messages), and a chunked body whose framing
 costs too much to read is refused (lab_common.http.MAX_BODY_READ_CPU).
 Run with ``-s`` to see the table of measured costs.
@@ -32,10 +32,10 @@ from client_svc.demos import MAX_SESSIONS as MAX_DEMO_SESSIONS
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import MAX_JSON_STRUCTURE, parse_json
 from kdf_lib.record import MAX_PLAINTEXT, ContentType, count_records
+from lab_common.contract import MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT, RECORDS_MEDIA_TYPE
 from lab_common.settings import MAX_BODY_LIMIT
 from server_svc import create_app as create_server_app
 from server_svc.config import DEFAULTS as SERVER_DEFAULTS
-from server_svc.views import MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT, RECORDS_MEDIA_TYPE
 
 from .documented import Operation, operations, string_slots
 

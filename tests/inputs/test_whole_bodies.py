@@ -23,7 +23,7 @@ from rawhttp import LiveResponse, exchange, raw_request
 from served import REPO_ROOT, LiveLab, Service, start_lab, stop_lab
 
 from kdf_lib.record import ContentType, RecordProtection
-from server_svc.views import RECORDS_MEDIA_TYPE
+from lab_common.contract import RECORDS_MEDIA_TYPE
 
 from .documented import operations
 

@@ -1,0 +1,116 @@
+"""The lab's HTTP contract in one place: every path, the connection-id format and the limits.
+
+Both services route by these names, the OpenAPI documents publish them, and tls-lab, bench
+and the tests call them. No Flask here, so the command-line tools can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import TypeGuard
+from urllib.parse import quote
+
+from kdf_lib.messages import MAX_FINISHED_RECORD
+
+__all__ = [
+    "ALERT",
+    "CONNECTION_ID_BYTES",
+    "CONNECTION_ID_LENGTH",
+    "CONNECTION_ID_PATTERN",
+    "FINISH",
+    "HANDSHAKE",
+    "HEALTH",
+    "HELLO",
+    "MAX_FINISHED_RECORD",
+    "MAX_PLAINTEXT_CHARS",
+    "MAX_RECORDS_PER_REQUEST",
+    "MAX_RECORD_BYTES",
+    "MESSAGE",
+    "METRICS",
+    "MIN_REPLY_FRAGMENT",
+    "OPENAPI",
+    "RECORDS",
+    "RECORDS_MEDIA_TYPE",
+    "SESSION",
+    "is_connection_id",
+    "new_connection_id",
+    "path",
+    "route",
+]
+
+# Paths. A template with ``{connection_id}`` is written as OpenAPI writes it; ``route``
+# gives Flask's form and ``path`` fills it in for a call.
+
+#: client_svc: run a handshake against server_svc.
+HANDSHAKE = "/handshake"
+#: server_svc: the ClientHello in, the server's flight out.
+HELLO = "/handshake/hello"
+#: server_svc: the client's finish in, the server's Finished out.
+FINISH = "/handshake/finish"
+#: server_svc: a client's alert (RFC 5246 §7.2).
+ALERT = "/alert"
+#: Both services: application data (client_svc: plaintext; server_svc: records as base64).
+MESSAGE = "/message"
+#: server_svc: /message in binary, complete TLS records as the body both ways.
+RECORDS = "/records/{connection_id}"
+#: Both services: what each derived and recorded for one connection.
+SESSION = "/sessions/{connection_id}"
+#: Both services: the OpenAPI 3.1 document.
+OPENAPI = "/openapi.json"
+#: Both services: liveness.
+HEALTH = "/healthz"
+#: Both services: Prometheus metrics.
+METRICS = "/metrics"
+
+# The connection id: server_svc names each connection with 16 random bytes in lowercase hex.
+
+CONNECTION_ID_BYTES = 16
+CONNECTION_ID_LENGTH = 2 * CONNECTION_ID_BYTES
+#: The connection id's pattern, unanchored (OpenAPI anchors it; ``is_connection_id`` matches
+#: the whole string).
+CONNECTION_ID_PATTERN = f"[0-9a-f]{{{CONNECTION_ID_LENGTH}}}"
+_CONNECTION_ID = re.compile(CONNECTION_ID_PATTERN)
+
+# Limits.
+
+#: The binary form of /message: complete TLS records as the request and response body.
+RECORDS_MEDIA_TYPE = "application/tls-records"
+#: A server_svc /message body holds at most this much record data (the request size limit
+#: applies too).
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+#: The smallest reply fragment a client may ask for: RFC 6066 §4's smallest max_fragment_length.
+#: Smaller pieces would let one request make the server seal a record per few bytes.
+MIN_REPLY_FRAGMENT = 512
+#: The most records one /message or /records body may carry. Each record costs the server
+#: several microseconds whatever its size, so 4 MiB of empty records (145,000) would cost it
+#: 0.6 to 1.6 s of CPU. A MAX_BODY_LIMIT message in full records needs 512; in MIN_REPLY_FRAGMENT
+#: pieces, a default MAX_BODY_BYTES one needs 7,900. Counted from the headers, before any
+#: record is opened: a body over it moves no sequence number.
+MAX_RECORDS_PER_REQUEST = 8192
+#: The plaintext limit for one client_svc /message call (it is split into 2^14-byte records).
+MAX_PLAINTEXT_CHARS = 2 * 1024 * 1024
+
+
+def route(template: str) -> str:
+    """A path template in Flask's form: ``/sessions/{connection_id}`` → ``/sessions/<connection_id>``."""
+    return re.sub(r"\{(\w+)\}", r"<\1>", template)
+
+
+def path(template: str, connection_id: str) -> str:
+    """The path to call: ``template`` with ``connection_id`` filled in (percent-encoded)."""
+    return template.format(connection_id=quote(connection_id, safe=""))
+
+
+def is_connection_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a connection id: exactly CONNECTION_ID_LENGTH lowercase hex digits."""
+    return isinstance(value, str) and _CONNECTION_ID.fullmatch(value) is not None
+
+
+def new_connection_id() -> str:
+    """A fresh, unguessable connection id.
+
+    From the OS CSPRNG on every call: nothing is seeded per process, so forked workers never
+    repeat one another's ids.
+    """
+    return secrets.token_hex(CONNECTION_ID_BYTES)
