@@ -14,6 +14,7 @@ from kdf_lib.kex import NamedGroup, SignatureScheme
 from kdf_lib.messages import MAX_FINISHED_RECORD, MAX_SESSION_ID, RANDOM_LENGTH
 from kdf_lib.record import MAX_PLAINTEXT
 from kdf_lib.suites import SUITES
+from kdf_lib.trace import StepKind
 from lab_common import contract
 from lab_common.contract import MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT
 from lab_common.openapi import (
@@ -180,13 +181,14 @@ TRACE_STEP = closed_object(
     {
         "actor": {"type": "string", "enum": ["client", "server"]},
         "flight": {"type": "integer", "minimum": 0},
+        "kind": {"type": "string", "enum": [kind.value for kind in StepKind]},
         "action": {"type": "string"},
         "purpose": {"type": "string"},
         "data": {"type": "object"},
         "elapsed_ms": {"type": "number"},
         "secrets": {"type": "object", "additionalProperties": {"type": "string"}},
     },
-    ["actor", "flight", "action", "purpose", "data", "elapsed_ms"],
+    ["actor", "flight", "kind", "action", "purpose", "data", "elapsed_ms"],
 )
 TRACE: Schema = {"type": "array", "items": TRACE_STEP}
 
