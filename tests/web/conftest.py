@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from inprocess import FlaskTransport
+from served import LiveLab, start_lab, stop_lab
 
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
@@ -50,3 +51,19 @@ def client(ca: pki.Issued) -> Iterator[Any]:
 def revealing_client(ca: pki.Issued) -> Iterator[Any]:
     """client_svc and server_svc as the operator starts them with REVEAL_SECRETS=1."""
     yield _client_app(ca, reveal_secrets=True).test_client()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
+    """Both services under a real gunicorn, for the browser tests (one pair per module)."""
+    running = start_lab(tmp_path_factory.mktemp("lab"))
+    yield running
+    stop_lab(running)
+
+
+@pytest.fixture(scope="module")
+def revealing_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
+    """The same with REVEAL_SECRETS=1."""
+    running = start_lab(tmp_path_factory.mktemp("lab-reveal"), reveal_secrets=True)
+    yield running
+    stop_lab(running)

@@ -19,7 +19,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
-from served import REPO_ROOT, LiveLab, start_lab, stop_lab
+from served import REPO_ROOT, LiveLab
 
 from .chromium import WAIT_S, chromium
 
@@ -37,20 +37,6 @@ FULL_RSA_LADDER = [
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
-    running = start_lab(tmp_path_factory.mktemp("lab"))
-    yield running
-    stop_lab(running)
-
-
-@pytest.fixture(scope="module")
-def revealing_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
-    running = start_lab(tmp_path_factory.mktemp("lab-reveal"), reveal_secrets=True)
-    yield running
-    stop_lab(running)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from rawhttp import address, connections, failures
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
-from served import LiveLab, start_lab, stop_lab
+from served import LiveLab
 
 from .chromium import WAIT_S, chromium
 
@@ -65,11 +65,9 @@ class AttackerSite:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
+def lab(revealing_lab: LiveLab) -> LiveLab:
     """REVEAL_SECRETS=1, as in the issue: the forward-secrecy demo then runs to its end."""
-    running = start_lab(tmp_path_factory.mktemp("lab-cross-site"), reveal_secrets=True)
-    yield running
-    stop_lab(running)
+    return revealing_lab
 
 
 @pytest.fixture(scope="module")
