@@ -14,6 +14,7 @@ from kdf_lib import pki
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Connection, ServerFlight, Session
 from kdf_lib.messages import decode_b64
 from kdf_lib.suites import SUITES
+from kdf_lib.trace import Trace
 from lab_common.contract import FINISH, HELLO
 
 from .services import Certificates, HttpClient
@@ -40,7 +41,7 @@ def handshake(
     client: HttpClient, config: ClientConfig, resume: Session | None = None
 ) -> LabConnection:
     """POST /handshake/hello then /handshake/finish on server_svc; an established connection."""
-    machine = ClientHandshake(config, resume=resume)
+    machine = ClientHandshake(config, resume=resume, trace=Trace("client"))
     answer = client.call("POST", HELLO, machine.client_hello().to_json())
     connection_id = str(answer.pop("connection_id"))
     flight = ServerFlight.from_json(answer)

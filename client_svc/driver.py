@@ -28,6 +28,7 @@ from kdf_lib.record import (
     RecordProtection,
 )
 from kdf_lib.suites import SUITES, CipherSuite
+from kdf_lib.trace import Trace
 from lab_common.contract import ALERT, FINISH, HELLO, MESSAGE, is_connection_id
 from lab_common.errors import ServiceError
 
@@ -207,7 +208,7 @@ class Driver:
             ),
             encrypt_then_mac=request.encrypt_then_mac,
         )
-        machine = ClientHandshake(config, resume=session)
+        machine = ClientHandshake(config, resume=session, trace=Trace("client"))
         exchanges: list[dict[str, Any]] = []
         hello = machine.client_hello()
         answer = self._exchange(exchanges, HELLO, hello.to_json())

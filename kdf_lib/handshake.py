@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,6 +74,7 @@ from .record import ContentType, connection_record_layers
 from .suites import SUITES, CipherSuite, KeyExchange, key_block_layout, split_key_block
 from .trace import (
     MIN_HASHED_LENGTH,
+    NullTrace,
     Step,
     StepKind,
     Trace,
@@ -270,16 +270,25 @@ class _Rule:
 
 
 class _Machine:
-    """Common parts of both sides: the table dispatch, the transcript and failure handling."""
+    """Common parts of both sides: the table dispatch, the transcript and failure handling.
+
+    The step trace is a side channel passed in (``trace=Trace(side)``); without one the
+    machine records into a :class:`~kdf_lib.trace.NullTrace`, which keeps nothing.
+    """
 
     side = ""
     _table: ClassVar[dict[tuple[Enum, HandshakeType], _Rule]] = {}
     _failed_state: ClassVar[Any] = None
 
-    def __init__(self, random_bytes: RandomBytes, clock: Callable[[], float]) -> None:
+    def __init__(self, random_bytes: RandomBytes, trace: Trace | None) -> None:
+        if trace is not None and trace.actor != self.side:
+            raise ValueError(
+                f"a {self.side} handshake needs a {self.side} trace, not {trace.actor!r}"
+            )
         self.random_bytes = random_bytes
         self.transcript = b""
-        self.trace = Trace(self.side, clock)
+        #: The step trace (teaching data), injected; without one nothing is recorded.
+        self.trace: Trace = trace if trace is not None else NullTrace(self.side)
         self.error: TLSError | None = None
         self.state: Any = None
         self._schedule: _KeySchedule | None = None
@@ -526,6 +535,7 @@ class _Machine:
         Secrets appear (hex, under ``"secrets"``) only with ``reveal_secrets``; otherwise
         the master secret and key block are represented by their SHA-256 fingerprints, the
         six keys by theirs or, below 16 bytes, by keyed ones (:meth:`Connection.key_layout`).
+        ``"trace"`` holds the injected trace's steps: ``[]`` when the machine was given none.
         """
         conn = self.connection
         hello, server_hello = self.hello, self.server_hello
@@ -576,9 +586,9 @@ class ServerHandshake(_Machine):
         *,
         lookup_session: Callable[[bytes], Session | None] = lambda _sid: None,
         random_bytes: RandomBytes = secrets.token_bytes,
-        clock: Callable[[], float] = time.perf_counter,
+        trace: Trace | None = None,
     ) -> None:
-        super().__init__(random_bytes, clock)
+        super().__init__(random_bytes, trace)
         self.config = config
         self.lookup_session = lookup_session
         self.state = ServerState.WAIT_CLIENT_HELLO
@@ -900,10 +910,10 @@ class ClientHandshake(_Machine):
         *,
         resume: Session | None = None,
         random_bytes: RandomBytes = secrets.token_bytes,
-        clock: Callable[[], float] = time.perf_counter,
+        trace: Trace | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        super().__init__(random_bytes, clock)
+        super().__init__(random_bytes, trace)
         self.config = config
         self.resume = resume
         self.now = now

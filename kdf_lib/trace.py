@@ -24,6 +24,7 @@ __all__ = [
     "FINGERPRINT_KEY_LENGTH",
     "MAX_TRACED_DATA_STEPS",
     "MIN_HASHED_LENGTH",
+    "NullTrace",
     "Step",
     "StepKind",
     "Trace",
@@ -190,6 +191,9 @@ DATA_FLIGHT = 6
 class Trace:
     """One side's steps, in order, timed from the first.
 
+    The handshake machines take one as their ``trace`` argument; without it they record
+    nothing (:class:`NullTrace`).
+
     Args:
         actor: ``"client"`` or ``"server"``, the side whose steps these are.
         clock: seconds, for the steps' ``elapsed_ms``.
@@ -247,3 +251,37 @@ class Trace:
                 self.flight,
             )
         )
+
+
+class NullTrace(Trace):
+    """A trace that records nothing: the machines' default when no :class:`Trace` is given.
+
+    Same interface, but :meth:`add` drops its step before anything is fingerprinted, so
+    ``steps`` stays empty, :meth:`to_json` is ``[]`` and no secret is ever held here.
+    """
+
+    def __init__(self, actor: str, clock: Callable[[], float] = time.perf_counter) -> None:
+        # No clock reading: nothing here is ever timed.
+        self.actor = actor
+        self.clock = clock
+        self.start = 0.0
+        self.steps = []
+        self.flight = 0
+        self._frozen = None
+
+    def freeze(self, reveal_secrets: bool) -> None:
+        """Nothing to keep."""
+
+    def to_json(self, reveal_secrets: bool = False) -> list[dict[str, Any]]:
+        return []
+
+    def add(
+        self,
+        kind: StepKind,
+        action: str,
+        purpose: str,
+        secrets: dict[str, bytes] | None = None,
+        fingerprint_key: bytes | None = None,
+        **data: Any,
+    ) -> None:
+        """Drop the step."""

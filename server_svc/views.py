@@ -13,6 +13,7 @@ from kdf_lib.errors import ALERTS, DecodeError, IllegalParameter, TLSError, Unex
 from kdf_lib.handshake import ClientFinish, ServerHandshake
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, b64_field, encode_b64
 from kdf_lib.record import MAX_PLAINTEXT, count_records
+from kdf_lib.trace import Trace
 from lab_common.contract import (
     ALERT,
     FINISH,
@@ -97,7 +98,9 @@ def hello() -> Any:
     hello = ClientHello.from_json(json_body())
     state = _state()
     handshake = ServerHandshake(
-        current_app.extensions["server_config"], lookup_session=state.lookup_session
+        current_app.extensions["server_config"],
+        lookup_session=state.lookup_session,
+        trace=Trace("server"),
     )
     try:
         flight = handshake.receive_client_hello(hello)

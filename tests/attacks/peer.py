@@ -25,6 +25,7 @@ from kdf_lib.kex import NamedGroup
 from kdf_lib.messages import DEFAULT_GROUPS, ClientKeyExchange, Finished
 from kdf_lib.record import ContentType, RecordProtection, connection_record_layers
 from kdf_lib.suites import SUITES
+from kdf_lib.trace import Trace
 
 # identity and server_config are the in-memory pair's (tests/kdf/pair.py): one demo CA per run.
 __all__ = [
@@ -106,7 +107,7 @@ class Peer:
             encrypt_then_mac=etm,
             groups=groups,
         )
-        self.handshake = ClientHandshake(self.config, resume=resume)
+        self.handshake = ClientHandshake(self.config, resume=resume, trace=Trace("client"))
         self.connection_id = ""
         self.flight: ServerFlight | None = None
         self.hello_json: dict[str, Any] = {}

@@ -32,7 +32,7 @@ from kdf_lib.messages import encode_b64
 from kdf_lib.prf import finished_verify_data, prf
 from kdf_lib.recorded import HandshakeMessage, RecordedHandshake
 from kdf_lib.suites import SUITES, KeyExchange
-from kdf_lib.trace import StepKind, fingerprint, fingerprint_key, keyed_fingerprint
+from kdf_lib.trace import StepKind, Trace, fingerprint, fingerprint_key, keyed_fingerprint
 
 RSA_SUITES = sorted(n for n, s in SUITES.items() if s.key_exchange is KeyExchange.RSA)
 CONNECTION_ID = "ab" * 16
@@ -76,10 +76,11 @@ def handshake(
     JSON bodies client_svc and server_svc exchange."""
     ca, leaf = identity()
     config = ClientConfig((ca.certificate,), "server", (SUITES[suite],), ems, etm)
-    client = ClientHandshake(config, resume=resume)
+    client = ClientHandshake(config, resume=resume, trace=Trace("client"))
     server = ServerHandshake(
         ServerConfig((leaf.certificate,), leaf.private_key),
         lookup_session=lambda sid: resume if resume and resume.session_id == sid else None,
+        trace=Trace("server"),
     )
     hello = client.client_hello()
     flight = server.receive_client_hello(hello)

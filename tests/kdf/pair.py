@@ -16,6 +16,7 @@ from kdf_lib.handshake import (
     Session,
 )
 from kdf_lib.suites import SUITES, CipherSuite
+from kdf_lib.trace import Trace
 
 
 @lru_cache(maxsize=1)
@@ -54,11 +55,19 @@ def connect(
     etm: bool = True,
     resume: Session | None = None,
     sessions: dict[bytes, Session] | None = None,
+    traced: bool = True,
 ) -> Pair:
-    """Run a complete handshake in memory and return both ends."""
+    """Run a complete handshake in memory and return both ends; ``traced=False`` gives the
+    machines no trace (they record nothing)."""
     store = {} if sessions is None else sessions
-    client = ClientHandshake(client_config(*suites, ems=ems, etm=etm), resume=resume)
-    server = ServerHandshake(server_config(), lookup_session=store.get)
+    client = ClientHandshake(
+        client_config(*suites, ems=ems, etm=etm),
+        resume=resume,
+        trace=Trace("client") if traced else None,
+    )
+    server = ServerHandshake(
+        server_config(), lookup_session=store.get, trace=Trace("server") if traced else None
+    )
     flight = server.receive_client_hello(client.client_hello())
     finish = client.receive_server_flight(flight)
     reply = server.receive_client_finish(finish.client_key_exchange, finish.finished_record)

@@ -18,6 +18,7 @@ from kdf_lib.errors import BadRecordMac, DecodeError, IllegalParameter
 from kdf_lib.handshake import ClientHandshake, ServerConfig, ServerHandshake
 from kdf_lib.kex import NamedGroup
 from kdf_lib.messages import ClientKeyExchange
+from kdf_lib.trace import Trace
 
 from .pair import client_config, identity
 
@@ -113,8 +114,8 @@ def _server_outcome(key: rsa.RSAPrivateKey, ciphertext: bytes | None) -> tuple[t
     """Run a handshake whose ClientKeyExchange is replaced by ``ciphertext`` and report how
     the server refused it (None = a valid encryption of a *different* pre-master secret)."""
     config = _wycheproof_server(key)
-    client = ClientHandshake(client_config())
-    server = ServerHandshake(config)
+    client = ClientHandshake(client_config(), trace=Trace("client"))
+    server = ServerHandshake(config, trace=Trace("server"))
     finish = client.receive_server_flight(server.receive_client_hello(client.client_hello()))
     if ciphertext is None:
         other = kex.new_rsa_pre_master_secret()
