@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdf_lib import pki
-from kdf_lib.handshake import ClientConfig, ClientHandshake, Connection, ServerFlight, Session
-from kdf_lib.messages import decode_b64
+from kdf_lib.handshake import ClientConfig, ClientHandshake, Connection, Session
+from kdf_lib.messages import ServerFlight, decode_b64
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import Trace
 from lab_common.contract import FINISH, HELLO

@@ -18,8 +18,8 @@ from typing import Any
 
 from kdf_lib import keylog
 from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, TLSError
-from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerFlight, Session
-from kdf_lib.messages import MAX_FINISHED_RECORD, decode_b64, encode_b64
+from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
+from kdf_lib.messages import MAX_FINISHED_RECORD, ServerFlight, decode_b64, encode_b64
 from kdf_lib.record import (
     HEADER_LENGTH,
     MAX_CIPHERTEXT,

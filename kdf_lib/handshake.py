@@ -47,21 +47,17 @@ from .kex import NamedGroup, SignatureScheme
 from .messages import (
     DEFAULT_GROUPS,
     DEFAULT_SIGNATURE_SCHEMES,
-    MAX_FINISHED_RECORD,
     CertificateMessage,
     ClientExtensions,
+    ClientFinish,
     ClientHello,
     ClientKeyExchange,
-    Fields,
     Finished,
     ServerExtensions,
+    ServerFlight,
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
-    as_bool,
-    b64_field,
-    encode_b64,
-    hex_field,
 )
 from .prf import (
     HASHES,
@@ -86,6 +82,8 @@ from .trace import (
 )
 from .wire import HandshakeType
 
+# ClientFinish and ServerFlight (kdf_lib.messages), Connection (kdf_lib.connection) and the
+# trace names (kdf_lib.trace) live in their own modules; importers of this one still find them.
 __all__ = [
     "MIN_HASHED_LENGTH",
     "ClientConfig",
@@ -161,68 +159,6 @@ class ServerConfig:
         object.__setattr__(
             self, "chain_pem", tuple(pki.certificate_chain_pem(self.certificate_chain))
         )
-
-
-@dataclass(frozen=True)
-class ServerFlight:
-    """Everything the server sends in answer to a ClientHello (one HTTP response)."""
-
-    server_hello: ServerHello
-    certificate_pem: tuple[str, ...]
-    server_key_exchange: ServerKeyExchange | None
-    finished_record: bytes | None  # only when resuming
-
-    @property
-    def resumed(self) -> bool:
-        return self.finished_record is not None
-
-    def to_json(self) -> dict[str, Any]:
-        hello = self.server_hello
-        out: dict[str, Any] = {
-            "session_id": hello.session_id.hex(),
-            "server_random": hello.random.hex(),
-            "cipher_suite": hello.cipher_suite.name,
-            "resumed": self.resumed,
-            "extensions": hello.extensions.to_json(),
-            "certificate_chain": list(self.certificate_pem),
-        }
-        if self.server_key_exchange is not None:
-            out["server_key_exchange"] = self.server_key_exchange.to_json()
-        if self.finished_record is not None:
-            out["finished_record"] = encode_b64(self.finished_record)
-        return out
-
-    @classmethod
-    def from_json(cls, obj: object) -> ServerFlight:
-        def suite(value: object, name: str) -> CipherSuite:
-            if not isinstance(value, str) or value not in SUITES:
-                raise IllegalParameter("server chose an unknown cipher suite")
-            return SUITES[value]
-
-        def pem_list(value: object, name: str) -> tuple[str, ...]:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise DecodeError("certificate_chain must be a list of PEM strings")
-            if len(value) > 8:
-                raise DecodeError("certificate_chain is too long")
-            return tuple(value)
-
-        with Fields(obj, "ServerHello") as f:
-            session_id = f.required("session_id", hex_field(max_length=32))
-            random = f.required("server_random", hex_field(32))
-            chosen = f.required("cipher_suite", suite)
-            resumed = f.required("resumed", as_bool)
-            extensions = f.required("extensions", lambda v, n: ServerExtensions.from_json(v))
-            no_chain: tuple[str, ...] = ()
-            chain = f.optional("certificate_chain", pem_list, no_chain)
-            ske = f.optional(
-                "server_key_exchange", lambda v, n: ServerKeyExchange.from_json(v), None
-            )
-            finished = f.optional(
-                "finished_record", b64_field(max_length=MAX_FINISHED_RECORD), None
-            )
-        if resumed != (finished is not None):
-            raise DecodeError("a resumed ServerHello carries finished_record, a full one does not")
-        return cls(ServerHello(random, session_id, chosen, extensions), chain, ske, finished)
 
 
 class _KeySchedule:
@@ -872,29 +808,6 @@ class ClientConfig:
     encrypt_then_mac: bool = True
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
     signature_schemes: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
-
-
-@dataclass(frozen=True)
-class ClientFinish:
-    """The client's second flight (one HTTP request): key exchange (full only) and Finished."""
-
-    client_key_exchange: ClientKeyExchange | None
-    finished_record: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"finished_record": encode_b64(self.finished_record)}
-        if self.client_key_exchange is not None:
-            out["client_key_exchange"] = self.client_key_exchange.to_json()
-        return out
-
-    @classmethod
-    def from_json(cls, obj: object) -> ClientFinish:
-        with Fields(obj, "client finish") as f:
-            cke = f.optional(
-                "client_key_exchange", lambda v, n: ClientKeyExchange.from_json(v), None
-            )
-            record = f.required("finished_record", b64_field(max_length=MAX_FINISHED_RECORD))
-        return cls(cke, record)
 
 
 class ClientHandshake(_Machine):

@@ -26,12 +26,14 @@ __all__ = [
     "MAX_FINISHED_RECORD",
     "CertificateMessage",
     "ClientExtensions",
+    "ClientFinish",
     "ClientHello",
     "ClientKeyExchange",
     "ExtensionType",
     "Fields",
     "Finished",
     "ServerExtensions",
+    "ServerFlight",
     "ServerHello",
     "ServerHelloDone",
     "ServerKeyExchange",
@@ -659,6 +661,94 @@ class Finished:
         if len(body) != verify_data_length:
             raise DecodeError(f"verify_data must be {verify_data_length} bytes")
         return cls(body)
+
+
+# -- the flights: the messages as the two HTTP exchanges carry them -----------------
+
+
+@dataclass(frozen=True)
+class ServerFlight:
+    """Everything the server sends in answer to a ClientHello (one HTTP response)."""
+
+    server_hello: ServerHello
+    certificate_pem: tuple[str, ...]
+    server_key_exchange: ServerKeyExchange | None
+    finished_record: bytes | None  # only when resuming
+
+    @property
+    def resumed(self) -> bool:
+        return self.finished_record is not None
+
+    def to_json(self) -> dict[str, Any]:
+        hello = self.server_hello
+        out: dict[str, Any] = {
+            "session_id": hello.session_id.hex(),
+            "server_random": hello.random.hex(),
+            "cipher_suite": hello.cipher_suite.name,
+            "resumed": self.resumed,
+            "extensions": hello.extensions.to_json(),
+            "certificate_chain": list(self.certificate_pem),
+        }
+        if self.server_key_exchange is not None:
+            out["server_key_exchange"] = self.server_key_exchange.to_json()
+        if self.finished_record is not None:
+            out["finished_record"] = encode_b64(self.finished_record)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object) -> ServerFlight:
+        def suite(value: object, name: str) -> CipherSuite:
+            if not isinstance(value, str) or value not in SUITES:
+                raise IllegalParameter("server chose an unknown cipher suite")
+            return SUITES[value]
+
+        def pem_list(value: object, name: str) -> tuple[str, ...]:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise DecodeError("certificate_chain must be a list of PEM strings")
+            if len(value) > 8:
+                raise DecodeError("certificate_chain is too long")
+            return tuple(value)
+
+        with Fields(obj, "ServerHello") as f:
+            session_id = f.required("session_id", hex_field(max_length=32))
+            random = f.required("server_random", hex_field(32))
+            chosen = f.required("cipher_suite", suite)
+            resumed = f.required("resumed", as_bool)
+            extensions = f.required("extensions", lambda v, n: ServerExtensions.from_json(v))
+            no_chain: tuple[str, ...] = ()
+            chain = f.optional("certificate_chain", pem_list, no_chain)
+            ske = f.optional(
+                "server_key_exchange", lambda v, n: ServerKeyExchange.from_json(v), None
+            )
+            finished = f.optional(
+                "finished_record", b64_field(max_length=MAX_FINISHED_RECORD), None
+            )
+        if resumed != (finished is not None):
+            raise DecodeError("a resumed ServerHello carries finished_record, a full one does not")
+        return cls(ServerHello(random, session_id, chosen, extensions), chain, ske, finished)
+
+
+@dataclass(frozen=True)
+class ClientFinish:
+    """The client's second flight (one HTTP request): key exchange (full only) and Finished."""
+
+    client_key_exchange: ClientKeyExchange | None
+    finished_record: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"finished_record": encode_b64(self.finished_record)}
+        if self.client_key_exchange is not None:
+            out["client_key_exchange"] = self.client_key_exchange.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object) -> ClientFinish:
+        with Fields(obj, "client finish") as f:
+            cke = f.optional(
+                "client_key_exchange", lambda v, n: ClientKeyExchange.from_json(v), None
+            )
+            record = f.required("finished_record", b64_field(max_length=MAX_FINISHED_RECORD))
+        return cls(cke, record)
 
 
 def transcript_bytes(messages: Sequence[Any]) -> bytes:

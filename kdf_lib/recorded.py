@@ -24,13 +24,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import pki
 from .errors import DecodeError, TLSError
-from .handshake import ClientFinish, ServerFlight
 from .messages import (
     MAX_FINISHED_RECORD,
     CertificateMessage,
+    ClientFinish,
     ClientHello,
     ClientKeyExchange,
     Finished,
+    ServerFlight,
     ServerHelloDone,
     decode_b64,
 )

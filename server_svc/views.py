@@ -10,8 +10,16 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from kdf_lib.errors import ALERTS, DecodeError, IllegalParameter, TLSError, UnexpectedMessage
-from kdf_lib.handshake import ClientFinish, ServerHandshake
-from kdf_lib.messages import ClientHello, Fields, as_int, as_str, b64_field, encode_b64
+from kdf_lib.handshake import ServerHandshake
+from kdf_lib.messages import (
+    ClientFinish,
+    ClientHello,
+    Fields,
+    as_int,
+    as_str,
+    b64_field,
+    encode_b64,
+)
 from kdf_lib.record import MAX_PLAINTEXT, count_records
 from kdf_lib.trace import Trace
 from lab_common.contract import (

@@ -15,14 +15,12 @@ from kdf.pair import identity, server_config
 
 from kdf_lib.handshake import (
     ClientConfig,
-    ClientFinish,
     ClientHandshake,
     Connection,
-    ServerFlight,
     Session,
 )
 from kdf_lib.kex import NamedGroup
-from kdf_lib.messages import DEFAULT_GROUPS, ClientKeyExchange, Finished
+from kdf_lib.messages import DEFAULT_GROUPS, ClientFinish, ClientKeyExchange, Finished, ServerFlight
 from kdf_lib.record import ContentType, RecordProtection, connection_record_layers
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import Trace

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import pytest
 
 from kdf_lib.errors import IllegalParameter
-from kdf_lib.handshake import ClientState, ServerFlight
-from kdf_lib.messages import ClientKeyExchange, Finished
+from kdf_lib.handshake import ClientState
+from kdf_lib.messages import ClientKeyExchange, Finished, ServerFlight
 from kdf_lib.record import ContentType
 from kdf_lib.suites import SUITES
 

@@ -26,12 +26,11 @@ from kdf_lib.errors import (
 from kdf_lib.handshake import (
     ClientHandshake,
     ClientState,
-    ServerFlight,
     ServerHandshake,
     ServerState,
     Session,
 )
-from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions
+from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions, ServerFlight
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import StepKind, Trace, fingerprint, fingerprint_key, keyed_fingerprint
 
