@@ -5,4 +5,6 @@ both services; ``tls-lab decrypt`` opens saved records with an NSS key log, as W
 does. The handshake's transcript is rebuilt from the exchanged JSON by ``kdf_lib.recorded``.
 """
 
-__version__ = "0.1.0"
+from kdf_lib import __version__  # the project's one version
+
+__all__ = ["__version__"]
