@@ -18,12 +18,12 @@ import http.client
 import io
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-_POLL = 0.05
+from .netfaults import ThreadedListener
+
 _IDLE_S = 30.0  # a connection with no request for this long is closed
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 16 * 1024 * 1024
@@ -165,7 +165,7 @@ def refused_from_headers(exchange: Exchange) -> bool:
 
 
 @dataclass
-class HostilePeer:
+class HostilePeer(ThreadedListener):
     """The peer: ``behaviours`` by path (change them at any time), forwarding otherwise."""
 
     upstream_port: int | None = None
@@ -173,41 +173,12 @@ class HostilePeer:
     #: Bytes written to client_svc per path (answers only), and the paths requested.
     written: dict[str, int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    closed: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self._listener.settimeout(_POLL)
-        self.port = int(self._listener.getsockname()[1])
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._spawn(self._accept_loop)
+        super().__init__(backlog=64, socket_timeout=_IDLE_S)
 
-    def __enter__(self) -> HostilePeer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self.lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept_loop(self) -> None:
-        while not self.closed.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(_IDLE_S)
-            with self.lock:
-                self._sockets.append(sock)
-            self._spawn(self._serve, sock)
+    def _accepted(self, sock: socket.socket) -> None:
+        self._spawn(self._serve, sock)
 
     def _serve(self, sock: socket.socket) -> None:
         reader = sock.makefile("rb")
@@ -241,16 +212,3 @@ class HostilePeer:
             name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
         return Exchange(self, sock, reader, method, path, headers)
-
-    def close(self) -> None:
-        self.closed.set()
-        self._listener.close()
-        with self.lock:
-            sockets, threads = list(self._sockets), list(self._threads)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-        for thread in threads:
-            thread.join(5)

@@ -20,9 +20,9 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from flask import Flask
 from werkzeug.serving import make_server
@@ -126,7 +126,75 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class FaultyProxy:
+class ThreadedListener:
+    """A TCP listener on a free port of 127.0.0.1 that hands each accepted connection to
+    :meth:`_accepted` and keeps every socket and thread it makes, so that :meth:`close` ends
+    them all: the skeleton of the tests' own misbehaving peers and proxies."""
+
+    def __init__(self, *, backlog: int = 16, socket_timeout: float = _POLL) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self._listener.settimeout(_POLL)
+        self.port = int(self._listener.getsockname()[1])
+        self._socket_timeout = socket_timeout
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._acceptor = self._spawn(self._accept_loop)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _accepted(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self.lock:
+            self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _track(self, sock: socket.socket) -> None:
+        sock.settimeout(self._socket_timeout)
+        with self.lock:
+            self._sockets.append(sock)
+
+    def _accept_loop(self) -> None:
+        while not self.closed.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # the listener was closed
+            self._track(sock)
+            self._accepted(sock)
+
+    def _shut_down_sockets(self) -> list[socket.socket]:
+        with self.lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return sockets
+
+    def close(self) -> None:
+        self.closed.set()
+        self._listener.close()
+        for sock in self._shut_down_sockets():
+            with contextlib.suppress(OSError):
+                sock.close()
+        with self.lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(5)
+
+
+class FaultyProxy(ThreadedListener):
     """A TCP proxy on 127.0.0.1 whose ``mode`` can change at any time, mid-connection too.
 
     Modes: ``forward``, ``blackhole`` (requests are read and dropped), ``drop_replies``
@@ -138,54 +206,21 @@ class FaultyProxy:
         self.mode = "forward"
         self.reply_delay = 0.0
         self.accepted = 0  # connections accepted so far
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=16)
-        self._listener.settimeout(_POLL)
-        self.port = int(self._listener.getsockname()[1])
-        self._closed = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._acceptor = self._spawn(self._accept_loop)
+        super().__init__()
 
-    def __enter__(self) -> FaultyProxy:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def _spawn(self, target: object, *args: object) -> threading.Thread:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-        return thread
-
-    def _track(self, sock: socket.socket) -> None:
-        sock.settimeout(_POLL)
-        with self._lock:
-            self._sockets.append(sock)
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                downstream, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return  # the listener was closed
-            self._track(downstream)
-            self.accepted += 1
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-            except OSError:
-                downstream.close()
-                continue
-            self._track(upstream)
-            self._spawn(self._pump, downstream, upstream, "request")
-            self._spawn(self._pump, upstream, downstream, "reply")
+    def _accepted(self, downstream: socket.socket) -> None:
+        self.accepted += 1
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        except OSError:
+            downstream.close()
+            return
+        self._track(upstream)
+        self._spawn(self._pump, downstream, upstream, "request")
+        self._spawn(self._pump, upstream, downstream, "reply")
 
     def _pump(self, source: socket.socket, target: socket.socket, direction: str) -> None:
-        while not self._closed.is_set():
+        while not self.closed.is_set():
             try:
                 data = source.recv(65536)
             except TimeoutError:
@@ -215,11 +250,7 @@ class FaultyProxy:
     def cut(self) -> None:
         """Close every open connection and keep listening, as a server that closes idle
         keep-alive connections does."""
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self._shut_down_sockets()
 
     def refuse(self) -> None:
         """Stop listening and cut every open connection: from now on, connecting is refused."""
@@ -229,19 +260,4 @@ class FaultyProxy:
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._acceptor.join(2)
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
-        with self._lock:
-            sockets, threads = list(self._sockets), list(self._threads)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-        for thread in threads:
-            thread.join(2)
+        self._shut_down_sockets()
