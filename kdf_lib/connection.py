@@ -5,6 +5,7 @@ RFC 5246 §6.2.3 (protected records) and §7.2.2 (any failure to open a record i
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from .errors import TLSError, UnexpectedMessage
@@ -153,9 +154,6 @@ class Connection:
         """The six keys' positions in the key block with their fingerprints (no key bytes):
         ``sha256`` for a key of 16 bytes or more, ``hmac`` (under :func:`fingerprint_key`)
         for a shorter one such as a GCM salt; the other is null, both are for an empty key."""
-        key = fingerprint_key(
-            self._master_secret, self.client_random, self.server_random, self.suite.prf_hash
-        )
         layout = []
         for part in key_block_layout(self.suite):
             value: bytes = getattr(self._keys, part.name)
@@ -166,10 +164,22 @@ class Connection:
                     "start": part.start,
                     "length": part.length,
                     "sha256": fingerprint(value) if kind == "sha256" else None,
-                    "hmac": keyed_fingerprint(key, value) if kind == "hmac" and value else None,
+                    "hmac": (
+                        keyed_fingerprint(self._fingerprint_key, value)
+                        if kind == "hmac" and value
+                        else None
+                    ),
                 }
             )
         return layout
+
+    @cached_property
+    def _fingerprint_key(self) -> bytes:
+        # Derived once, and only for a suite with a key under 16 bytes: every GET /sessions
+        # renders the layout again.
+        return fingerprint_key(
+            self._master_secret, self.client_random, self.server_random, self.suite.prf_hash
+        )
 
     def reveal_secrets(self) -> dict[str, str]:
         """The secrets in hex, for the explicit demo switch only."""
