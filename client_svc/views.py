@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from lab_common.contract import (
     MESSAGE,
     SESSION,
     is_connection_id,
+    is_session_id,
     route,
 )
 from lab_common.errors import ServiceError
@@ -29,8 +29,6 @@ from .driver import Driver, HandshakeRequest
 bp = Blueprint("client", __name__)
 # Every request's body is read, whole and within MAX_CONTENT_LENGTH, before any view runs.
 bp.before_app_request(refuse_oversized_body)
-
-_SESSION_ID = re.compile(r"[0-9a-f]{2,64}")
 
 
 def _driver() -> Driver:
@@ -45,7 +43,7 @@ def _key_exchange(value: object, name: str) -> str:
 
 
 def _session_id(value: object, name: str) -> str:
-    if not isinstance(value, str) or not _SESSION_ID.fullmatch(value) or len(value) % 2:
+    if not is_session_id(value):
         raise DecodeError(f"{name} must be a session ID in lowercase hex")
     return value
 

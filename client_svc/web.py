@@ -16,6 +16,7 @@ from kdf_lib.messages import Fields, as_int, as_str, hex_field
 from kdf_lib.prf import HASHES
 from kdf_lib.prf import prf_rounds as kdf_prf_rounds
 from kdf_lib.suites import SUITES
+from lab_common.contract import PAGE, PRF_CALCULATOR
 from lab_common.http import json_body
 
 from .driver import DEFAULT_SUITES
@@ -44,7 +45,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
-@bp.get("/")
+@bp.get(PAGE)
 def index() -> Any:
     page = {
         "suites": [suite.describe() for suite in SUITES.values()],
@@ -68,7 +69,7 @@ def _hash_name(value: object, name: str) -> str:
     return str(value)
 
 
-@bp.post("/api/prf")
+@bp.post(PRF_CALCULATOR)
 def prf_rounds_api() -> Any:
     with Fields(json_body(), "prf request") as f:
         secret = f.required("secret", hex_field(max_length=MAX_PRF_INPUT))

@@ -18,6 +18,11 @@ __all__ = [
     "CONNECTION_ID_BYTES",
     "CONNECTION_ID_LENGTH",
     "CONNECTION_ID_PATTERN",
+    "DEMO_FORWARD_SECRECY",
+    "DEMO_MISMATCH",
+    "DEMO_MITM",
+    "DEMO_PRIVATE_KEY",
+    "DEMO_TAMPER",
     "FINISH",
     "HANDSHAKE",
     "HEALTH",
@@ -30,10 +35,14 @@ __all__ = [
     "METRICS",
     "MIN_REPLY_FRAGMENT",
     "OPENAPI",
+    "PAGE",
+    "PRF_CALCULATOR",
     "RECORDS",
     "RECORDS_MEDIA_TYPE",
     "SESSION",
+    "SESSION_ID_PATTERN",
     "is_connection_id",
+    "is_session_id",
     "new_connection_id",
     "path",
     "route",
@@ -62,6 +71,17 @@ OPENAPI = "/openapi.json"
 HEALTH = "/healthz"
 #: Both services: Prometheus metrics.
 METRICS = "/metrics"
+#: client_svc: the live page.
+PAGE = "/"
+#: client_svc: the live page's PRF calculator (P_hash round by round).
+PRF_CALCULATOR = "/api/prf"
+#: client_svc: the demos (docs/demos.md).
+DEMO_FORWARD_SECRECY = "/demo/forward-secrecy"
+DEMO_TAMPER = "/demo/tamper"
+DEMO_MISMATCH = "/demo/mismatch"
+DEMO_MITM = "/demo/mitm"
+#: server_svc: its private key, for the forward-secrecy demo (only with REVEAL_SECRETS).
+DEMO_PRIVATE_KEY = "/demo/private-key"
 
 # The connection id: server_svc names each connection with 16 random bytes in lowercase hex.
 
@@ -71,6 +91,12 @@ CONNECTION_ID_LENGTH = 2 * CONNECTION_ID_BYTES
 #: the whole string).
 CONNECTION_ID_PATTERN = f"[0-9a-f]{{{CONNECTION_ID_LENGTH}}}"
 _CONNECTION_ID = re.compile(CONNECTION_ID_PATTERN)
+
+# A session id, as client_svc's POST /handshake takes it in "resume": 1 to 32 bytes
+# (RFC 5246 §7.4.1.2) in lowercase hex.
+
+SESSION_ID_PATTERN = "(?:[0-9a-f]{2}){1,32}"
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 # Limits.
 
@@ -105,6 +131,11 @@ def path(template: str, connection_id: str) -> str:
 def is_connection_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a connection id: exactly CONNECTION_ID_LENGTH lowercase hex digits."""
     return isinstance(value, str) and _CONNECTION_ID.fullmatch(value) is not None
+
+
+def is_session_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a session id in lowercase hex (1 to 32 bytes)."""
+    return isinstance(value, str) and _SESSION_ID.fullmatch(value) is not None
 
 
 def new_connection_id() -> str:

@@ -14,13 +14,14 @@ from flask import Blueprint, current_app, jsonify
 
 from kdf_lib import pki
 from kdf_lib.handshake import ServerConfig
+from lab_common.contract import DEMO_PRIVATE_KEY
 from lab_common.errors import ServiceError
 
 bp = Blueprint("demo", __name__)
 log = logging.getLogger("lab")
 
 
-@bp.get("/demo/private-key")
+@bp.get(DEMO_PRIVATE_KEY)
 def private_key() -> Any:
     if not current_app.config["REVEAL_SECRETS"]:
         raise ServiceError(
