@@ -122,7 +122,7 @@ def _failed_message(entry: ClientConnection, exc: TLSError, delivery: str) -> Se
     return ServiceError(
         exc.code,
         exc.message,
-        exc.http_status,
+        exc.status,
         connection_id=entry.connection_id,
         delivery=delivery,
     )
@@ -155,12 +155,6 @@ def message_request_length(connection_id: str, record_length: int) -> int:
     """The size of server_svc's POST /message body that carries records of this length."""
     envelope = len(encode_body({"connection_id": connection_id, "record": ""}))
     return envelope + 4 * -(-record_length // 3)  # base64
-
-
-def _error_parts(exc: TLSError | ServiceError) -> tuple[str, str, int, dict[str, Any]]:
-    if isinstance(exc, TLSError):
-        return exc.code, exc.message, exc.http_status, {}
-    return exc.code, exc.message, exc.status, dict(exc.details)
 
 
 class Driver:
@@ -273,7 +267,7 @@ class Driver:
         self, entry: ClientConnection, exc: TLSError | ServiceError
     ) -> ServiceError:
         """Keep the failed handshake for GET /sessions; the error names its connection_id."""
-        code, message, status, details = _error_parts(exc)
+        code, message, status, details = exc.code, exc.message, exc.status, dict(exc.details)
         if isinstance(exc, TLSError) and exc.code in ALERTS:
             self._send_alert(entry, exc.code)
         if isinstance(exc, BadCertificate):
@@ -310,7 +304,7 @@ class Driver:
                     "event": "alert_failed",
                     "connection_id": entry.connection_id,
                     "alert": alert,
-                    "code": _error_parts(exc)[0],
+                    "code": exc.code,
                 },
             )
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from .errors import TLSError, UnexpectedMessage
+from .errors import LocalProtocolError, TLSError, UnexpectedMessage
 from .record import ContentType, RecordProtection
+from .role import Role
 from .suites import CipherSuite, KeyMaterial, key_block_layout
 from .trace import (
     DATA_FLIGHT,
@@ -34,7 +35,7 @@ class Connection:
 
     def __init__(
         self,
-        side: str,
+        side: Role,
         suite: CipherSuite,
         keys: KeyMaterial,
         master: bytes,
@@ -95,13 +96,11 @@ class Connection:
             cipher_suite=self.suite.name,
         )
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise UnexpectedMessage(f"connection is closed ({self.close_reason})")
-
     def seal(self, data: bytes) -> bytes:
-        """Protect application data as one or more records, back to back."""
-        self._check_open()
+        """Protect application data as one or more records, back to back. Raises
+        LocalProtocolError on a closed connection: sending there is the caller's mistake."""
+        if self.closed:
+            raise LocalProtocolError(f"cannot seal on a closed connection ({self.close_reason})")
         first_seq = self.writer.seq
         sealed = self.writer.seal_many(ContentType.application_data, data)
         self._trace_data(
@@ -114,8 +113,10 @@ class Connection:
         return sealed
 
     def open(self, records: bytes) -> bytes:
-        """Open application-data records and return their joined plaintext."""
-        self._check_open()
+        """Open application-data records and return their joined plaintext. On a closed
+        connection they are the peer's mistake: UnexpectedMessage."""
+        if self.closed:
+            raise UnexpectedMessage(f"connection is closed ({self.close_reason})")
         try:
             opened = self.reader.open_many(records)
             if any(ct is not ContentType.application_data for ct, _ in opened):

@@ -1,14 +1,24 @@
-"""One exception tree for the lab, named after the TLS alerts of RFC 5246 §7.2.
+"""The lab's errors: one shape for all of them, and one tree named after RFC 5246 §7.2's alerts.
 
-Every error carries a stable ``code`` (the alert name, used in JSON error bodies),
-the RFC ``alert`` number and an ``http_status`` hint that the services map to a
-response status. Messages never contain secret values or decryption details.
+Every error carries a stable ``code`` (used in JSON error bodies), a ``message`` that is safe
+to show and to log, an HTTP ``status`` and ``details`` (extra JSON fields of the error body).
+As h11 does, the tree keeps apart who broke the rules:
+
+- :class:`TLSError` and its subclasses: the *peer* broke the protocol (a remote error). Each
+  is named after the alert that answers it and carries the RFC ``alert`` number.
+- :class:`LocalProtocolError`: the library's own caller misused it (calling
+  ``client_hello()`` twice, sealing on a closed connection). Nothing the peer sent causes it;
+  in a service it is a bug, answered as ``internal_error``.
+
+The services' own failures (an unknown connection, an unreachable peer) are
+``lab_common.errors.ServiceError``, the same shape. Messages never contain secret values or
+decryption details.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class AlertDescription(IntEnum):
@@ -37,19 +47,19 @@ class AlertDescription(IntEnum):
     unsupported_extension = 110
 
 
-class TLSError(Exception):
-    """Base class of every error raised by kdf_lib for protocol reasons.
+class LabError(Exception):
+    """The shape every error of the lab has: ``code``, ``message``, ``status``, ``details``.
 
-    Subclasses fix ``code``, ``alert`` and ``http_status``. The message is a
-    human sentence that is safe to show and to log.
+    Subclasses fix ``code`` and ``status`` as class attributes, or set them per instance
+    (``ServiceError`` does). ``details`` are extra fields of the JSON error body.
     """
 
-    code: ClassVar[str] = "internal_error"
-    alert: ClassVar[AlertDescription] = AlertDescription.internal_error
-    http_status: ClassVar[int] = 400
+    code: str = "internal_error"
+    status: int = 500
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, **details: Any) -> None:
         super().__init__(message or self.default_message())
+        self.details: dict[str, Any] = details
 
     @classmethod
     def default_message(cls) -> str:
@@ -59,9 +69,33 @@ class TLSError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
-    def to_dict(self) -> dict[str, str]:
-        """The JSON error body ``{"code", "message"}``."""
-        return {"code": self.code, "message": self.message}
+    @message.setter
+    def message(self, text: str) -> None:
+        self.args = (text, *self.args[1:])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"code", "message"}`` and the details."""
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class LocalProtocolError(LabError):
+    """The library's caller broke its contract: a method called in a state that does not allow
+    it (``client_hello()`` twice, sealing on a closed connection, compacting an unfinished
+    handshake). A bug of the caller, never of the peer: a service answers it as a 500."""
+
+    code = "internal_error"
+    status = 500
+
+
+class TLSError(LabError):
+    """The peer broke the protocol (a remote error); each subclass names the alert that answers it.
+
+    Subclasses fix ``code``, ``alert`` and ``status`` (the HTTP status a service answers with).
+    """
+
+    code = "internal_error"
+    alert: ClassVar[AlertDescription] = AlertDescription.internal_error
+    status = 400
 
 
 class UnexpectedMessage(TLSError):
@@ -69,7 +103,7 @@ class UnexpectedMessage(TLSError):
 
     code = "unexpected_message"
     alert = AlertDescription.unexpected_message
-    http_status = 409
+    status = 409
 
 
 class BadRecordMac(TLSError):
@@ -77,7 +111,7 @@ class BadRecordMac(TLSError):
 
     code = "bad_record_mac"
     alert = AlertDescription.bad_record_mac
-    http_status = 400
+    status = 400
 
     def __init__(self, message: str | None = None) -> None:
         # The message is fixed on purpose: every integrity failure must look the same.
@@ -87,19 +121,19 @@ class BadRecordMac(TLSError):
 class RecordOverflow(TLSError):
     code = "record_overflow"
     alert = AlertDescription.record_overflow
-    http_status = 413
+    status = 413
 
 
 class HandshakeFailure(TLSError):
     code = "handshake_failure"
     alert = AlertDescription.handshake_failure
-    http_status = 400
+    status = 400
 
 
 class BadCertificate(TLSError):
     code = "bad_certificate"
     alert = AlertDescription.bad_certificate
-    http_status = 400
+    status = 400
 
 
 class CertificateExpired(BadCertificate):
@@ -120,7 +154,7 @@ class UnknownCA(BadCertificate):
 class IllegalParameter(TLSError):
     code = "illegal_parameter"
     alert = AlertDescription.illegal_parameter
-    http_status = 400
+    status = 400
 
 
 class DecodeError(TLSError):
@@ -128,7 +162,7 @@ class DecodeError(TLSError):
 
     code = "decode_error"
     alert = AlertDescription.decode_error
-    http_status = 400
+    status = 400
 
 
 class DecryptError(TLSError):
@@ -136,33 +170,42 @@ class DecryptError(TLSError):
 
     code = "decrypt_error"
     alert = AlertDescription.decrypt_error
-    http_status = 400
+    status = 400
 
 
 class ProtocolVersion(TLSError):
     code = "protocol_version"
     alert = AlertDescription.protocol_version
-    http_status = 400
+    status = 400
 
 
 class InsufficientSecurity(TLSError):
     code = "insufficient_security"
     alert = AlertDescription.insufficient_security
-    http_status = 400
+    status = 400
 
 
 class InternalError(TLSError):
     code = "internal_error"
     alert = AlertDescription.internal_error
-    http_status = 500
+    status = 500
 
 
 class UnsupportedExtension(TLSError):
     code = "unsupported_extension"
     alert = AlertDescription.unsupported_extension
-    http_status = 400
+    status = 400
 
 
+class SequenceExhausted(TLSError):
+    """The 64-bit sequence number would wrap (RFC 5246 §6.1): the connection must be replaced."""
+
+    code = "sequence_exhausted"
+    alert = AlertDescription.internal_error
+    status = 409
+
+
+#: Every protocol error class, each with its own code.
 ALL_ERRORS: tuple[type[TLSError], ...] = (
     UnexpectedMessage,
     BadRecordMac,
@@ -179,18 +222,9 @@ ALL_ERRORS: tuple[type[TLSError], ...] = (
     InsufficientSecurity,
     InternalError,
     UnsupportedExtension,
+    SequenceExhausted,
 )
 
-
-class SequenceExhausted(TLSError):
-    """The 64-bit sequence number would wrap (RFC 5246 §6.1): the connection must be replaced."""
-
-    code = "sequence_exhausted"
-    alert = AlertDescription.internal_error
-    http_status = 409
-
-
-ALL_ERRORS = (*ALL_ERRORS, SequenceExhausted)
 
 #: Fatal alerts by name, as a peer may send them (close_notify is the one non-error alert the lab
 #: takes, see ``_Machine.receive_alert``).

@@ -38,6 +38,8 @@ from .errors import (
     DecryptError,
     HandshakeFailure,
     IllegalParameter,
+    LabError,
+    LocalProtocolError,
     TLSError,
     UnexpectedMessage,
     UnsupportedCertificate,
@@ -67,7 +69,15 @@ from .prf import (
     master_secret,
 )
 from .record import ContentType, connection_record_layers
-from .suites import SUITES, CipherSuite, KeyExchange, key_block_layout, split_key_block
+from .role import Role
+from .suites import (
+    DEFAULT_SUITE,
+    SUITES,
+    CipherSuite,
+    KeyExchange,
+    key_block_layout,
+    split_key_block,
+)
 from .trace import (
     MIN_HASHED_LENGTH,
     NullTrace,
@@ -166,7 +176,7 @@ class _KeySchedule:
 
     def __init__(
         self,
-        side: str,
+        side: Role,
         suite: CipherSuite,
         master: bytes,
         client_random: bytes,
@@ -185,7 +195,7 @@ class _KeySchedule:
             self.keys, side, encrypt_then_mac=encrypt_then_mac, random_bytes=random_bytes
         )
 
-    def verify_data(self, sender: str, transcript: bytes) -> bytes:
+    def verify_data(self, sender: Role, transcript: bytes) -> bytes:
         return finished_verify_data(
             self.master_secret,
             sender,
@@ -212,7 +222,7 @@ class _Machine:
     machine records into a :class:`~kdf_lib.trace.NullTrace`, which keeps nothing.
     """
 
-    side = ""
+    side: ClassVar[Role]
     _table: ClassVar[dict[tuple[Enum, HandshakeType], _Rule]] = {}
     _failed_state: ClassVar[Any] = None
 
@@ -225,7 +235,7 @@ class _Machine:
         self.transcript = b""
         #: The step trace (teaching data), injected; without one nothing is recorded.
         self.trace: Trace = trace if trace is not None else NullTrace(self.side)
-        self.error: TLSError | None = None
+        self.error: LabError | None = None
         self.state: Any = None
         self._schedule: _KeySchedule | None = None
         self.connection: Connection | None = None
@@ -257,7 +267,7 @@ class _Machine:
         objects (made again by the next record). A server holding thousands of connections
         calls this once each is established."""
         if self.connection is None:
-            raise ValueError("only an established handshake can be compacted")
+            raise LocalProtocolError("only an established handshake can be compacted")
         self._transcript_sha256 = fingerprint(self.transcript)
         self.transcript = b""
         self._schedule = None
@@ -300,7 +310,7 @@ class _Machine:
         )
         self._end(error(f"the peer sent a fatal {description} alert"))
 
-    def _end(self, exc: TLSError) -> None:
+    def _end(self, exc: LabError) -> None:
         """Mark the handshake failed with ``exc`` and close its connection, if any; a machine
         that has failed already keeps its first failure."""
         if self.state is not self._failed_state:
@@ -309,7 +319,7 @@ class _Machine:
             if self.connection is not None:
                 self.connection.fail(exc.code)
 
-    def _fail(self, exc: TLSError) -> None:
+    def _fail(self, exc: LabError) -> None:
         if self.state is not self._failed_state:
             self._end(exc)
             self.trace.add(
@@ -320,7 +330,7 @@ class _Machine:
     def _add(self, message: Any) -> None:
         self.transcript += message.encode()
 
-    def _open_finished(self, record: bytes, sender: str) -> None:
+    def _open_finished(self, record: bytes, sender: Role) -> None:
         """Open the peer's Finished record (seq 0 under the new keys) and check verify_data."""
         assert self._schedule is not None
         content_type, plaintext = self._schedule.reader.open(record)
@@ -343,7 +353,7 @@ class _Machine:
         )
         self._add(received)
 
-    def _seal_finished(self, sender: str) -> bytes:
+    def _seal_finished(self, sender: Role) -> bytes:
         assert self._schedule is not None
         verify_data = self._schedule.verify_data(sender, self.transcript)
         message = Finished(verify_data)
@@ -477,7 +487,7 @@ class _Machine:
         hello, server_hello = self.hello, self.server_hello
         suite = server_hello.cipher_suite if server_hello else None
         out: dict[str, Any] = {
-            "side": self.side,
+            "side": self.side.value,
             "state": self.state.value,
             "error": self.error.code if self.error else None,
             "cipher_suite": suite.name if suite else None,
@@ -513,7 +523,7 @@ class ServerHandshake(_Machine):
     Drive it with :meth:`receive_client_hello`, then :meth:`receive_client_finish`.
     """
 
-    side = "server"
+    side = Role.SERVER
     _failed_state = ServerState.FAILED
 
     def __init__(
@@ -688,7 +698,7 @@ class ServerHandshake(_Machine):
             etm=etm,
             resumed_master=session.master_secret,
         )
-        record = self._seal_finished("server")
+        record = self._seal_finished(Role.SERVER)
         return ServerFlight(server_hello, (), None, record)
 
     def _on_client_key_exchange(self, cke: ClientKeyExchange) -> None:
@@ -734,13 +744,13 @@ class ServerHandshake(_Machine):
         self._ephemeral = None  # forward secrecy: the ephemeral key is not kept
 
     def _on_client_finished(self, record: bytes) -> bytes:
-        self._open_finished(record, "client")
-        reply = self._seal_finished("server")
+        self._open_finished(record, Role.CLIENT)
+        reply = self._seal_finished(Role.SERVER)
         self._finish(resumed=False)
         return reply
 
     def _on_resumed_finished(self, record: bytes) -> bytes:
-        self._open_finished(record, "client")
+        self._open_finished(record, Role.CLIENT)
         self._finish(resumed=True)
         return b""
 
@@ -803,7 +813,7 @@ class ClientState(Enum):
 class ClientConfig:
     trust_anchors: tuple[x509.Certificate, ...]
     server_name: str
-    cipher_suites: tuple[CipherSuite, ...] = (SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"],)
+    cipher_suites: tuple[CipherSuite, ...] = (DEFAULT_SUITE,)
     extended_master_secret: bool = True
     encrypt_then_mac: bool = True
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
@@ -814,7 +824,7 @@ class ClientHandshake(_Machine):
     """One client-side handshake: :meth:`client_hello`, :meth:`receive_server_flight`,
     then (full handshake) :meth:`receive_server_finished`."""
 
-    side = "client"
+    side = Role.CLIENT
     _failed_state = ClientState.FAILED
 
     def __init__(
@@ -846,7 +856,9 @@ class ClientHandshake(_Machine):
 
     def client_hello(self) -> ClientHello:
         if self.state is not ClientState.START:
-            self._fail(UnexpectedMessage("ClientHello was already sent"))
+            # Our caller's mistake, not the peer's; the machine fails all the same, as h11's
+            # does, since the caller no longer knows what was sent.
+            self._fail(LocalProtocolError("ClientHello was already sent"))
         self.trace.flight = 1
         hello: ClientHello = self._dispatch(HandshakeType.client_hello, None)
         return hello
@@ -1049,16 +1061,16 @@ class ClientHandshake(_Machine):
             ems=ext.extended_master_secret,
             etm=ext.encrypt_then_mac,
         )
-        record = self._seal_finished("client")
+        record = self._seal_finished(Role.CLIENT)
         return ClientFinish(cke, record)
 
     def _on_server_finished(self, record: bytes) -> Connection:
-        self._open_finished(record, "server")
+        self._open_finished(record, Role.SERVER)
         return self._finish(resumed=False)
 
     def _on_resumed_finished(self, record: bytes) -> bytes:
-        self._open_finished(record, "server")
-        reply = self._seal_finished("client")
+        self._open_finished(record, Role.SERVER)
+        reply = self._seal_finished(Role.CLIENT)
         self._finish(resumed=True)
         return reply
 

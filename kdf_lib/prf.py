@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, hmac
 
+from .role import Role
+
 __all__ = [
     "HASHES",
     "MASTER_SECRET_LENGTH",
@@ -37,7 +39,7 @@ VERIFY_DATA_LENGTH = 12
 #: Upper bound on one PRF output; far above any TLS 1.2 use (a key block is at most 192 bytes).
 MAX_PRF_OUTPUT = 1 << 16
 
-_FINISHED_LABELS = {"client": b"client finished", "server": b"server finished"}
+_FINISHED_LABELS = {Role.CLIENT: b"client finished", Role.SERVER: b"server finished"}
 
 
 def _as_bytes(name: str, value: object) -> bytes:
@@ -252,21 +254,18 @@ def key_block(
 
 
 def finished_verify_data(
-    master_secret: bytes, sender: str, handshake_hash: bytes, hash_name: str = "sha256"
+    master_secret: bytes, sender: Role, handshake_hash: bytes, hash_name: str = "sha256"
 ) -> bytes:
     """verify_data = PRF(master_secret, finished_label, Hash(handshake_messages))[0..11].
 
-    RFC 5246 §7.4.9; ``sender`` is ``"client"`` or ``"server"`` and selects the
-    label ``"client finished"`` or ``"server finished"``.
+    RFC 5246 §7.4.9; ``sender`` (a :class:`Role` or its value) selects the label
+    ``"client finished"`` or ``"server finished"``.
     """
     master_secret = _as_bytes("master_secret", master_secret)
     handshake_hash = _as_bytes("handshake_hash", handshake_hash)
     if not isinstance(sender, str):
         raise TypeError(f"sender must be str, not {type(sender).__name__}")
-    try:
-        label = _FINISHED_LABELS[sender]
-    except KeyError:
-        raise ValueError(f"sender must be 'client' or 'server', not {sender!r}") from None
+    label = _FINISHED_LABELS[Role(sender)]  # ValueError for anything but a role
     algorithm = _hash_algorithm(hash_name)
     _exact_length("master_secret", master_secret, MASTER_SECRET_LENGTH)
     _exact_length("handshake_hash", handshake_hash, algorithm.digest_size)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from .errors import BadRecordMac, RecordOverflow, SequenceExhausted
+from .role import Role
 from .suites import BulkCipher, CipherSuite, KeyMaterial
 
 __all__ = [
@@ -388,18 +389,18 @@ class RecordProtection:
 
 def connection_record_layers(
     keys: KeyMaterial,
-    side: str,
+    side: Role,
     *,
     encrypt_then_mac: bool = False,
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
 ) -> tuple[RecordProtection, RecordProtection]:
-    """(write, read) record protection for ``side`` ("client" or "server"), both at sequence 0."""
-    peer = {"client": "server", "server": "client"}.get(side)
-    if peer is None:
-        raise ValueError(f"side must be 'client' or 'server', not {side!r}")
+    """(write, read) record protection for ``side``, both at sequence 0. Raises ValueError for
+    anything but a :class:`Role` (or its value)."""
+    side = Role(side)
+    peer = side.peer
     use_etm = encrypt_then_mac and not keys.suite.is_aead
 
-    def layer(writer: str) -> RecordProtection:
+    def layer(writer: Role) -> RecordProtection:
         mac_key, enc_key, fixed_iv = keys.for_writer(writer)
         return RecordProtection(
             keys.suite,

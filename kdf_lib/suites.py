@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .role import Role
+
 __all__ = [
     "DEFAULT_SUITE",
     "SUITES",
@@ -145,8 +147,13 @@ _TABLE = (
 
 SUITES: dict[str, CipherSuite] = {s.name: s for s in _TABLE}
 SUITES_BY_CODE: dict[int, CipherSuite] = {s.code: s for s in _TABLE}
-#: The seed documents' example suite.
-DEFAULT_SUITE = SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"]
+#: The suite offered for each key exchange when the caller names none. RSA's is the seed
+#: documents' example suite, and the default of all.
+DEFAULT_SUITES: dict[KeyExchange, CipherSuite] = {
+    KeyExchange.RSA: SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"],
+    KeyExchange.ECDHE_RSA: SUITES["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+}
+DEFAULT_SUITE = DEFAULT_SUITES[KeyExchange.RSA]
 
 
 def get_suite(name_or_code: str | int) -> CipherSuite:
@@ -211,13 +218,12 @@ class KeyMaterial:
     client_write_iv: bytes = field(repr=False)
     server_write_iv: bytes = field(repr=False)
 
-    def for_writer(self, side: str) -> tuple[bytes, bytes, bytes]:
-        """(mac_key, enc_key, fixed_iv) used by ``side`` ("client"/"server") to send."""
-        if side == "client":
+    def for_writer(self, side: Role) -> tuple[bytes, bytes, bytes]:
+        """(mac_key, enc_key, fixed_iv) that ``side`` sends with. Raises ValueError for
+        anything but a :class:`Role` (or its value)."""
+        if Role(side) is Role.CLIENT:
             return self.client_write_mac_key, self.client_write_key, self.client_write_iv
-        if side == "server":
-            return self.server_write_mac_key, self.server_write_key, self.server_write_iv
-        raise ValueError(f"side must be 'client' or 'server', not {side!r}")
+        return self.server_write_mac_key, self.server_write_key, self.server_write_iv
 
 
 def split_key_block(suite: CipherSuite, block: bytes) -> KeyMaterial:

@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, hmac
 
 from .prf import prf
+from .role import Role
 
 __all__ = [
     "DATA_FLIGHT",
@@ -155,7 +156,7 @@ class Step:
     the operator asked to reveal secrets.
     """
 
-    actor: str
+    actor: Role
     kind: StepKind
     action: str
     purpose: str
@@ -169,7 +170,7 @@ class Step:
 
     def to_json(self, reveal_secrets: bool = False) -> dict[str, Any]:
         out = {
-            "actor": self.actor,
+            "actor": self.actor.value,
             "flight": self.flight,
             "kind": self.kind.value,
             "action": self.action,
@@ -195,12 +196,12 @@ class Trace:
     nothing (:class:`NullTrace`).
 
     Args:
-        actor: ``"client"`` or ``"server"``, the side whose steps these are.
+        actor: the side whose steps these are (a :class:`Role`, or its value).
         clock: seconds, for the steps' ``elapsed_ms``.
     """
 
-    def __init__(self, actor: str, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.actor = actor
+    def __init__(self, actor: Role, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.actor = Role(actor)
         self.clock = clock
         self.start = clock()
         self.steps: list[Step] = []
@@ -260,9 +261,9 @@ class NullTrace(Trace):
     ``steps`` stays empty, :meth:`to_json` is ``[]`` and no secret is ever held here.
     """
 
-    def __init__(self, actor: str, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, actor: Role, clock: Callable[[], float] = time.perf_counter) -> None:
         # No clock reading: nothing here is ever timed.
-        self.actor = actor
+        self.actor = Role(actor)
         self.clock = clock
         self.start = 0.0
         self.steps = []

@@ -1,7 +1,8 @@
-"""The services' error model: every failure is JSON ``{"error": {"code", "message"}}``.
+"""The services' error model: every failure is JSON ``{"error": {"code", "message", ...}}``.
 
-Protocol errors come from kdf_lib (codes named after TLS alerts); service errors
-(unknown connection, body too large, peer unreachable) are :class:`ServiceError`.
+Protocol errors come from kdf_lib (codes named after TLS alerts); service errors (unknown
+connection, body too large, peer unreachable) are :class:`ServiceError`. Both are
+``kdf_lib.errors.LabError`` (code, message, status, details), so one handler answers them.
 Neither a traceback nor an HTML page ever reaches a client.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from kdf_lib.errors import TLSError
+from kdf_lib.errors import LabError, LocalProtocolError, TLSError
 
 from .metrics import note_error
 
@@ -65,15 +66,14 @@ SERVICE_CODES = frozenset(
 )
 
 
-class ServiceError(Exception):
-    """A failure of the service around the protocol (not a TLS alert)."""
+class ServiceError(LabError):
+    """A failure of the service around the protocol (not a TLS alert): its code and status
+    are given per instance; ``details`` become fields of the error body."""
 
     def __init__(self, code: str, message: str, status: int, **details: Any) -> None:
-        super().__init__(message)
+        super().__init__(message, **details)
         self.code = code
-        self.message = message
         self.status = status
-        self.details = details
 
 
 def error_response(code: str, message: str, status: int, **details: Any) -> tuple[Response, int]:
@@ -85,18 +85,17 @@ def error_response(code: str, message: str, status: int, **details: Any) -> tupl
 def register_error_handlers(app: Flask) -> None:
     """One handler per family, so every error body has the same shape."""
 
-    @app.errorhandler(TLSError)
-    def _tls_error(exc: TLSError) -> tuple[Response, int]:
+    @app.errorhandler(LabError)
+    def _lab_error(exc: LabError) -> tuple[Response, int]:
+        if isinstance(exc, LocalProtocolError):
+            # The service misused kdf_lib: its bug, not the client's.
+            return _unexpected(exc)
         note_error(exc.code)
+        event = "alert" if isinstance(exc, TLSError) else "error"
         log.info(
-            "protocol error", extra={"event": "alert", "code": exc.code, "status": exc.http_status}
+            "protocol error" if event == "alert" else "service error",
+            extra={"event": event, "code": exc.code, "status": exc.status},
         )
-        return error_response(exc.code, exc.message, exc.http_status)
-
-    @app.errorhandler(ServiceError)
-    def _service_error(exc: ServiceError) -> tuple[Response, int]:
-        note_error(exc.code)
-        log.info("service error", extra={"event": "error", "code": exc.code, "status": exc.status})
         return error_response(exc.code, exc.message, exc.status, **exc.details)
 
     @app.errorhandler(HTTPException)

@@ -103,7 +103,7 @@ def error_codes_by_status(*, never_raised: tuple[type[TLSError], ...] = ()) -> d
     for error in ALL_ERRORS:
         if issubclass(error, never_raised):
             continue
-        by_status.setdefault(error.http_status, set()).add(error.code)
+        by_status.setdefault(error.status, set()).add(error.code)
     for status, codes in SERVICE_CODES.items():
         by_status.setdefault(status, set()).update(codes)
     return {status: sorted(codes) for status, codes in sorted(by_status.items())}

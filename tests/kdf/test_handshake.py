@@ -19,6 +19,7 @@ from kdf_lib.errors import (
     DecryptError,
     HandshakeFailure,
     IllegalParameter,
+    LocalProtocolError,
     TLSError,
     UnexpectedMessage,
     UnsupportedExtension,
@@ -250,8 +251,11 @@ def test_finish_twice_and_finish_before_hello_are_unexpected():
 def test_a_failed_machine_accepts_nothing_more():
     client, server = _start()
     hello = client.client_hello()
-    with pytest.raises(UnexpectedMessage):
+    # The caller's mistake is a local error, not the peer's unexpected_message; it fails
+    # the machine all the same.
+    with pytest.raises(LocalProtocolError):
         client.client_hello()
+    assert client.state is ClientState.FAILED
     with pytest.raises(UnexpectedMessage):
         client.receive_server_finished(b"")
     flight = server.receive_client_hello(hello)
@@ -413,7 +417,7 @@ def test_the_server_machine_only_ever_raises_protocol_errors(calls):
         st.sampled_from(["hello", "flight", "finished", "junk_finished"]), min_size=1, max_size=5
     )
 )
-def test_the_client_machine_only_ever_raises_protocol_errors(calls):
+def test_the_client_machine_only_ever_raises_local_or_remote_protocol_errors(calls):
     client = ClientHandshake(
         client_config("TLS_RSA_WITH_AES_128_CBC_SHA256"), trace=Trace("client")
     )
@@ -432,6 +436,11 @@ def test_the_client_machine_only_ever_raises_protocol_errors(calls):
                 client.receive_server_finished(b"\x16\x03\x03\x00\x10" + b"\x00" * 16)
             else:
                 client.receive_server_finished(b"junk")
+        except LocalProtocolError:
+            # Only the caller's own call can be its mistake: a second ClientHello.
+            assert call == "hello"
+            failed = True
+            assert client.state is ClientState.FAILED
         except TLSError:
             failed = True
             assert client.state is ClientState.FAILED
@@ -471,8 +480,20 @@ def test_a_trace_frozen_with_its_secrets_shows_them_only_when_asked():
 
 def test_only_an_established_handshake_can_be_compacted():
     server = ServerHandshake(server_config(), trace=Trace("server"))
-    with pytest.raises(ValueError):
+    with pytest.raises(LocalProtocolError):
         server.compact()
+
+
+def test_sealing_on_a_closed_connection_is_a_local_error_and_opening_a_remote_one():
+    pair = connect()
+    record = pair.client.connection.seal(b"before")
+    pair.server.connection.fail("close_notify")
+    with pytest.raises(LocalProtocolError):
+        pair.server.connection.seal(b"after")
+    with pytest.raises(UnexpectedMessage) as remote:
+        pair.server.connection.open(record)
+    assert not isinstance(remote.value, LocalProtocolError)
+    assert remote.value.status == 409
 
 
 def test_a_received_alert_ends_the_machine_as_rfc_5246_7_2_says():
