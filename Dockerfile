@@ -55,9 +55,11 @@ EXPOSE 8002
 CMD ["gunicorn", "-c", "server_svc/gunicorn.conf.py", "server_svc:create_app()"]
 
 FROM common AS client
-# The client only ever reads the CA certificate from /certs/trust.
+# The client only ever reads the CA certificate from /certs/trust. Its demos analyse their
+# recordings with lab_analysis, which server_svc never imports.
+COPY lab_analysis/ lab_analysis/
 COPY client_svc/ client_svc/
-RUN python -m compileall -q client_svc
+RUN python -m compileall -q lab_analysis client_svc
 USER app
 EXPOSE 8001
 CMD ["gunicorn", "-c", "client_svc/gunicorn.conf.py", "client_svc:create_app()"]

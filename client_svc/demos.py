@@ -3,7 +3,7 @@
 Each demo runs real handshakes with the client's own Driver over a WireTap, a Transport that
 records what crosses the wire and lets an attacker rewrite or inject requests. Every answer is
 ``{demo, title, explanation, steps: [{side, action, detail}], outcome, ...}`` (docs/demos.md);
-kdf_lib.recorded rebuilds the recorded handshakes and kdf_lib.diagnose analyses them.
+lab_analysis.recorded rebuilds the recorded handshakes and lab_analysis.diagnose analyses them.
 """
 
 from __future__ import annotations
@@ -20,16 +20,37 @@ from flask import Blueprint, current_app, jsonify
 
 from kdf_lib import pki
 from kdf_lib.connection import Connection
-from kdf_lib.diagnose import DerivationInputs, Stage, decrypt_recorded_session, derive, diagnose
 from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, decode_b64, encode_b64
 from kdf_lib.prf import finished_verify_data, prf
 from kdf_lib.record import HEADER_LENGTH
-from kdf_lib.recorded import RecordedHandshake, transcript_hash
+from kdf_lib.role import Role
 from kdf_lib.trace import StepKind, fingerprint, fingerprint_kind
+from lab_analysis.diagnose import (
+    DerivationInputs,
+    Stage,
+    decrypt_recorded_session,
+    derive,
+    diagnose,
+)
+from lab_analysis.recorded import RecordedHandshake, transcript_hash
+from lab_common.contract import (
+    ALERT,
+    DEMO_FORWARD_SECRECY,
+    DEMO_MISMATCH,
+    DEMO_MITM,
+    DEMO_PRIVATE_KEY,
+    DEMO_TAMPER,
+    FINISH,
+    HELLO,
+    MESSAGE,
+    SESSION,
+    path,
+)
 from lab_common.errors import ServiceError
 from lab_common.http import json_body
 
+from . import config
 from .driver import Driver, HandshakeRequest
 from .store import ClientConnection, ClientState
 from .upstream import HttpTransport, ServerClient, Transport
@@ -47,7 +68,7 @@ CERTIFICATE_ERRORS = {
     "unsupported_certificate",
 }
 UPSTREAM_ERRORS = {"upstream_unavailable", "upstream_timeout", "upstream_bad_response"}
-MESSAGE = "transfer 100 EUR to Alice"
+TRANSFER = "transfer 100 EUR to Alice"
 
 
 # -- the wire ---------------------------------------------------------------------------------
@@ -103,15 +124,15 @@ class WireTap:
         return [event for event in self.events if belongs(event)]
 
     def recorded_handshake(self, connection_id: str) -> RecordedHandshake:
-        (hello,) = self.of_connection("/handshake/hello", connection_id)
-        (finish,) = self.of_connection("/handshake/finish", connection_id)
+        (hello,) = self.of_connection(HELLO, connection_id)
+        (finish,) = self.of_connection(FINISH, connection_id)
         return RecordedHandshake.from_json(
             hello.delivered, hello.answer, finish.delivered, finish.answer
         )
 
     def message_records(self, connection_id: str) -> tuple[bytes, bytes]:
         """(what the client sent, what the server answered): the application-data records."""
-        accepted = [e for e in self.of_connection("/message", connection_id) if e.status == 200]
+        accepted = [e for e in self.of_connection(MESSAGE, connection_id) if e.status == 200]
         return (
             b"".join(decode_b64((e.delivered or {}).get("record"), "record") for e in accepted),
             b"".join(decode_b64((e.answer or {}).get("record"), "record") for e in accepted),
@@ -152,7 +173,7 @@ def _tapped_driver(transport: Transport) -> tuple[Driver, WireTap]:
     tap = WireTap(transport)
     driver = Driver(
         ServerClient(tap),
-        ClientState(current_app.config),
+        ClientState(config.current()),
         app_driver.trust_anchors,
         app_driver.server_name,
         app_driver.keylog,
@@ -209,7 +230,7 @@ def run_forward_secrecy(sessions: int) -> dict[str, Any]:
     for key_exchange in ("rsa", "ecdhe"):
         for number in range(1, sessions + 1):
             entry = driver.handshake(HandshakeRequest(key_exchange=key_exchange))
-            plaintext = f"{key_exchange} session {number}: {MESSAGE}, PIN 4711"
+            plaintext = f"{key_exchange} session {number}: {TRANSFER}, PIN 4711"
             driver.send(entry.connection_id, plaintext.encode())
             recorded.append((entry, plaintext))
             report.step(
@@ -228,7 +249,7 @@ def run_forward_secrecy(sessions: int) -> dict[str, Any]:
     report.step(
         "attacker",
         "steals the server's private key, later",
-        "GET /demo/private-key on server_svc (it answers only with REVEAL_SECRETS=1): the "
+        f"GET {DEMO_PRIVATE_KEY} on server_svc (it answers only with REVEAL_SECRETS=1): the "
         "certificate's long-term RSA key, as a break-in or a subpoena would give it",
     )
     results = [
@@ -252,7 +273,7 @@ def run_forward_secrecy(sessions: int) -> dict[str, Any]:
 def _steal_server_key(transport: Transport) -> rsa.RSAPrivateKey:
     """The server's private key, fetched out of band (not over the tapped wire)."""
     try:
-        answer = ServerClient(transport).call("GET", "/demo/private-key")
+        answer = ServerClient(transport).call("GET", DEMO_PRIVATE_KEY)
     except ServiceError as exc:
         if exc.code != "demo_disabled":
             raise
@@ -361,19 +382,19 @@ def _flip_record(
     offset = HEADER_LENGTH + _connection_of(entry).suite.record_iv_length
 
     def flip_one_bit(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        if path == "/message":
+        if path == MESSAGE:
             record = bytearray(decode_b64(body["record"], "record"))
             record[offset] ^= 0x01
             body["record"] = encode_b64(bytes(record))
         return body
 
     tap.rewrite = flip_one_bit
-    alert = _refusal(lambda: driver.send(cid, MESSAGE.encode()))
+    alert = _refusal(lambda: driver.send(cid, TRANSFER.encode()))
     tap.rewrite = None
     if alert is None:
         raise _demo_broke("server_svc accepted a record with a flipped bit")
     original = tap.events[-1].sent
-    report.step("client", "seals a message", f"{MESSAGE!r} as one record at sequence number 1")
+    report.step("client", "seals a message", f"{TRANSFER!r} as one record at sequence number 1")
     report.step(
         "attacker",
         "flips one bit",
@@ -381,7 +402,7 @@ def _flip_record(
         "and the explicit IV/nonce",
     )
     report.step("server", f"refuses: {alert['code']}", alert["message"])
-    again = _refusal(lambda: driver.server.call("POST", "/message", original))
+    again = _refusal(lambda: driver.server.call("POST", MESSAGE, original))
     if again is not None:
         report.step(
             "attacker",
@@ -404,14 +425,14 @@ def _replay_record(
     report: Report, driver: Driver, tap: WireTap, entry: ClientConnection
 ) -> dict[str, Any]:
     cid = entry.connection_id
-    first = driver.send(cid, MESSAGE.encode())
+    first = driver.send(cid, TRANSFER.encode())
     captured = tap.events[-1].delivered
     report.step(
         "server",
         "accepts the message",
         f"record at sequence number {first['sent']['seq']}: {first['reply']['plaintext']!r}",
     )
-    alert = _refusal(lambda: driver.server.call("POST", "/message", captured))
+    alert = _refusal(lambda: driver.server.call("POST", MESSAGE, captured))
     if alert is None:
         raise _demo_broke("server_svc accepted a replayed record")
     report.step(
@@ -444,7 +465,7 @@ def _replay_record(
 
 def _edit_hello(report: Report, driver: Driver, tap: WireTap) -> dict[str, Any]:
     def strip_encrypt_then_mac(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        if path == "/handshake/hello":
+        if path == HELLO:
             body["extensions"]["encrypt_then_mac"] = False
         return body
 
@@ -475,7 +496,7 @@ def _edit_hello(report: Report, driver: Driver, tap: WireTap) -> dict[str, Any]:
         f"connection {cid}, {answer.get('cipher_suite')}: a server may decline an extension, so "
         "the client has no reason to object yet",
     )
-    finished_sent = bool(tap.of_connection("/handshake/finish", cid))
+    finished_sent = bool(tap.of_connection(FINISH, cid))
     report.step(
         "client",
         "verifies the certificate, sends ClientKeyExchange and its Finished",
@@ -487,7 +508,7 @@ def _edit_hello(report: Report, driver: Driver, tap: WireTap) -> dict[str, Any]:
         {
             "handshake_completed": False,
             "edited_field": "extensions.encrypt_then_mac (true → false)",
-            "failed_at": "client Finished (POST /handshake/finish)" if finished_sent else "hello",
+            "failed_at": f"client Finished (POST {FINISH})" if finished_sent else "hello",
             "server_state": view.get("state"),
         },
         alert=alert,
@@ -498,7 +519,7 @@ def _edit_hello(report: Report, driver: Driver, tap: WireTap) -> dict[str, Any]:
 def _server_view(driver: Driver, connection_id: str) -> dict[str, Any]:
     """server_svc's GET /sessions view of a connection, or {} if it has none."""
     try:
-        return driver.server.call("GET", f"/sessions/{connection_id}")
+        return driver.server.call("GET", path(SESSION, connection_id))
     except ServiceError:
         return {}
 
@@ -550,7 +571,7 @@ _CORRECT = {
 MISMATCH = (
     "Two implementations that disagree on one derivation input derive unrelated values, and "
     "all anyone sees is that Finished fails. The client recomputes one step of a real handshake "
-    "correctly and once with a classic mistake, then lets kdf_lib.diagnose find which input "
+    "correctly and once with a classic mistake, then lets lab_analysis.diagnose find which input "
     "differs: it replays every mistake of its catalogue on the handshake's inputs and compares "
     "fingerprints until one reproduces the broken value. Secrets stay local; only fingerprints "
     "are shown: SHA-256 of the 48-byte master secret or the key block, and for the 12-byte "
@@ -590,7 +611,7 @@ def run_mismatch(mistake: str) -> dict[str, Any]:
     report.step(
         "client",
         "diagnoses",
-        f"kdf_lib.diagnose replays its catalogue of mistakes: {diagnosis.explanation}",
+        f"lab_analysis.diagnose replays its catalogue of mistakes: {diagnosis.explanation}",
     )
     fields: dict[str, Any] = {
         "diagnosis": diagnosis.to_json(),
@@ -655,7 +676,7 @@ def _broken(mistake: str, inputs: DerivationInputs) -> bytes:
             h,
         )
     without_done = [m for m in inputs.handshake_messages if m.name != "ServerHelloDone"]
-    return finished_verify_data(master, "client", transcript_hash(without_done, h), h)
+    return finished_verify_data(master, Role.CLIENT, transcript_hash(without_done, h), h)
 
 
 # -- 4. man in the middle -----------------------------------------------------------------------
@@ -671,7 +692,7 @@ MITM = (
 
 
 def run_mitm() -> dict[str, Any]:
-    url = str(current_app.config.get("MITM_SERVER_URL") or "")
+    url = config.current().mitm_server_url
     if not url:
         raise _mitm_unavailable("MITM_SERVER_URL is not set")
     report = Report("mitm", "A man in the middle with its own CA", MITM)
@@ -717,7 +738,7 @@ def run_mitm() -> dict[str, Any]:
     return report.answer(
         {
             "refused": True,
-            "secret_sent": any(e.path not in ("/handshake/hello", "/alert") for e in tap.events),
+            "secret_sent": any(e.path not in (HELLO, ALERT) for e in tap.events),
             "requests_to_mitm": paths,
             "issuer_name_matches_trusted_ca": presented["issuer"] == trusted["subject"],
             "signed_by_trusted_key": presented["authority_key_id"] == trusted["subject_key_id"],
@@ -744,7 +765,7 @@ def _mitm_transport(url: str) -> Transport:
         return override
     pools: dict[str, Transport] = current_app.extensions.setdefault("demo_mitm_transports", {})
     if url not in pools:
-        pools[url] = HttpTransport.from_config(url, current_app.config)
+        pools[url] = HttpTransport.from_settings(url, config.current())
     return pools[url]
 
 
@@ -783,7 +804,7 @@ def _one_of(choices: Any) -> Callable[[object, str], str]:
     return convert
 
 
-@bp.post("/demo/forward-secrecy")
+@bp.post(DEMO_FORWARD_SECRECY)
 def forward_secrecy() -> Any:
     with Fields(json_body(optional=True), "forward-secrecy request") as f:
         sessions = f.optional(
@@ -792,21 +813,21 @@ def forward_secrecy() -> Any:
     return jsonify(run_forward_secrecy(sessions))
 
 
-@bp.post("/demo/tamper")
+@bp.post(DEMO_TAMPER)
 def tamper() -> Any:
     with Fields(json_body(), "tamper request") as f:
         attack = f.required("attack", _one_of(ATTACKS))
     return jsonify(run_tamper(attack))
 
 
-@bp.post("/demo/mismatch")
+@bp.post(DEMO_MISMATCH)
 def mismatch() -> Any:
     with Fields(json_body(), "mismatch request") as f:
         mistake = f.required("mistake", _one_of(tuple(MISTAKES)))
     return jsonify(run_mismatch(mistake))
 
 
-@bp.post("/demo/mitm")
+@bp.post(DEMO_MITM)
 def mitm() -> Any:
     with Fields(json_body(optional=True), "mitm request"):
         pass

@@ -6,8 +6,7 @@ API (RFC 5246 §5, §6.3, §7.4.9, §8.1; RFC 7627 §4); the modules hold the re
 ``suites`` (the suite table), ``record`` (record protection), ``kex`` (RSA and
 ECDHE), ``messages`` (codecs), ``handshake`` (the state machines), ``connection``
 (application data once established), ``trace`` (the step trace and fingerprints), ``pki``,
-``keylog``, ``errors``, ``recorded`` (a handshake rebuilt from the JSON that crossed the
-wire) and ``diagnose`` (what went wrong when two sides' keys differ).
+``keylog`` and ``errors``.
 """
 
 from .errors import TLSError

@@ -2,7 +2,8 @@
 
 ``tls-lab handshake`` draws the ladder, the derivation chain and a side-by-side check of
 both services; ``tls-lab decrypt`` opens saved records with an NSS key log, as Wireshark
-does. The handshake's transcript is rebuilt from the exchanged JSON by ``kdf_lib.recorded``.
+does. The handshake's transcript is rebuilt from the exchanged JSON by
+``lab_analysis.recorded``.
 """
 
 from kdf_lib import __version__  # the project's one version

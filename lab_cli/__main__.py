@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from lab_common.contract import HANDSHAKE, MESSAGE, SESSION
+
 from . import __version__
 from .check import compare_views, render_check, verdict
 from .decrypt import DecryptError, decrypt, load_records, render_report
@@ -40,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     hs = commands.add_parser(
         "handshake",
         help="run a handshake through client_svc and show the ladder, derivation and check",
-        description="Run a handshake through client_svc (POST /handshake, POST /message), ask "
-        "both services what they derived (GET /sessions/<id>) and show the ladder diagram, "
+        description=f"Run a handshake through client_svc (POST {HANDSHAKE}, POST {MESSAGE}), ask "
+        f"both services what they derived (GET {SESSION}) and show the ladder diagram, "
         "the derivation chain and a side-by-side check. Exit status 0 when both sides agree.",
     )
     hs.add_argument("--key-exchange", choices=("rsa", "ecdhe"), help="default: rsa")
@@ -77,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument(
         "--save-session",
         metavar="FILE",
-        help="write client_svc's GET /sessions/<id> answer here (for decrypt)",
+        help=f"write client_svc's GET {SESSION} answer here (for decrypt)",
     )
     hs.add_argument(
-        "--save-records", metavar="FILE", help="write the /message answers here (for decrypt)"
+        "--save-records", metavar="FILE", help=f"write the {MESSAGE} answers here (for decrypt)"
     )
     _color_options(hs)
 
@@ -96,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--keylog", metavar="FILE", required=True, help="NSS key log (client_svc's SSLKEYLOGFILE)"
     )
     dec.add_argument(
-        "--session", metavar="FILE", required=True, help="client_svc's GET /sessions/<id> answer"
+        "--session", metavar="FILE", required=True, help=f"client_svc's GET {SESSION} answer"
     )
-    dec.add_argument("--records", metavar="FILE", help="/message answers or records (JSON list)")
+    dec.add_argument("--records", metavar="FILE", help=f"{MESSAGE} answers or records (JSON list)")
     dec.add_argument("--json", action="store_true", help="print the result as JSON")
     _color_options(dec)
     return parser

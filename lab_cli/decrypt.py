@@ -20,8 +20,10 @@ from kdf_lib import keylog
 from kdf_lib.errors import TLSError
 from kdf_lib.messages import Finished
 from kdf_lib.record import PROTOCOL_VERSION, ContentType, RecordProtection, split_records
-from kdf_lib.recorded import ExchangeError, RecordedHandshake, parse_exchanges
+from kdf_lib.role import Role
 from kdf_lib.trace import fingerprint
+from lab_analysis.recorded import ExchangeError, RecordedHandshake, parse_exchanges
+from lab_common.contract import MESSAGE
 
 from .style import Style, wrap
 
@@ -35,13 +37,12 @@ __all__ = [
     "render_report",
 ]
 
-SENDERS = ("client", "server")
-_ARROWS = {"client": "client → server", "server": "server → client"}
+_ARROWS = {Role.CLIENT: "client → server", Role.SERVER: "server → client"}
 _DIRECTIONS = {
-    "client": "client",
-    "server": "server",
-    "client_to_server": "client",
-    "server_to_client": "server",
+    "client": Role.CLIENT,
+    "server": Role.SERVER,
+    "client_to_server": Role.CLIENT,
+    "server_to_client": Role.SERVER,
 }
 
 
@@ -54,14 +55,14 @@ class WireRecord:
     """Record bytes as captured: ``sender`` None when the capture does not say."""
 
     data: bytes
-    sender: str | None = None
+    sender: Role | None = None
     declared_seq: int | None = None
     source: str = ""
 
 
 @dataclass
 class OpenedRecord:
-    sender: str | None
+    sender: Role | None
     seq: int | None
     length: int
     content_type: int | None = None
@@ -75,7 +76,7 @@ class OpenedRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "direction": _ARROWS.get(self.sender or "", "unknown"),
+            "direction": _ARROWS[self.sender] if self.sender else "unknown",
             "seq": self.seq,
             "length": self.length,
             "content_type": self.content_type,
@@ -136,10 +137,10 @@ def load_records(obj: Any) -> list[WireRecord]:
         if isinstance(item, str):
             out.append(WireRecord(_b64(item, where), None, None, where))
         elif isinstance(item, dict) and ("sent" in item or "reply" in item):
-            for part, writer in (("sent", "client"), ("reply", "server")):
+            for part, writer in (("sent", Role.CLIENT), ("reply", Role.SERVER)):
                 body = item.get(part)
                 if not isinstance(body, dict) or "record" not in body:
-                    raise DecryptError(f"{where}: the /message answer has no {part}.record")
+                    raise DecryptError(f"{where}: the {MESSAGE} answer has no {part}.record")
                 seq = body.get("seq")
                 out.append(
                     WireRecord(
@@ -165,7 +166,7 @@ def load_records(obj: Any) -> list[WireRecord]:
             )
         else:
             raise DecryptError(
-                f"{where}: expected a /message answer, a {{direction, record}} object "
+                f"{where}: expected a {MESSAGE} answer, a {{direction, record}} object "
                 "or a base64 string"
             )
     return out
@@ -239,12 +240,12 @@ def _line_number(text: str, client_random: bytes) -> int:
 
 
 def _open_finished_pair(
-    hs: RecordedHandshake, master: bytes, readers: dict[str, RecordProtection]
+    hs: RecordedHandshake, master: bytes, readers: dict[Role, RecordProtection]
 ) -> list[OpenedRecord]:
     """Both Finished records at seq 0, in the order they were sent, with verify_data checked."""
     first = hs.first_finished_sender
-    second = "client" if first == "server" else "server"
-    records = {"client": hs.client_finished_record, "server": hs.server_finished_record}
+    second = first.peer
+    records = {Role.CLIENT: hs.client_finished_record, Role.SERVER: hs.server_finished_record}
     out = []
     first_message: Finished | None = None
     for sender in (first, second):
@@ -287,7 +288,7 @@ def _open_finished_pair(
     return out
 
 
-def _open_one(reader: RecordProtection, sender: str, record: bytes) -> OpenedRecord:
+def _open_one(reader: RecordProtection, sender: Role, record: bytes) -> OpenedRecord:
     """Open one record at the reader's sequence number; the number is spent either way."""
     seq = reader.seq
     result = OpenedRecord(sender, seq, len(record))
@@ -303,7 +304,7 @@ def _open_one(reader: RecordProtection, sender: str, record: bytes) -> OpenedRec
 
 
 def _open_application(
-    wire: WireRecord, readers: dict[str, RecordProtection]
+    wire: WireRecord, readers: dict[Role, RecordProtection]
 ) -> Iterator[OpenedRecord]:
     for index, record in enumerate(_single_records(wire.data)):
         if record is None:
@@ -318,7 +319,7 @@ def _open_application(
         if sender is None:
             sender = _guess_sender(readers, record)
             if sender is None:
-                seqs = ", ".join(f"{s} seq {readers[s].seq}" for s in SENDERS)
+                seqs = ", ".join(f"{s} seq {readers[s].seq}" for s in Role)
                 yield OpenedRecord(
                     None,
                     None,
@@ -345,8 +346,8 @@ def _open_application(
         yield result
 
 
-def _guess_sender(readers: dict[str, RecordProtection], record: bytes) -> str | None:
-    for sender in SENDERS:
+def _guess_sender(readers: dict[Role, RecordProtection], record: bytes) -> Role | None:
+    for sender in Role:
         reader = readers[sender]
         seq = reader.seq
         try:
@@ -436,7 +437,8 @@ def render_report(report: DecryptReport, keylog_name: str, style: Style) -> list
         fact("handshake", "abbreviated (resumed): the server's Finished comes first")
     out.append("")
     for record in report.records:
-        direction = _ARROWS.get(record.sender or "", "direction unknown").replace("→", arrow)
+        direction = _ARROWS[record.sender] if record.sender else "direction unknown"
+        direction = direction.replace("→", arrow)
         seq = f"seq {record.seq}" if record.seq is not None else "seq ?"
         head = (
             f"{direction}  {seq}  {_content_type_name(record.content_type)}  {record.length} bytes"

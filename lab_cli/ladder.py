@@ -17,7 +17,7 @@ from typing import Any
 
 from kdf_lib import pki
 from kdf_lib.errors import TLSError
-from lab_common.contract import FINISH, HELLO
+from lab_common.contract import FINISH, HELLO, MESSAGE
 
 from .gather import Gathered
 from .style import Style, wrap
@@ -175,7 +175,7 @@ def _record_size(value: object) -> str:
 
 def _client_hello_arrow(exchange: dict[str, Any] | None, style: Style) -> Arrow:
     body = _request(exchange)
-    items = ["POST /handshake/hello"]
+    items = [f"POST {HELLO}"]
     if "client_random" in body:
         items.append(f"client_random {style.short(str(body['client_random']))}")
     if isinstance(body.get("cipher_suites"), list):
@@ -225,7 +225,7 @@ def _subject(chain: list[Any]) -> str:
 
 def _client_finish_arrow(exchange: dict[str, Any] | None, resumed: bool, style: Style) -> Arrow:
     body = _request(exchange)
-    items = ["POST /handshake/finish"]
+    items = [f"POST {FINISH}"]
     cke = body.get("client_key_exchange")
     if isinstance(cke, dict):
         if "encrypted_pre_master_secret" in cke:
@@ -277,7 +277,10 @@ def _message_events(message: dict[str, Any], connection_id: str, style: Style) -
     yield Arrow(
         "client",
         "application data",
-        ("POST /message", f"{_record_size(sent.get('record'))}-byte record, seq {sent.get('seq')}"),
+        (
+            f"POST {MESSAGE}",
+            f"{_record_size(sent.get('record'))}-byte record, seq {sent.get('seq')}",
+        ),
     )
     yield Step(
         "server",

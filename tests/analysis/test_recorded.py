@@ -1,4 +1,4 @@
-"""kdf_lib.recorded: handshakes recorded from real client_svc/server_svc runs, rebuilt from
+"""lab_analysis.recorded: handshakes recorded from real client_svc/server_svc runs, rebuilt from
 their JSON, hash to exactly what both live machines hashed; malformed recordings are refused.
 
 The expected values come from the services' own traces (REVEAL_SECRETS on the client for the
@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from helpers.transport import FlaskTransport
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from inprocess import FlaskTransport
 
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
@@ -24,15 +24,22 @@ from kdf_lib.errors import DecodeError
 from kdf_lib.handshake import ServerConfig
 from kdf_lib.messages import Finished
 from kdf_lib.record import ContentType
-from kdf_lib.recorded import (
-    FINISH_PATH,
-    HELLO_PATH,
+from kdf_lib.trace import StepKind, fingerprint, fingerprint_key, keyed_fingerprint
+from lab_analysis.recorded import (
     ExchangeError,
     RecordedHandshake,
     parse_exchanges,
     transcript_hash,
 )
-from kdf_lib.trace import StepKind, fingerprint, fingerprint_key, keyed_fingerprint
+from lab_common.contract import (
+    CONNECTION_ID_BYTES,
+    CONNECTION_ID_LENGTH,
+    FINISH,
+    HANDSHAKE,
+    HELLO,
+    SESSION,
+    path,
+)
 from server_svc import create_app as create_server_app
 
 FULL_NAMES = ["ClientHello", "ServerHello", "Certificate", "ServerHelloDone", "ClientKeyExchange"]
@@ -86,9 +93,9 @@ class Lab:
         ).test_client()
 
     def run(self, **body: object) -> Run:
-        answer = self.client.post("/handshake", json=body).get_json()
+        answer = self.client.post(HANDSHAKE, json=body).get_json()
         assert "connection_id" in answer, answer
-        view = self.client.get(f"/sessions/{answer['connection_id']}").get_json()
+        view = self.client.get(path(SESSION, answer["connection_id"])).get_json()
         return Run(answer, view)
 
 
@@ -117,8 +124,9 @@ def runs(rsa_run: Run, ecdhe_run: Run, resumed_run: Run) -> dict[str, Run]:
     return {"rsa": rsa_run, "ecdhe": ecdhe_run, "resumed": resumed_run}
 
 
-def exchange(view: dict[str, Any], path: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(e for e in view["exchanges"] if e["request"]["path"] == path)
+def exchange(view: dict[str, Any], at: str) -> dict[str, Any]:
+    """The recorded exchange with the request path ``at``."""
+    found: dict[str, Any] = next(e for e in view["exchanges"] if e["request"]["path"] == at)
     return found
 
 
@@ -222,7 +230,7 @@ def test_the_key_schedule_follows_from_the_pre_master_secret(runs: dict[str, Run
 
 def test_the_four_bodies_and_the_session_view_decode_alike(rsa_run: Run) -> None:
     view = rsa_run.view
-    hello, finish = exchange(view, HELLO_PATH), exchange(view, FINISH_PATH)
+    hello, finish = exchange(view, HELLO), exchange(view, FINISH)
     from_bodies = RecordedHandshake.from_json(
         hello["request"]["body"], hello["response"], finish["request"]["body"], finish["response"]
     )
@@ -238,7 +246,7 @@ def test_the_four_bodies_and_the_session_view_decode_alike(rsa_run: Run) -> None
 def test_encrypt_then_mac_stays_off_with_an_aead_suite(ecdhe_run: Run) -> None:
     """RFC 7366 §3 applies encrypt-then-MAC to CBC suites only, whatever a ServerHello claims."""
     view = copy.deepcopy(ecdhe_run.view)
-    extensions = exchange(view, HELLO_PATH)["response"]["extensions"]
+    extensions = exchange(view, HELLO)["response"]["extensions"]
     assert extensions["encrypt_then_mac"] is False  # what server_svc sent
     extensions["encrypt_then_mac"] = True
     hs = parse_exchanges(view)
@@ -316,45 +324,45 @@ def test_a_resumed_handshake_has_no_key_exchange_to_derive_from(resumed_run: Run
 Mutation = Callable[[dict[str, Any]], Any]
 
 
-def _set(path: str, key: str, value: object, *, part: str = "response") -> Mutation:
-    """Set ``key`` in the request body or the response of the exchange with ``path``."""
+def _set(at: str, key: str, value: object, *, part: str = "response") -> Mutation:
+    """Set ``key`` in the request body or the response of the exchange at ``at``."""
 
     def mutate(view: dict[str, Any]) -> dict[str, Any]:
-        e = exchange(view, path)
+        e = exchange(view, at)
         (e["request"]["body"] if part == "request" else e["response"])[key] = value
         return view
 
     return mutate
 
 
-def _drop(path: str, key: str, *, part: str = "response") -> Mutation:
+def _drop(at: str, key: str, *, part: str = "response") -> Mutation:
     def mutate(view: dict[str, Any]) -> dict[str, Any]:
-        e = exchange(view, path)
+        e = exchange(view, at)
         del (e["request"]["body"] if part == "request" else e["response"])[key]
         return view
 
     return mutate
 
 
-def _without_exchange(path: str) -> Mutation:
+def _without_exchange(at: str) -> Mutation:
     def mutate(view: dict[str, Any]) -> dict[str, Any]:
-        view["exchanges"] = [e for e in view["exchanges"] if e["request"]["path"] != path]
+        view["exchanges"] = [e for e in view["exchanges"] if e["request"]["path"] != at]
         return view
 
     return mutate
 
 
-def _twice(path: str) -> Mutation:
+def _twice(at: str) -> Mutation:
     def mutate(view: dict[str, Any]) -> dict[str, Any]:
-        view["exchanges"].append(copy.deepcopy(exchange(view, path)))
+        view["exchanges"].append(copy.deepcopy(exchange(view, at)))
         return view
 
     return mutate
 
 
-def _in_exchange(path: str, mutate_exchange: Callable[[dict[str, Any]], None]) -> Mutation:
+def _in_exchange(at: str, mutate_exchange: Callable[[dict[str, Any]], None]) -> Mutation:
     def mutate(view: dict[str, Any]) -> dict[str, Any]:
-        mutate_exchange(exchange(view, path))
+        mutate_exchange(exchange(view, at))
         return view
 
     return mutate
@@ -364,67 +372,67 @@ MALFORMED: dict[str, tuple[str, Mutation, str]] = {
     "a string": ("rsa", lambda v: "exchanges", r"no 'exchanges' list"),
     "null": ("rsa", lambda v: None, r"no 'exchanges' list"),
     "exchanges not a list": ("rsa", lambda v: {**v, "exchanges": {}}, r"no 'exchanges' list"),
-    "no hello": ("rsa", _without_exchange(HELLO_PATH), r"one /handshake/hello exchange, found 0"),
-    "two finishes": ("rsa", _twice(FINISH_PATH), r"one /handshake/finish exchange, found 2"),
+    "no hello": ("rsa", _without_exchange(HELLO), rf"one {HELLO} exchange, found 0"),
+    "two finishes": ("rsa", _twice(FINISH), rf"one {FINISH} exchange, found 2"),
     "no request body": (
         "rsa",
-        _in_exchange(FINISH_PATH, lambda e: e["request"].pop("body")),
-        r"/handshake/finish exchange has no request body",
+        _in_exchange(FINISH, lambda e: e["request"].pop("body")),
+        rf"{FINISH} exchange has no request body",
     ),
     "unfinished": (
         "rsa",
-        _in_exchange(FINISH_PATH, lambda e: e.pop("response")),
+        _in_exchange(FINISH, lambda e: e.pop("response")),
         r"no response: the handshake did not finish",
     ),
     "short client_random": (
         "rsa",
-        _set(HELLO_PATH, "client_random", "00", part="request"),
+        _set(HELLO, "client_random", "00", part="request"),
         r"the hello request \(ClientHello\) does not decode",
     ),
     "unknown suite": (
         "rsa",
-        _set(HELLO_PATH, "cipher_suite", "TLS_NULL_WITH_NULL_NULL"),
+        _set(HELLO, "cipher_suite", "TLS_NULL_WITH_NULL_NULL"),
         r"the hello response \(ServerHello flight\) does not decode: .*unknown cipher suite",
     ),
     "unknown field": (
         "rsa",
-        _set(HELLO_PATH, "compression", "deflate"),
+        _set(HELLO, "compression", "deflate"),
         r"hello response \(ServerHello flight\) does not decode: unknown field",
     ),
     "resumed without Finished": (
         "rsa",
-        _set(HELLO_PATH, "resumed", True),
+        _set(HELLO, "resumed", True),
         r"hello response \(ServerHello flight\) does not decode",
     ),
     "not a certificate": (
         "rsa",
-        _set(HELLO_PATH, "certificate_chain", ["-----BEGIN CERTIFICATE-----\nAA==\n"]),
+        _set(HELLO, "certificate_chain", ["-----BEGIN CERTIFICATE-----\nAA==\n"]),
         r"the certificate chain does not decode",
     ),
     "no certificate": (
         "rsa",
-        _set(HELLO_PATH, "certificate_chain", []),
+        _set(HELLO, "certificate_chain", []),
         r"full handshake's hello response has no certificate",
     ),
     "no ClientKeyExchange": (
         "rsa",
-        _drop(FINISH_PATH, "client_key_exchange", part="request"),
+        _drop(FINISH, "client_key_exchange", part="request"),
         r"full handshake's finish request has no ClientKeyExchange",
     ),
     "ECDH key for an RSA suite": (
         "rsa",
-        _set(FINISH_PATH, "client_key_exchange", {"public_key": "04" * 65}, part="request"),
+        _set(FINISH, "client_key_exchange", {"public_key": "04" * 65}, part="request"),
         r"needs encrypted_pre_master_secret in ClientKeyExchange",
     ),
     "ECDHE without ServerKeyExchange": (
         "ecdhe",
-        _drop(HELLO_PATH, "server_key_exchange"),
+        _drop(HELLO, "server_key_exchange"),
         r"needs a ServerKeyExchange; there is none",
     ),
     "RSA key for an ECDHE suite": (
         "ecdhe",
         _set(
-            FINISH_PATH,
+            FINISH,
             "client_key_exchange",
             {"encrypted_pre_master_secret": "AAAA"},
             part="request",
@@ -433,32 +441,42 @@ MALFORMED: dict[str, tuple[str, Mutation, str]] = {
     ),
     "client Finished not base64": (
         "rsa",
-        _set(FINISH_PATH, "finished_record", "not base64!", part="request"),
+        _set(FINISH, "finished_record", "not base64!", part="request"),
         r"the finish request \(client Finished\) does not decode",
     ),
     "no server Finished": (
         "rsa",
-        _set(FINISH_PATH, "finished_record", None),
+        _set(FINISH, "finished_record", None),
         r"the finish response's finished_record does not decode",
     ),
     "connection_id not a string": (
         "rsa",
-        _set(HELLO_PATH, "connection_id", 42),
+        _set(HELLO, "connection_id", 42),
         r"the hello response's connection_id is not a string",
+    ),
+    "connection_id in capitals": (
+        "rsa",
+        _set(FINISH, "connection_id", "AB" * CONNECTION_ID_BYTES),
+        rf"the finish response's connection_id is not a string of {CONNECTION_ID_LENGTH} lowercase",
+    ),
+    "the view's connection_id a path": (
+        "rsa",
+        lambda v: {**v, "connection_id": "../" + v["connection_id"]},
+        rf"the session's connection_id is not a string of {CONNECTION_ID_LENGTH} lowercase",
     ),
     "two connections": (
         "rsa",
-        _set(FINISH_PATH, "connection_id", "ab" * 16, part="request"),
+        _set(FINISH, "connection_id", "ab" * CONNECTION_ID_BYTES, part="request"),
         r"belong to different connections",
     ),
     "the view names another connection": (
         "rsa",
-        lambda v: {**v, "connection_id": "cd" * 16},
+        lambda v: {**v, "connection_id": "cd" * CONNECTION_ID_BYTES},
         r"belong to different connections",
     ),
     "resumed with a ClientKeyExchange": (
         "resumed",
-        _set(FINISH_PATH, "client_key_exchange", {"public_key": "04" * 65}, part="request"),
+        _set(FINISH, "client_key_exchange", {"public_key": "04" * 65}, part="request"),
         r"a resumed handshake carries no ClientKeyExchange",
     ),
 }
@@ -480,23 +498,23 @@ def test_a_malformed_recording_is_refused_with_exchange_error(
 
 def test_a_resumed_flight_with_a_certificate_is_refused(resumed_run: Run, rsa_run: Run) -> None:
     view = copy.deepcopy(resumed_run.view)
-    chain = exchange(rsa_run.view, HELLO_PATH)["response"]["certificate_chain"]
-    exchange(view, HELLO_PATH)["response"]["certificate_chain"] = chain
+    chain = exchange(rsa_run.view, HELLO)["response"]["certificate_chain"]
+    exchange(view, HELLO)["response"]["certificate_chain"] = chain
     with pytest.raises(ExchangeError, match="carries no Certificate or ServerKeyExchange"):
         parse_exchanges(view)
 
 
 def test_an_rsa_flight_with_a_server_key_exchange_is_refused(rsa_run: Run, ecdhe_run: Run) -> None:
     view = copy.deepcopy(rsa_run.view)
-    ske = exchange(ecdhe_run.view, HELLO_PATH)["response"]["server_key_exchange"]
-    exchange(view, HELLO_PATH)["response"]["server_key_exchange"] = ske
+    ske = exchange(ecdhe_run.view, HELLO)["response"]["server_key_exchange"]
+    exchange(view, HELLO)["response"]["server_key_exchange"] = ske
     with pytest.raises(ExchangeError, match="has no ServerKeyExchange; there is one"):
         parse_exchanges(view)
 
 
 @pytest.mark.parametrize("which", range(4))
 def test_a_body_that_is_not_an_object_is_refused(rsa_run: Run, which: int) -> None:
-    hello, finish = exchange(rsa_run.view, HELLO_PATH), exchange(rsa_run.view, FINISH_PATH)
+    hello, finish = exchange(rsa_run.view, HELLO), exchange(rsa_run.view, FINISH)
     bodies: list[object] = [
         hello["request"]["body"],
         hello["response"],
@@ -537,8 +555,8 @@ def test_any_damage_to_a_recording_parses_or_raises_exchange_error(
 ) -> None:
     view = copy.deepcopy(runs[base].view)
     source = {"connection_id": view["connection_id"], "exchanges": view["exchanges"]}
-    path = data.draw(st.sampled_from(_paths(source)[1:]))
-    *parents, last = path
+    place = data.draw(st.sampled_from(_paths(source)[1:]))
+    *parents, last = place
     container: Any = source
     for key in parents:
         container = container[key]

@@ -1,5 +1,5 @@
-"""kdf_lib.diagnose on its own, no Flask: the rebuilt transcript it analyses (kdf_lib.recorded),
-the mistake catalogue, the eavesdropper."""
+"""lab_analysis.diagnose on its own, no Flask: the rebuilt transcript it analyses
+(lab_analysis.recorded), the mistake catalogue, the eavesdropper."""
 
 from __future__ import annotations
 
@@ -12,14 +12,6 @@ from functools import lru_cache
 import pytest
 
 from kdf_lib import pki
-from kdf_lib.diagnose import (
-    CATALOGUE,
-    DerivationInputs,
-    Stage,
-    decrypt_recorded_session,
-    derive,
-    diagnose,
-)
 from kdf_lib.errors import DecodeError
 from kdf_lib.handshake import (
     ClientConfig,
@@ -30,12 +22,21 @@ from kdf_lib.handshake import (
 )
 from kdf_lib.messages import encode_b64
 from kdf_lib.prf import finished_verify_data, prf
-from kdf_lib.recorded import HandshakeMessage, RecordedHandshake
 from kdf_lib.suites import SUITES, KeyExchange
 from kdf_lib.trace import StepKind, Trace, fingerprint, fingerprint_key, keyed_fingerprint
+from lab_analysis.diagnose import (
+    CATALOGUE,
+    DerivationInputs,
+    Stage,
+    decrypt_recorded_session,
+    derive,
+    diagnose,
+)
+from lab_analysis.recorded import HandshakeMessage, RecordedHandshake
+from lab_common.contract import CONNECTION_ID_BYTES
 
 RSA_SUITES = sorted(n for n, s in SUITES.items() if s.key_exchange is KeyExchange.RSA)
-CONNECTION_ID = "ab" * 16
+CONNECTION_ID = "ab" * CONNECTION_ID_BYTES
 
 
 @lru_cache(maxsize=1)

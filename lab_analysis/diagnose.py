@@ -1,7 +1,7 @@
 """Offline analysis of a recorded TLS 1.2 handshake, sans-I/O: what the wire alone gives away.
 
-Takes the handshake as kdf_lib.recorded rebuilds it from the wire JSON (docs/protocol.md §2);
-recomputes the master secret (RFC 5246 §8.1, RFC 7627 §4), the key block (§6.3) and client
+Takes the handshake as lab_analysis.recorded rebuilds it from the wire JSON (docs/protocol.md
+§2); recomputes the master secret (RFC 5246 §8.1, RFC 7627 §4), the key block (§6.3) and client
 Finished (§7.4.9) and names the input behind a mismatch by trying a catalogue of known mistakes;
 and replays the key schedule as a passive eavesdropper holding the server's RSA key would (the
 forward-secrecy lesson). Only full handshakes have a key exchange to analyse.
@@ -18,10 +18,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import kex
-from .errors import DecryptError, TLSError
-from .messages import ClientKeyExchange, Finished
-from .prf import (
+from kdf_lib import kex
+from kdf_lib.errors import DecryptError, TLSError
+from kdf_lib.messages import ClientKeyExchange, Finished
+from kdf_lib.prf import (
     HASHES,
     MASTER_SECRET_LENGTH,
     RANDOM_LENGTH,
@@ -32,10 +32,12 @@ from .prf import (
     master_secret,
     prf,
 )
-from .record import ContentType
+from kdf_lib.record import ContentType
+from kdf_lib.role import Role
+from kdf_lib.suites import CipherSuite, KeyExchange
+from kdf_lib.trace import MIN_HASHED_LENGTH, fingerprint, fingerprint_key, keyed_fingerprint
+
 from .recorded import ExchangeError, HandshakeMessage, RecordedHandshake, transcript_hash
-from .suites import CipherSuite, KeyExchange
-from .trace import MIN_HASHED_LENGTH, fingerprint, fingerprint_key, keyed_fingerprint
 
 __all__ = [
     "CATALOGUE",
@@ -155,7 +157,8 @@ def derive(inputs: DerivationInputs, stage: Stage) -> bytes:
         return key_block(
             master, inputs.client_random, inputs.server_random, inputs.suite.key_block_length, h
         )
-    return finished_verify_data(master, "client", transcript_hash(inputs.handshake_messages, h), h)
+    covered = transcript_hash(inputs.handshake_messages, h)
+    return finished_verify_data(master, Role.CLIENT, covered, h)
 
 
 def _compute(
@@ -539,7 +542,7 @@ def _replay_rsa_key_schedule(
     inputs = DerivationInputs.from_recorded(recorded, pms)
     master = derive(inputs, Stage.MASTER_SECRET)
     readers = recorded.record_readers(master)
-    from_client, from_server = readers["client"], readers["server"]
+    from_client, from_server = readers[Role.CLIENT], readers[Role.SERVER]
     formula = (
         "extended master secret over the rebuilt transcript"
         if inputs.extended_master_secret

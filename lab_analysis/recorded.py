@@ -6,7 +6,7 @@ kdf_lib's own codecs, exactly as server_svc and client_svc decode them, and rebu
 encodings with the ``kdf_lib.messages`` encoders, for full and abbreviated handshakes alike.
 Whoever holds only the wire data and one secret can then check both Finished messages and
 open records: ``tls-lab decrypt`` with a key log's master secret, the demos' eavesdropper
-(kdf_lib.diagnose) with the server's private key.
+(lab_analysis.diagnose) with the server's private key.
 
 Recorded input is untrusted: anything that does not describe a complete, consistent
 handshake is refused with :class:`ExchangeError`, never with a KeyError or an assertion.
@@ -22,9 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from . import pki
-from .errors import DecodeError, TLSError
-from .messages import (
+from kdf_lib import pki
+from kdf_lib.errors import DecodeError, TLSError
+from kdf_lib.messages import (
     MAX_FINISHED_RECORD,
     CertificateMessage,
     ClientFinish,
@@ -35,14 +35,19 @@ from .messages import (
     ServerHelloDone,
     decode_b64,
 )
-from .prf import HASHES, extended_master_secret, finished_verify_data, key_block, master_secret
-from .record import RecordProtection
-from .suites import CipherSuite, KeyExchange, KeyMaterial, split_key_block
+from kdf_lib.prf import (
+    HASHES,
+    extended_master_secret,
+    finished_verify_data,
+    key_block,
+    master_secret,
+)
+from kdf_lib.record import RecordProtection
+from kdf_lib.role import Role
+from kdf_lib.suites import CipherSuite, KeyExchange, KeyMaterial, split_key_block
+from lab_common.contract import CONNECTION_ID_LENGTH, FINISH, HELLO, SESSION, is_connection_id
 
 __all__ = [
-    "FINISH_PATH",
-    "HELLO_PATH",
-    "MAX_FINISHED_RECORD",
     "ExchangeError",
     "HandshakeMessage",
     "RecordedHandshake",
@@ -50,9 +55,8 @@ __all__ = [
     "transcript_hash",
 ]
 
-HELLO_PATH = "/handshake/hello"
-FINISH_PATH = "/handshake/finish"
-SENDERS = ("client", "server")
+#: What a connection id in a recording must be (lab_common.contract.is_connection_id).
+_ID_FORMAT = f"a string of {CONNECTION_ID_LENGTH} lowercase hex digits"
 
 T = TypeVar("T")
 
@@ -230,9 +234,9 @@ class RecordedHandshake:
         )
 
     @property
-    def first_finished_sender(self) -> str:
+    def first_finished_sender(self) -> Role:
         """Who sends Finished first: the client in a full handshake, the server when resuming."""
-        return "server" if self.resumed else "client"
+        return Role.SERVER if self.resumed else Role.CLIENT
 
     # -- the transcript (docs/protocol.md §2.8) ----------------------------------------
 
@@ -268,16 +272,22 @@ class RecordedHandshake:
         return transcript_hash(self.handshake_messages(), self.suite.prf_hash)
 
     def finished_messages(
-        self, sender: str, first_finished: Finished | None = None
+        self, sender: Role, first_finished: Finished | None = None
     ) -> tuple[HandshakeMessage, ...]:
         """The messages ``sender``'s Finished covers (RFC 5246 §7.4.9).
 
         The first Finished covers :meth:`handshake_messages`; the second also covers the first
         Finished message, which the caller passes in (as opened from its record: what the
         receiver actually saw). It is named "<first sender> Finished".
+
+        Raises:
+            ValueError: ``sender`` is not a :class:`Role` (or its value), or the first Finished
+                is missing.
         """
-        if sender not in SENDERS:
-            raise ValueError(f"sender must be 'client' or 'server', not {sender!r}")
+        try:
+            sender = Role(sender)
+        except ValueError:
+            raise ValueError(f"sender must be 'client' or 'server', not {sender!r}") from None
         messages = self.handshake_messages()
         first = self.first_finished_sender
         if sender == first:
@@ -287,7 +297,7 @@ class RecordedHandshake:
         return (*messages, HandshakeMessage(f"{first} Finished", first_finished.encode()))
 
     def expected_verify_data(
-        self, master: bytes, sender: str, first_finished: Finished | None = None
+        self, master: bytes, sender: Role, first_finished: Finished | None = None
     ) -> bytes:
         """verify_data = PRF(master_secret, "<sender> finished", Hash(covered messages))[0..11]."""
         h = self.suite.prf_hash
@@ -317,14 +327,14 @@ class RecordedHandshake:
         )
         return block, split_key_block(suite, block)
 
-    def record_readers(self, master: bytes) -> dict[str, RecordProtection]:
-        """One record reader per sender ("client", "server"), both at sequence number 0.
+    def record_readers(self, master: bytes) -> dict[Role, RecordProtection]:
+        """One record reader per sender, both at sequence number 0.
 
         Each reader holds the keys its sender writes with, so it opens that sender's records.
         """
         _, keys = self.key_material(master)
         readers = {}
-        for sender in SENDERS:
+        for sender in Role:
             mac_key, enc_key, fixed_iv = keys.for_writer(sender)
             readers[sender] = RecordProtection(
                 self.suite, mac_key, enc_key, fixed_iv, encrypt_then_mac=self.encrypt_then_mac
@@ -351,12 +361,12 @@ def parse_exchanges(source: object) -> RecordedHandshake:
         exchanges = source
     if not isinstance(exchanges, list):
         raise ExchangeError(
-            "no 'exchanges' list: expected what GET /sessions/<id> on client_svc returns"
+            f"no 'exchanges' list: expected what GET {SESSION} on client_svc returns"
         )
-    if connection_id is not None and not isinstance(connection_id, str):
-        raise ExchangeError("the session's connection_id is not a string")
-    hello_request, hello_response = _exchange(exchanges, HELLO_PATH)
-    finish_request, finish_response = _exchange(exchanges, FINISH_PATH)
+    if connection_id is not None and not is_connection_id(connection_id):
+        raise ExchangeError(f"the session's connection_id is not {_ID_FORMAT}")
+    hello_request, hello_response = _exchange(exchanges, HELLO)
+    finish_request, finish_response = _exchange(exchanges, FINISH)
     return RecordedHandshake.from_json(
         hello_request, hello_response, finish_request, finish_response, connection_id=connection_id
     )
@@ -387,8 +397,8 @@ def _without_envelope(body: object, where: str) -> tuple[dict[str, Any], str | N
     if not isinstance(body, dict):
         raise ExchangeError(f"the recorded {where} is not a JSON object")
     connection_id = body.get("connection_id")
-    if connection_id is not None and not isinstance(connection_id, str):
-        raise ExchangeError(f"the {where}'s connection_id is not a string")
+    if connection_id is not None and not is_connection_id(connection_id):
+        raise ExchangeError(f"the {where}'s connection_id is not {_ID_FORMAT}")
     return {k: v for k, v in body.items() if k != "connection_id"}, connection_id
 
 
