@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kdf_lib import keylog
+from lab_common.contract import FINISH, HANDSHAKE, SESSION, path
 
 from .conftest import Lab
 
@@ -85,7 +86,7 @@ def test_json_output_lists_each_record_with_its_plaintext(lab: Lab, tmp_path: Pa
 
 
 def test_resumed_session_opens_the_server_finished_first(lab: Lab, tmp_path: Path) -> None:
-    first = lab.client.post("/handshake", json={"key_exchange": "ecdhe"}).get_json()
+    first = lab.client.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
     session, records = record_session(lab, tmp_path, "--resume", first["session_id"])
     status, out, err = decrypt(lab, lab.keylog, session, records)
     assert status == 0, err
@@ -104,9 +105,9 @@ def test_bare_and_directed_records_are_accepted(lab: Lab, tmp_path: Path) -> Non
         {"direction": "client_to_server", "record": answers[1]["sent"]["record"]},
         {"direction": "server", "record": answers[1]["reply"]["record"]},
     ]
-    path = tmp_path / "mixed.json"
-    path.write_text(json.dumps(mixed))
-    status, out, err = decrypt(lab, lab.keylog, session, path)
+    mixed_file = tmp_path / "mixed.json"
+    mixed_file.write_text(json.dumps(mixed))
+    status, out, err = decrypt(lab, lab.keylog, session, mixed_file)
     assert status == 0, err
     assert all(json.dumps(text, ensure_ascii=False) in out for text in MESSAGES)
 
@@ -159,7 +160,7 @@ def test_a_tampered_record_does_not_authenticate(lab: Lab, tmp_path: Path) -> No
 def test_a_tampered_finished_record_is_reported(lab: Lab, tmp_path: Path) -> None:
     session, _ = record_session(lab, tmp_path)
     data = json.loads(session.read_text())
-    finish = next(e for e in data["exchanges"] if e["request"]["path"] == "/handshake/finish")
+    finish = next(e for e in data["exchanges"] if e["request"]["path"] == FINISH)
     record = bytearray(base64.b64decode(finish["response"]["finished_record"]))
     record[10] ^= 0x80
     finish["response"]["finished_record"] = base64.b64encode(bytes(record)).decode()
@@ -171,10 +172,10 @@ def test_a_tampered_finished_record_is_reported(lab: Lab, tmp_path: Path) -> Non
 
 
 def test_a_session_file_without_exchanges_is_refused(lab: Lab, tmp_path: Path) -> None:
-    path = tmp_path / "server_view.json"
-    connection = lab.client.post("/handshake", json={}).get_json()["connection_id"]
-    path.write_text(json.dumps(lab.server.get(f"/sessions/{connection}").get_json()))
-    status, _, err = decrypt(lab, lab.keylog, path, None)
+    server_view = tmp_path / "server_view.json"
+    connection = lab.client.post(HANDSHAKE, json={}).get_json()["connection_id"]
+    server_view.write_text(json.dumps(lab.server.get(path(SESSION, connection)).get_json()))
+    status, _, err = decrypt(lab, lab.keylog, server_view, None)
     assert status == 1
     assert "no 'exchanges' list" in err
 

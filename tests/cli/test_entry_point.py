@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lab_cli.http import ApiError, Service, urllib_http
+from lab_common.contract import HANDSHAKE
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +47,7 @@ def test_unreachable_client_svc_is_one_line_of_explanation_and_status_1() -> Non
     # Port 1 on the loopback: nothing listens there, the connection is refused at once.
     result = run_module("handshake", "--client", "http://127.0.0.1:1")
     assert result.returncode == 1
-    assert "client_svc failed (POST http://127.0.0.1:1/handshake)" in result.stderr
+    assert f"client_svc failed (POST http://127.0.0.1:1{HANDSHAKE})" in result.stderr
     assert "unreachable" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -92,14 +93,14 @@ def test_urllib_transport_sends_json_and_ignores_proxy_settings(
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     service = Service("client_svc", local_server, urllib_http)
-    answer = service.call("POST", "/handshake", {"key_exchange": "rsa"})
+    answer = service.call("POST", HANDSHAKE, {"key_exchange": "rsa"})
     assert answer == {"echo": {"key_exchange": "rsa"}, "content_type": "application/json"}
 
 
 def test_urllib_transport_turns_a_json_error_into_its_code(local_server: str) -> None:
     service = Service("client_svc", local_server, urllib_http)
     with pytest.raises(ApiError) as caught:
-        service.call("POST", "/handshake", {"fail": True})
+        service.call("POST", HANDSHAKE, {"fail": True})
     assert (caught.value.code, caught.value.status) == ("handshake_failure", 400)
     assert caught.value.message == "no suite in common"
 

@@ -12,6 +12,7 @@ from lab_cli.__main__ import main
 from lab_cli.check import compare_views, render_check
 from lab_cli.derivation import SECRET_MARK
 from lab_cli.style import UNICODE, Style
+from lab_common.contract import HANDSHAKE
 
 from .conftest import Lab
 
@@ -98,7 +99,7 @@ def test_full_ecdhe_handshake_has_a_server_key_exchange_arrow(lab: Lab) -> None:
 
 
 def test_resumed_handshake_is_abbreviated_with_the_server_finished_first(lab: Lab) -> None:
-    first = lab.client.post("/handshake", json={}).get_json()
+    first = lab.client.post(HANDSHAKE, json={}).get_json()
     status, out, _ = lab.run("handshake", "--resume", first["session_id"], "--message", "again")
     assert status == 0
     assert arrows(out) == [

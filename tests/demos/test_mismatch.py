@@ -1,4 +1,4 @@
-"""POST /demo/mismatch: kdf_lib.diagnose names the input behind each classic mistake."""
+"""POST /demo/mismatch: lab_analysis.diagnose names the input behind each classic mistake."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from kdf_lib.handshake import fingerprint
+from kdf_lib.trace import fingerprint
+from lab_common.contract import DEMO_MISMATCH
 
 from .lab import Lab, error_of
 
@@ -81,4 +82,4 @@ def test_the_demo_works_without_reveal_secrets_on_the_server(make_lab):
 
 @pytest.mark.parametrize("body", [{}, {"mistake": "typo"}, {"mistake": None}])
 def test_an_unknown_mistake_is_refused(lab: Lab, body: dict):
-    assert error_of(lab.client.post("/demo/mismatch", json=body), 400)["code"] == "decode_error"
+    assert error_of(lab.client.post(DEMO_MISMATCH, json=body), 400)["code"] == "decode_error"
