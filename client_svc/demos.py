@@ -22,7 +22,7 @@ from kdf_lib import pki
 from kdf_lib.connection import Connection
 from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.messages import ClientHello, Fields, as_int, as_str, decode_b64, encode_b64
-from kdf_lib.prf import finished_verify_data, prf
+from kdf_lib.prf import MASTER_SECRET_LENGTH, finished_verify_data, prf
 from kdf_lib.record import HEADER_LENGTH
 from kdf_lib.role import Role
 from kdf_lib.trace import StepKind, fingerprint, fingerprint_kind
@@ -660,12 +660,12 @@ def _broken(mistake: str, inputs: DerivationInputs) -> bytes:
     h, pms = inputs.suite.prf_hash, inputs.pre_master_secret
     client_random, server_random = inputs.client_random, inputs.server_random
     if mistake == "swapped_randoms":
-        return prf(pms, b"master secret", server_random + client_random, 48, h)
+        return prf(pms, b"master secret", server_random + client_random, MASTER_SECRET_LENGTH, h)
     if mistake == "wrong_label":
-        return prf(pms, b"master secrets", client_random + server_random, 48, h)
+        return prf(pms, b"master secrets", client_random + server_random, MASTER_SECRET_LENGTH, h)
     if mistake == "none":
         session_hash = transcript_hash(inputs.handshake_messages, h)
-        return prf(pms, b"extended master secret", session_hash, 48, h)
+        return prf(pms, b"extended master secret", session_hash, MASTER_SECRET_LENGTH, h)
     master = derive(inputs, Stage.MASTER_SECRET)
     if mistake == "key_block_seed_order":
         return prf(

@@ -19,6 +19,7 @@ from typing import Any
 from kdf_lib import keylog
 from kdf_lib.errors import TLSError
 from kdf_lib.messages import Finished
+from kdf_lib.prf import MASTER_SECRET_LENGTH
 from kdf_lib.record import PROTOCOL_VERSION, ContentType, RecordProtection, split_records
 from kdf_lib.role import Role
 from kdf_lib.trace import fingerprint
@@ -405,7 +406,7 @@ def render_report(report: DecryptReport, keylog_name: str, style: Style) -> list
     fact(
         "key log",
         f"{keylog_name}, line {report.keylog_line}: CLIENT_RANDOM {style.short(hs.client_random.hex())} "
-        f"{arrow} master secret (48 bytes)",
+        f"{arrow} master secret ({MASTER_SECRET_LENGTH} bytes)",
     )
     if report.fingerprint_matches is not None:
         fact(

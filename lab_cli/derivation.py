@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kdf_lib.prf import MASTER_SECRET_LENGTH
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import StepKind
 
@@ -174,7 +175,7 @@ def render_derivation(g: Gathered, style: Style) -> list[str]:
     if hs.get("resumed"):
         chain.value(
             "master secret",
-            48,
+            MASTER_SECRET_LENGTH,
             fingerprints.get("master_secret"),
             f"reused from session {style.short(str(hs.get('session_id', '')))}: an abbreviated "
             "handshake has no key exchange and no pre-master secret (RFC 5246 §7.3)",
@@ -220,7 +221,7 @@ def render_derivation(g: Gathered, style: Style) -> list[str]:
                 [f"seed = client_random {client_random} + server_random {server_random}"],
                 "here the seed texts are right: client_random first",
             )
-        chain.value("master secret", 48, fingerprints.get("master_secret"))
+        chain.value("master secret", MASTER_SECRET_LENGTH, fingerprints.get("master_secret"))
         chain.secret(secrets.get("master_secret"))
 
     # master secret -> key block (RFC 5246 §6.3)
