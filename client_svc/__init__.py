@@ -2,45 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
 from kdf_lib import pki
-from lab_common.app import configure_app
+from lab_common.app import configure_app, load_settings
 from lab_common.contract import OPENAPI
 
-from . import config as settings_module
+from .config import ClientSettings
 from .driver import Driver, KeyLogWriter
 from .openapi import openapi_view
 from .store import ClientState
 from .upstream import HttpTransport, ServerClient, Transport
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """The app factory. ``config`` overrides environment settings; tests may pass
-    ``TRUST_ANCHORS`` (certificates) and ``TRANSPORT`` (e.g. server_svc's test client)."""
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The app factory. ``config`` overrides environment settings (by variable name, see
+    :class:`~client_svc.config.ClientSettings`); other keys go to Flask's config, and tests may
+    pass ``TRUST_ANCHORS`` (certificates) and ``TRANSPORT`` (e.g. server_svc's test client)."""
     app = Flask(__name__)
-    app.config.update(settings_module.from_environment())
-    app.config.update(config or {})
-    lab_metrics = configure_app(app, "client_svc")
+    settings = load_settings(app, ClientSettings, config)
+    lab_metrics = configure_app(app, "client_svc", settings)
     trust = app.config.get("TRUST_ANCHORS") or tuple(
-        pki.load_certificate_chain(Path(app.config["TRUST_STORE"]).read_bytes())
+        pki.load_certificate_chain(Path(settings.trust_store).read_bytes())
     )
-    transport: Transport = app.config.get("TRANSPORT") or HttpTransport.from_config(
-        app.config["SERVER_URL"], app.config
+    transport: Transport = app.config.get("TRANSPORT") or HttpTransport.from_settings(
+        settings.server_url, settings
     )
-    state = ClientState(app.config)
+    state = ClientState(settings)
     lab_metrics.gauge("tls_lab_connections", "Connections held", lambda: len(state.connections))
     lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", lambda: len(state.sessions))
     app.extensions["driver"] = Driver(
-        ServerClient(transport, max_request_bytes=app.config["SERVER_MAX_BODY_BYTES"]),
+        ServerClient(transport, max_request_bytes=settings.server_max_body_bytes),
         state,
         tuple(trust),
-        app.config["SERVER_NAME"],
-        KeyLogWriter(app.config["SSLKEYLOGFILE"]),
-        bool(app.config["REVEAL_SECRETS"]),
+        settings.server_name,
+        KeyLogWriter(settings.sslkeylogfile),
+        settings.reveal_secrets,
     )
     from .views import bp
 

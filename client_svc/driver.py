@@ -27,6 +27,7 @@ from kdf_lib.record import (
     ContentType,
     RecordProtection,
 )
+from kdf_lib.role import Role
 from kdf_lib.suites import SUITES, CipherSuite
 from kdf_lib.trace import Trace
 from lab_common.contract import ALERT, FINISH, HELLO, MESSAGE, is_connection_id
@@ -202,7 +203,7 @@ class Driver:
             ),
             encrypt_then_mac=request.encrypt_then_mac,
         )
-        machine = ClientHandshake(config, resume=session, trace=Trace("client"))
+        machine = ClientHandshake(config, resume=session, trace=Trace(Role.CLIENT))
         exchanges: list[dict[str, Any]] = []
         hello = machine.client_hello()
         answer = self._exchange(exchanges, HELLO, hello.to_json())

@@ -17,6 +17,7 @@ from lab_common.errors import ServiceError
 from lab_common.store import BoundedStore
 
 if TYPE_CHECKING:
+    from .config import ClientSettings
     from .driver import HandshakeRequest
 
 #: At most this many failed handshakes are kept for inspection (fewer if MAX_CONNECTIONS is lower).
@@ -67,16 +68,16 @@ class ClientConnection:
 
 
 class ClientState:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: ClientSettings) -> None:
         self.connections: BoundedStore[ClientConnection] = BoundedStore(
-            capacity=int(settings["MAX_CONNECTIONS"]), ttl=float(settings["CONNECTION_TTL"])
+            capacity=settings.max_connections, ttl=settings.connection_ttl
         )
         self.failed: BoundedStore[ClientConnection] = BoundedStore(
-            capacity=min(int(settings["MAX_CONNECTIONS"]), MAX_FAILED_HANDSHAKES),
-            ttl=float(settings["CONNECTION_TTL"]),
+            capacity=min(settings.max_connections, MAX_FAILED_HANDSHAKES),
+            ttl=settings.connection_ttl,
         )
         self.sessions: BoundedStore[Session] = BoundedStore(
-            capacity=int(settings["MAX_SESSIONS"]), ttl=float(settings["SESSION_TTL"])
+            capacity=settings.max_sessions, ttl=settings.session_ttl
         )
         self.latest: str | None = None
         self._latest_lock = threading.Lock()

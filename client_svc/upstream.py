@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -28,6 +27,8 @@ from lab_common.settings import MAX_BODY_LIMIT
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from .config import ClientSettings
 
 #: The default of UPSTREAM_MAX_RESPONSE_BYTES: 12 MiB. server_svc's largest answer is the
 #: /message echo of the largest plaintext (the echo is a ~55-byte header and the plaintext).
@@ -168,13 +169,13 @@ class HttpTransport:
         self._open: set[http.client.HTTPConnection] = set()
 
     @classmethod
-    def from_config(cls, base_url: str, config: Mapping[str, Any]) -> HttpTransport:
+    def from_settings(cls, base_url: str, settings: ClientSettings) -> HttpTransport:
         """A transport to ``base_url`` with client_svc's upstream limits (README, Configuration)."""
         return cls(
             base_url,
-            connect_timeout=config["UPSTREAM_CONNECT_TIMEOUT"],
-            read_timeout=config["UPSTREAM_READ_TIMEOUT"],
-            max_response_bytes=config["UPSTREAM_MAX_RESPONSE_BYTES"],
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            max_response_bytes=settings.upstream_max_response_bytes,
         )
 
     def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:

@@ -24,6 +24,7 @@ from lab_common.errors import ServiceError
 from lab_common.http import json_body, refuse_oversized_body
 from lab_common.metrics import metrics
 
+from . import config
 from .driver import Driver, HandshakeRequest
 
 bp = Blueprint("client", __name__)
@@ -106,9 +107,7 @@ def message() -> Any:
             "plaintext", lambda v, n: as_str(v, n, max_length=MAX_PLAINTEXT_CHARS)
         )
         connection_id = f.optional("connection_id", _connection_id, None)
-        auto_reconnect = f.optional(
-            "auto_reconnect", as_bool, bool(current_app.config["AUTO_RECONNECT"])
-        )
+        auto_reconnect = f.optional("auto_reconnect", as_bool, config.current().auto_reconnect)
     data = plaintext.encode("utf-8")
     try:
         answer = _driver().send(connection_id, data, auto_reconnect=auto_reconnect)
@@ -137,23 +136,24 @@ def session(connection_id: str) -> Any:
 @bp.get(HEALTH)
 def healthz() -> Any:
     driver = _driver()
+    settings = config.current()
     return jsonify(
         {
             "status": "ok",
             "service": "client_svc",
-            "server_url": current_app.config["SERVER_URL"],
+            "server_url": settings.server_url,
             "server_name": driver.server_name,
             "connections": len(driver.state.connections),
             "sessions": len(driver.state.sessions),
-            "keylog": bool(current_app.config["SSLKEYLOGFILE"]),
+            "keylog": bool(settings.sslkeylogfile),
             "upstream_timeouts": {
-                "connect": float(current_app.config["UPSTREAM_CONNECT_TIMEOUT"]),
-                "read": float(current_app.config["UPSTREAM_READ_TIMEOUT"]),
+                "connect": settings.upstream_connect_timeout,
+                "read": settings.upstream_read_timeout,
             },
             "upstream_limits": {
-                "max_response_bytes": int(current_app.config["UPSTREAM_MAX_RESPONSE_BYTES"]),
-                "server_max_body_bytes": int(current_app.config["SERVER_MAX_BODY_BYTES"]),
+                "max_response_bytes": settings.upstream_max_response_bytes,
+                "server_max_body_bytes": settings.server_max_body_bytes,
             },
-            "auto_reconnect": bool(current_app.config["AUTO_RECONNECT"]),
+            "auto_reconnect": config.current().auto_reconnect,
         }
     )

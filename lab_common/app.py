@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import orjson
 from flask import Flask, Response
@@ -10,6 +11,9 @@ from flask.json.provider import DefaultJSONProvider
 
 from . import logs, metrics, origin
 from .errors import register_error_handlers
+from .settings import Settings
+
+S = TypeVar("S", bound=Settings)
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -34,11 +38,25 @@ class OrjsonProvider(DefaultJSONProvider):
         return self._app.response_class(body + b"\n", mimetype="application/json")
 
 
-def configure_app(app: Flask, service: str) -> metrics.LabMetrics:
+def load_settings(app: Flask, kind: type[S], config: Mapping[str, Any] | None) -> S:
+    """The service's settings (``kind``) from the environment and the factory's ``config``
+    (by variable name), kept as ``app.extensions["settings"]``. Keys of ``config`` that are not
+    settings go to Flask's config (TESTING, or objects a test injects). Raises ValueError for
+    a bad value."""
+    given = dict(config or {})
+    names = kind.variables()
+    settings = kind.load(overrides={k: v for k, v in given.items() if k in names})
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config.update({k: v for k, v in given.items() if k not in names})
+    app.extensions["settings"] = settings
+    return settings
+
+
+def configure_app(app: Flask, service: str, settings: Settings) -> metrics.LabMetrics:
     """Logs, error handlers, JSON answers and /metrics, behind the Host and cross-site checks
     of lab_common.origin; returns the app's metrics. Raises ValueError for a bad ALLOWED_HOSTS."""
-    logs.configure(service, str(app.config.get("LOG_LEVEL", "INFO")))
-    hosts = origin.allowed_hosts(app.config.get("ALLOWED_HOSTS") or "")
+    logs.configure(service, settings.log_level)
+    hosts = origin.allowed_hosts(settings.allowed_hosts)
     register_error_handlers(app)
     app.json = OrjsonProvider(app)
     lab_metrics = metrics.install(app, service)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,9 @@ from flask import Flask
 
 from kdf_lib import pki
 from kdf_lib.handshake import ServerConfig
-from lab_common.app import configure_app
+from lab_common.app import configure_app, load_settings
 
-from . import config as settings_module
+from .config import ServerSettings
 from .store import ServerState
 
 
@@ -23,19 +24,19 @@ def load_server_config(chain_path: str, key_path: str) -> ServerConfig:
     return ServerConfig(tuple(chain), key)
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """The app factory. ``config`` overrides environment settings; tests may pass
-    ``SERVER_CONFIG`` (a ready kdf_lib ServerConfig) instead of file paths, and
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The app factory. ``config`` overrides environment settings (by variable name, see
+    :class:`~server_svc.config.ServerSettings`); other keys go to Flask's config, and tests may
+    pass ``SERVER_CONFIG`` (a ready kdf_lib ServerConfig) instead of file paths, and
     ``STORE_CLOCK`` (a monotonic clock) to drive the stores' expiry."""
     app = Flask(__name__)
-    app.config.update(settings_module.from_environment())
-    app.config.update(config or {})
-    lab_metrics = configure_app(app, "server_svc")
+    settings = load_settings(app, ServerSettings, config)
+    lab_metrics = configure_app(app, "server_svc", settings)
     server_config = app.config.get("SERVER_CONFIG") or load_server_config(
-        app.config["SERVER_CERT_CHAIN"], app.config["SERVER_KEY"]
+        settings.server_cert_chain, settings.server_key
     )
     app.extensions["server_config"] = server_config
-    state = ServerState(app.config, clock=app.config.get("STORE_CLOCK") or time.monotonic)
+    state = ServerState(settings, clock=app.config.get("STORE_CLOCK") or time.monotonic)
     app.extensions["server_state"] = state
     lab_metrics.gauge(
         "tls_lab_connections",

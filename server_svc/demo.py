@@ -17,26 +17,28 @@ from kdf_lib.handshake import ServerConfig
 from lab_common.contract import DEMO_PRIVATE_KEY
 from lab_common.errors import ServiceError
 
+from . import config
+
 bp = Blueprint("demo", __name__)
 log = logging.getLogger("lab")
 
 
 @bp.get(DEMO_PRIVATE_KEY)
 def private_key() -> Any:
-    if not current_app.config["REVEAL_SECRETS"]:
+    if not config.current().reveal_secrets:
         raise ServiceError(
             "demo_disabled",
             "server_svc hands out its private key only for the forward-secrecy demo; start it "
             "with REVEAL_SECRETS=1 (REVEAL_SECRETS=1 docker compose up -d)",
             403,
         )
-    config: ServerConfig = current_app.extensions["server_config"]
-    pem = config.private_key.private_bytes(
+    identity: ServerConfig = current_app.extensions["server_config"]
+    pem = identity.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode("ascii")
-    leaf = config.certificate_chain[0]
+    leaf = identity.certificate_chain[0]
     log.warning(
         "private key handed out (REVEAL_SECRETS demo switch)",
         extra={"event": "demo_private_key", "certificate_sha256": pki.fingerprint_sha256(leaf)},

@@ -17,6 +17,8 @@ from lab_common.contract import new_connection_id
 from lab_common.errors import ServiceError
 from lab_common.store import BoundedStore
 
+from .config import ServerSettings
+
 
 @dataclass
 class ServerConnection:
@@ -28,18 +30,16 @@ class ServerConnection:
 
 class ServerState:
     def __init__(
-        self, settings: dict[str, object], *, clock: Callable[[], float] = time.monotonic
+        self, settings: ServerSettings, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.connections: BoundedStore[ServerConnection] = BoundedStore(
-            capacity=int(settings["MAX_CONNECTIONS"]),  # type: ignore[call-overload]
-            ttl=float(settings["CONNECTION_TTL"]),  # type: ignore[arg-type]
-            half_open_ttl=float(settings["HALF_OPEN_TTL"]),  # type: ignore[arg-type]
+            capacity=settings.max_connections,
+            ttl=settings.connection_ttl,
+            half_open_ttl=settings.half_open_ttl,
             clock=clock,
         )
         self.sessions: BoundedStore[Session] = BoundedStore(
-            capacity=int(settings["MAX_SESSIONS"]),  # type: ignore[call-overload]
-            ttl=float(settings["SESSION_TTL"]),  # type: ignore[arg-type]
-            clock=clock,
+            capacity=settings.max_sessions, ttl=settings.session_ttl, clock=clock
         )
 
     def new_connection(self, handshake: ServerHandshake) -> ServerConnection:

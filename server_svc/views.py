@@ -21,6 +21,7 @@ from kdf_lib.messages import (
     encode_b64,
 )
 from kdf_lib.record import MAX_PLAINTEXT, count_records
+from kdf_lib.role import Role
 from kdf_lib.trace import Trace
 from lab_common.contract import (
     ALERT,
@@ -42,6 +43,7 @@ from lab_common.errors import ServiceError
 from lab_common.http import binary_body, json_body, refuse_oversized_body
 from lab_common.metrics import metrics
 
+from . import config
 from .openapi import document
 from .store import ServerConnection, ServerState
 
@@ -58,7 +60,7 @@ def _state() -> ServerState:
 
 
 def _reveal() -> bool:
-    return bool(current_app.config["REVEAL_SECRETS"])
+    return config.current().reveal_secrets
 
 
 def connection_id_field(value: object, name: str) -> str:
@@ -108,7 +110,7 @@ def hello() -> Any:
     handshake = ServerHandshake(
         current_app.extensions["server_config"],
         lookup_session=state.lookup_session,
-        trace=Trace("server"),
+        trace=Trace(Role.SERVER),
     )
     try:
         flight = handshake.receive_client_hello(hello)
