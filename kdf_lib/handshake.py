@@ -475,6 +475,18 @@ class _Machine:
         )
         return self.connection
 
+    @property
+    def failure(self) -> str | None:
+        """The code of the error that ended this handshake or its connection, on either side;
+        None while it works or after a close_notify. Once set, the session must not be resumed
+        (RFC 5246 §7.2.2): the services forget it in the one place that checks this."""
+        if self.error is not None:
+            return self.error.code
+        conn = self.connection
+        if conn is not None and conn.closed and conn.close_reason != "close_notify":
+            return conn.close_reason
+        return None
+
     def summary(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
         """This side's view of the handshake as public JSON data.
 
