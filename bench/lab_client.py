@@ -13,6 +13,7 @@ from pathlib import Path
 from kdf_lib import pki
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Connection, Session
 from kdf_lib.messages import ServerFlight, decode_b64
+from kdf_lib.role import Role
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import Trace
 from lab_common.contract import FINISH, HELLO
@@ -41,7 +42,7 @@ def handshake(
     client: HttpClient, config: ClientConfig, resume: Session | None = None
 ) -> LabConnection:
     """POST /handshake/hello then /handshake/finish on server_svc; an established connection."""
-    machine = ClientHandshake(config, resume=resume, trace=Trace("client"))
+    machine = ClientHandshake(config, resume=resume, trace=Trace(Role.CLIENT))
     answer = client.call("POST", HELLO, machine.client_hello().to_json())
     connection_id = str(answer.pop("connection_id"))
     flight = ServerFlight.from_json(answer)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerHandshake
+from kdf_lib.role import Role
 from kdf_lib.trace import Trace
 from lab_common.store import BoundedStore
 from server_svc import load_server_config
@@ -125,8 +126,8 @@ def _in_process_bytes(certs: Certificates, count: int) -> float:
     sessions: BoundedStore[object] = BoundedStore(capacity=count + 1, ttl=3600)
 
     def one(index: int) -> None:
-        client = ClientHandshake(config, trace=Trace("client"))
-        server = ServerHandshake(server_config, trace=Trace("server"))
+        client = ClientHandshake(config, trace=Trace(Role.CLIENT))
+        server = ServerHandshake(server_config, trace=Trace(Role.SERVER))
         finish = client.receive_server_flight(server.receive_client_hello(client.client_hello()))
         client.receive_server_finished(
             server.receive_client_finish(finish.client_key_exchange, finish.finished_record)

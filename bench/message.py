@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from kdf_lib.handshake import Connection
@@ -192,19 +193,19 @@ def run(budget: Budget, progress: Callable[[str], None] = lambda _: None) -> lis
                 runners = {
                     "lab": _runner(
                         servers.lab.port,
-                        lambda c, p=payload, conn=lab: _lab_message(c, conn, p),
+                        partial(_lab_message, lab=lab, payload=payload),
                         plan,
                         {"server_svc": servers.lab.worker_pid()},
                     ),
                     "echo": _runner(
                         servers.echo.port,
-                        lambda c, r=record, s=size: _echo_message(c, r, s),
+                        partial(_echo_message, record=record, size=size),
                         plan,
                         {"echo": servers.echo.worker_pid()},
                     ),
                     "binary": _runner(
                         servers.binary.port,
-                        lambda c, p=payload, conn=binary: _binary_message(c, conn, p),
+                        partial(_binary_message, lab=binary, payload=payload),
                         plan,
                         {"binary": servers.binary.worker_pid()},
                     ),

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -240,7 +240,7 @@ T = TypeVar("T")
 class Fields:
     """Reads a JSON object field by field and rejects what is left over.
 
-    ``with Fields(obj, "hello") as f: x = f.required("x", f.hex_(32))``.
+    ``with Fields(obj, "hello") as f: random = f.required("random", hex_field(32))``.
     """
 
     def __init__(self, obj: object, where: str) -> None:
@@ -749,8 +749,3 @@ class ClientFinish:
             )
             record = f.required("finished_record", b64_field(max_length=MAX_FINISHED_RECORD))
         return cls(cke, record)
-
-
-def transcript_bytes(messages: Sequence[Any]) -> bytes:
-    """Concatenate the TLS encodings of handshake messages, in the order they were sent."""
-    return b"".join(m.encode() for m in messages)

@@ -80,10 +80,6 @@ class CipherSuite:
     def key_block_length(self) -> int:
         return 2 * (self.mac_key_length + self.enc_key_length + self.fixed_iv_length)
 
-    @property
-    def code_hex(self) -> str:
-        return f"{self.code:04x}"
-
     def describe(self) -> dict[str, object]:
         """The suite's parameters as plain JSON-able data."""
         return {

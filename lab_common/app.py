@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import orjson
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.sansio.response import Response as BaseResponse
 
 from . import logs, metrics, origin
 from .errors import register_error_handlers
@@ -28,14 +29,15 @@ class OrjsonProvider(DefaultJSONProvider):
             # What orjson does not take (integers beyond 64 bits, say) the stdlib still writes.
             return super().dumps(obj, **kwargs)
 
-    def response(self, *args: Any, **kwargs: Any) -> Response:
+    def response(self, *args: Any, **kwargs: Any) -> BaseResponse:
         obj = self._prepare_response_obj(args, kwargs)
         try:
             body = orjson.dumps(obj)
         except TypeError:
             return super().response(*args, **kwargs)
-        # A closing newline, as Flask writes it: curl output then ends its line.
-        return self._app.response_class(body + b"\n", mimetype="application/json")
+        # A closing newline, as Flask writes it: curl output then ends its line. Both apps
+        # answer with Flask's own response class.
+        return Response(body + b"\n", mimetype="application/json")
 
 
 def load_settings(app: Flask, kind: type[S], config: Mapping[str, Any] | None) -> S:

@@ -42,7 +42,7 @@ def _write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: s
     util.write_nonblock(sock, json_error_answer(status_int, reason, mesg))
 
 
-class JsonErrorWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no type hints
+class JsonErrorWorker(ThreadWorker):
     """The gthread worker the services run (gunicorn_settings.worker_class)."""
 
     def init_process(self) -> Any:

@@ -36,10 +36,10 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(line, default=str, separators=(",", ":"))
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StdoutHandler(logging.StreamHandler[Any]):
     """Writes to whatever sys.stdout is at the time of each record (gunicorn, tests)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stdout
 
