@@ -1,4 +1,4 @@
-"""Fixtures: server_svc as a Flask app, the attacker's Peer, and the log lines it wrote."""
+"""Fixtures: the attacker's Peer against server_svc (the root conftest's ``server``)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from server_svc import create_app
-
-from .peer import Peer, server_config
+from flask.testing import FlaskClient
+from helpers.peer import Peer
 
 
 @pytest.fixture
-def server_app():
-    return create_app({"SERVER_CONFIG": server_config(), "TESTING": True})
-
-
-@pytest.fixture
-def http(server_app):
-    return server_app.test_client()
-
-
-@pytest.fixture
-def peer(http) -> Callable[..., Peer]:
+def peer(server: FlaskClient) -> Callable[..., Peer]:
     """``peer(*suites, ems=, etm=, resume=)``: a new client connection to the app."""
 
     def make(*suites: str, **options: Any) -> Peer:
-        return Peer(http, *suites, **options)
+        return Peer(server, *suites, **options)
 
     return make

@@ -14,10 +14,10 @@ import secrets
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from helpers.peer import Answer, Peer
+from helpers.pki import identity
 
 from kdf_lib.messages import ClientKeyExchange
-
-from .peer import Answer, Peer, identity
 
 pytestmark = pytest.mark.parametrize("ems", [True, False], ids=["ems", "no_ems"])
 

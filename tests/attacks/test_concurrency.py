@@ -13,10 +13,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers.peer import ECDHE_SUITE, RSA_SUITE, Answer, Peer, b64, post
 
 from kdf_lib.record import ContentType, RecordProtection
-
-from .peer import ECDHE_SUITE, RSA_SUITE, Answer, Peer, b64, post
 
 THREADS = 8
 ROUNDS = 10
@@ -54,9 +53,9 @@ def _outcomes(answers: list[Answer]) -> Counter[str]:
     return Counter(answer.code or "ok" for answer in answers)
 
 
-def test_the_same_record_sent_from_many_threads_is_accepted_once(server_app, http):
+def test_the_same_record_sent_from_many_threads_is_accepted_once(server_app, server):
     for round_ in range(ROUNDS):
-        victim = Peer(http, RSA_SUITE if round_ % 2 else ECDHE_SUITE).complete()
+        victim = Peer(server, RSA_SUITE if round_ % 2 else ECDHE_SUITE).complete()
         answers = _race(server_app, victim.connection_id, [victim.seal(b"pay once")] * THREADS)
         outcomes = _outcomes(answers)
         assert outcomes["ok"] == 1, outcomes
@@ -68,9 +67,9 @@ def test_the_same_record_sent_from_many_threads_is_accepted_once(server_app, htt
         assert view["messages"] == 1 and view["sequence_numbers"]["read"] == 2
 
 
-def test_two_different_records_for_one_sequence_number_are_not_both_accepted(server_app, http):
+def test_two_different_records_for_one_sequence_number_are_not_both_accepted(server_app, server):
     for _ in range(ROUNDS):
-        victim = Peer(http).complete()
+        victim = Peer(server).complete()
         twin = victim.fresh_writer()
         twin.seq = 1
         records = [victim.seal(b"pay alice"), twin.seal(ContentType.application_data, b"pay bob")]
@@ -78,8 +77,8 @@ def test_two_different_records_for_one_sequence_number_are_not_both_accepted(ser
         assert outcomes == Counter({"ok": 1, "bad_record_mac": 1}), outcomes
 
 
-def test_separate_connections_run_side_by_side(server_app, http):
-    peers = [Peer(http).complete() for _ in range(THREADS)]
+def test_separate_connections_run_side_by_side(server_app, server):
+    peers = [Peer(server).complete() for _ in range(THREADS)]
     start = threading.Barrier(THREADS)
 
     def talk(peer: Peer) -> bool:

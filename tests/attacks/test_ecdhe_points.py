@@ -12,11 +12,10 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from helpers.peer import ECDHE_SUITE, Peer
 
 from kdf_lib.kex import NamedGroup
 from kdf_lib.messages import ClientKeyExchange
-
-from .peer import ECDHE_SUITE, Peer
 
 P256 = 2**256 - 2**224 + 2**192 + 2**96 - 1
 X25519_P = 2**255 - 19

@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .peer import ECDHE_SUITE, Peer
+from helpers.peer import ECDHE_SUITE, Peer
 
 HANDSHAKES = 500
 THREADS = 8
@@ -64,7 +64,8 @@ FORK_SCRIPT = textwrap.dedent(
     """
     import json, os, sys
     sys.path.insert(0, sys.argv[1])
-    from attacks.peer import ECDHE_SUITE, Peer, server_config
+    from helpers.peer import ECDHE_SUITE, Peer
+    from helpers.pki import server_config
     from server_svc import create_app
 
     app = create_app({"SERVER_CONFIG": server_config(), "TESTING": True})

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from helpers.peer import ECDHE_SUITE, RSA_SUITE, Answer, Peer, b64
 
 from kdf_lib.errors import IllegalParameter
 from kdf_lib.handshake import ClientState
 from kdf_lib.messages import ClientKeyExchange, Finished, ServerFlight
 from kdf_lib.record import ContentType
 from kdf_lib.suites import SUITES
-
-from .peer import ECDHE_SUITE, RSA_SUITE, Answer, Peer, b64
 
 pytestmark = pytest.mark.parametrize("suite", [RSA_SUITE, ECDHE_SUITE])
 

@@ -14,12 +14,11 @@ import struct
 from collections.abc import Callable
 
 import pytest
+from helpers import forge
+from helpers.peer import ECDHE_SUITE, Answer, Peer
 
 from kdf_lib.record import HEADER_LENGTH
 from kdf_lib.suites import SUITES
-
-from . import forge
-from .peer import ECDHE_SUITE, Answer, Peer
 
 #: (suite, encrypt_then_mac) for each record protection the lab speaks.
 FAMILIES = {

@@ -9,8 +9,7 @@ authenticate (bad_record_mac), so nothing is ever processed twice or out of orde
 from __future__ import annotations
 
 import pytest
-
-from .peer import ECDHE_SUITE, RSA_SUITE, Peer, unb64
+from helpers.peer import ECDHE_SUITE, RSA_SUITE, Peer, unb64
 
 SUITES = [RSA_SUITE, ECDHE_SUITE, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"]
 

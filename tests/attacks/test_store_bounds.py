@@ -12,11 +12,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers.peer import RSA_SUITE, Peer
 
 from lab_common.store import BoundedStore
-from server_svc import create_app
-
-from .peer import RSA_SUITE, Peer, server_config
 
 
 class FakeClock:
@@ -107,10 +105,8 @@ def _echo(peer: Peer, text: bytes) -> bool:
     return answer.status == 200 and peer.open_reply(answer).endswith(text)
 
 
-def test_a_hello_flood_leaves_memory_bounded_and_connections_working():
-    app = create_app(
-        {"SERVER_CONFIG": server_config(), "TESTING": True, "MAX_CONNECTIONS": CAPACITY}
-    )
+def test_a_hello_flood_leaves_memory_bounded_and_connections_working(make_server):
+    app = make_server(MAX_CONNECTIONS=CAPACITY)
     http = app.test_client()
     state = app.extensions["server_state"]
     working = [Peer(http, RSA_SUITE).complete() for _ in range(5)]
@@ -133,9 +129,9 @@ def test_a_hello_flood_leaves_memory_bounded_and_connections_working():
 
 
 @pytest.fixture
-def clocked():
+def clocked(make_server):
     clock = FakeClock()
-    app = create_app({"SERVER_CONFIG": server_config(), "TESTING": True, "STORE_CLOCK": clock})
+    app = make_server(STORE_CLOCK=clock)
     return app.test_client(), clock
 
 

@@ -6,19 +6,15 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from inprocess import FlaskTransport
+from flask import Flask
+from helpers.transport import FlaskTransport
 
-from client_svc import create_app as create_client_app
-from kdf_lib import pki
-from kdf_lib.handshake import ServerConfig
 from lab_cli.__main__ import main
-from server_svc import create_app as create_server_app
 
 CLIENT_URL = "http://client.test:8001"
 SERVER_URL = "http://server.test:8002"
@@ -69,40 +65,28 @@ class Lab:
         return status, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(scope="session")
-def ca() -> pki.Issued:
-    return pki.create_ca("CLI Test CA", now=datetime.now(UTC))
+@pytest.fixture
+def make_lab(
+    make_server: Callable[..., Flask], make_client_app: Callable[..., Flask], tmp_path: Path
+) -> Callable[[bool], Lab]:
+    """``make_lab(reveal)``: both services, with REVEAL_SECRETS as ``reveal`` says."""
 
+    def make(reveal: bool) -> Lab:
+        server = make_server(REVEAL_SECRETS=reveal).test_client()
+        keylog = tmp_path / "sslkeylog.txt"
+        client = make_client_app(
+            TRANSPORT=FlaskTransport(server), SSLKEYLOGFILE=str(keylog), REVEAL_SECRETS=reveal
+        ).test_client()
+        return Lab(client, server, keylog)
 
-@pytest.fixture(scope="session")
-def server_identity(ca: pki.Issued) -> pki.Issued:
-    return pki.issue_server_certificate(ca, "server", now=datetime.now(UTC))
-
-
-def _make_lab(ca: pki.Issued, identity: pki.Issued, tmp_path: Path, reveal: bool) -> Lab:
-    config = ServerConfig((identity.certificate,), identity.private_key)
-    server = create_server_app(
-        {"SERVER_CONFIG": config, "TESTING": True, "REVEAL_SECRETS": reveal}
-    ).test_client()
-    keylog = tmp_path / "sslkeylog.txt"
-    client = create_client_app(
-        {
-            "TRUST_ANCHORS": (ca.certificate,),
-            "TRANSPORT": FlaskTransport(server),
-            "SERVER_NAME": "server",
-            "TESTING": True,
-            "SSLKEYLOGFILE": str(keylog),
-            "REVEAL_SECRETS": reveal,
-        }
-    ).test_client()
-    return Lab(client, server, keylog)
+    return make
 
 
 @pytest.fixture
-def lab(ca: pki.Issued, server_identity: pki.Issued, tmp_path: Path) -> Lab:
-    return _make_lab(ca, server_identity, tmp_path, reveal=False)
+def lab(make_lab: Callable[[bool], Lab]) -> Lab:
+    return make_lab(False)
 
 
 @pytest.fixture
-def revealing_lab(ca: pki.Issued, server_identity: pki.Issued, tmp_path: Path) -> Lab:
-    return _make_lab(ca, server_identity, tmp_path, reveal=True)
+def revealing_lab(make_lab: Callable[[bool], Lab]) -> Lab:
+    return make_lab(True)

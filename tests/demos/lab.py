@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask.testing import FlaskClient
-from inprocess import FlaskTransport
+from helpers.transport import FlaskTransport
 
 STEP_FIELDS = {"side", "action", "detail"}
 

@@ -18,7 +18,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from slowclients import KINDS, Report, attack
+from helpers.slowclients import KINDS, Report, attack
 
 from .stack import LabStack, open_url
 

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from attacks.peer import RSA_SUITE
+from helpers.peer import RSA_SUITE, Peer
 
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import as_int
@@ -503,8 +503,6 @@ def test_a_json_content_type_with_a_charset_is_accepted(server):
 
 def test_reply_fragment_size_cuts_the_reply_into_records(server):
     """The integer field's happy path: 512-byte fragments give as many records as they take."""
-    from attacks.peer import Peer
-
     peer = Peer(server).complete()
     record = peer.seal(b"x" * 1500)
     answer = server.post(

@@ -15,8 +15,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from rawhttp import exchange, raw_request
-from served import Service, launch, running, server_settings
+from helpers.rawhttp import exchange, raw_request
+from helpers.served import Service, launch, running, server_settings
 
 from .test_bad_bodies import assert_error
 

@@ -13,8 +13,8 @@ import json
 import re
 
 import pytest
-from attacks import forge
-from attacks.peer import ECDHE_SUITE, RSA_SUITE, Peer
+from helpers import forge
+from helpers.peer import ECDHE_SUITE, RSA_SUITE, Peer
 
 from kdf_lib.handshake import ServerHandshake
 

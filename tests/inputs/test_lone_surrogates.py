@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from served import Service, start_lab, stop_lab
+from helpers.served import Service, start_lab, stop_lab
 
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import parse_json

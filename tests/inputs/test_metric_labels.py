@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attacks.peer import identity
+from helpers.rawhttp import call, scrape
+from helpers.served import LiveLab, start_lab, stop_lab
 from prometheus_client.parser import text_string_to_metric_families
-from rawhttp import call, scrape
-from served import LiveLab, start_lab, stop_lab
 
-from client_svc import create_app as create_client_app
 from kdf_lib.errors import ALL_ERRORS
 from lab_common import errors, metrics
 
@@ -98,16 +96,8 @@ class _InventingUpstream:
         return 400, json.dumps({"error": error}).encode()
 
 
-def test_codes_invented_by_a_hostile_upstream_add_no_series():
-    ca, _ = identity()
-    app = create_client_app(
-        {
-            "TRUST_ANCHORS": (ca.certificate,),
-            "TRANSPORT": _InventingUpstream(),
-            "SERVER_NAME": "server",
-            "TESTING": True,
-        }
-    )
+def test_codes_invented_by_a_hostile_upstream_add_no_series(make_client_app):
+    app = make_client_app(TRANSPORT=_InventingUpstream())
     client = app.test_client()
     _scrape(client)  # the scrape's own series exist from here on
     counts = []

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 import schemathesis
-from attacks.peer import RSA_SUITE, Peer, identity, server_config
+from helpers.peer import RSA_SUITE, Peer
+from helpers.pki import SERVER_NAME, identity, server_config
+from helpers.transport import FlaskTransport
 from hypothesis import HealthCheck, settings
-from inprocess import FlaskTransport
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -52,8 +53,8 @@ def _apps(**server_settings: Any) -> tuple[Any, Any]:
     client_app = create_client_app(
         {
             "TRUST_ANCHORS": (ca.certificate,),
-            "TRANSPORT": FlaskTransport(server_app.test_client()),
-            "SERVER_NAME": "server",
+            "TRANSPORT": FlaskTransport(server_app),
+            "SERVER_NAME": SERVER_NAME,
             "TESTING": True,
         }
     )

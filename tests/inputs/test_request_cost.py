@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from attacks.peer import Peer, server_config
-from rawhttp import exchange, raw_request
-from served import Service, cpu_seconds, start_lab, stop_lab
+from helpers.peer import Peer
+from helpers.rawhttp import exchange, raw_request
+from helpers.served import Service, cpu_seconds, start_lab, stop_lab
 
 from client_svc.demos import ATTACKS, MISTAKES
 from client_svc.demos import MAX_SESSIONS as MAX_DEMO_SESSIONS
@@ -34,14 +34,13 @@ from kdf_lib.messages import MAX_JSON_STRUCTURE, parse_json
 from kdf_lib.record import MAX_PLAINTEXT, ContentType, count_records
 from lab_common.contract import MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT, RECORDS_MEDIA_TYPE
 from lab_common.settings import MAX_BODY_LIMIT
-from server_svc import create_app as create_server_app
-from server_svc.config import DEFAULTS as SERVER_DEFAULTS
+from server_svc.config import ServerSettings
 
 from .documented import Operation, operations, string_slots
 
 #: The issue's "about 100 ms", with a generous margin for CPU time on a shared machine.
 CPU_BOUND_S = 0.25
-LIMIT = SERVER_DEFAULTS["MAX_CONTENT_LENGTH"]
+LIMIT = ServerSettings().max_body_bytes
 #: The costliest suite per record: CBC with HMAC-SHA384, MAC-then-encrypt.
 CBC_SUITE = "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"
 #: The most records per byte: an empty AES-GCM record is 29 bytes.
@@ -169,11 +168,6 @@ def test_the_codec_bounds_depth_and_structure_before_parsing(body, refusal):
             parse_json(body.encode())
 
 
-@pytest.fixture
-def server_app():
-    return create_server_app({"SERVER_CONFIG": server_config(), "TESTING": True})
-
-
 def _post_records(app: Any, peer: Peer, records: bytes) -> Any:
     return app.test_client().post(
         f"/records/{peer.connection_id}", data=records, content_type=RECORDS_MEDIA_TYPE
@@ -202,12 +196,10 @@ def test_records_past_the_cap_are_refused_before_any_is_opened(server_app):
     [(MAX_BODY_LIMIT, MAX_PLAINTEXT), (LIMIT, MIN_REPLY_FRAGMENT)],
     ids=["the largest body limit in full records", "the default limit in 512-byte records"],
 )
-def test_a_whole_body_of_records_fits_under_the_cap(body_limit, fragment):
+def test_a_whole_body_of_records_fits_under_the_cap(make_server, body_limit, fragment):
     """The cap leaves room for legitimate use: a message filling MAX_BODY_BYTES at its ceiling
     in 16 KiB records, or at its default in the smallest (RFC 6066) fragments."""
-    app = create_server_app(
-        {"SERVER_CONFIG": server_config(), "TESTING": True, "MAX_CONTENT_LENGTH": body_limit}
-    )
+    app = make_server(MAX_CONTENT_LENGTH=body_limit)
     peer = Peer(app.test_client(), CBC_SUITE).complete()
     assert peer.connection is not None
     size = len(_records(peer.fresh_writer(), [fragment]))

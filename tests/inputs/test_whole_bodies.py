@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attacks.peer import Peer
-from rawhttp import LiveResponse, exchange, raw_request
-from served import REPO_ROOT, LiveLab, Service, start_lab, stop_lab
+from helpers.peer import Peer
+from helpers.rawhttp import LiveResponse, exchange, raw_request
+from helpers.served import REPO_ROOT, LiveLab, Service, start_lab, stop_lab
 
 from kdf_lib.record import ContentType, RecordProtection
 from lab_common.contract import RECORDS_MEDIA_TYPE

@@ -9,6 +9,8 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers.pair import client_config, connect
+from helpers.pki import server_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,8 +36,6 @@ from kdf_lib.handshake import (
 from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions, ServerFlight
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import StepKind, Trace, fingerprint, fingerprint_key, keyed_fingerprint
-
-from .pair import client_config, connect, server_config
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))

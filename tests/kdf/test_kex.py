@@ -4,14 +4,13 @@ point validation (RFC 8422 §5.4, RFC 7748 §6.1)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+from helpers.pair import client_config
+from helpers.pki import build_certificate, identity
 
 from kdf_lib import kex, pki
 from kdf_lib.errors import BadRecordMac, DecodeError, IllegalParameter
@@ -19,8 +18,6 @@ from kdf_lib.handshake import ClientHandshake, ServerConfig, ServerHandshake
 from kdf_lib.kex import NamedGroup
 from kdf_lib.messages import ClientKeyExchange
 from kdf_lib.trace import Trace
-
-from .pair import client_config, identity
 
 WYCHEPROOF = Path(__file__).parent.parent / "vectors" / "wycheproof" / "rsa_pkcs1_2048_test.json"
 
@@ -73,41 +70,9 @@ def test_a_wrong_version_is_overwritten_not_reported():
 
 
 def _wycheproof_server(key: rsa.RSAPrivateKey) -> ServerConfig:
-    """A server whose certificate carries a Wycheproof key, issued by the pair's CA."""
+    """A server whose certificate carries a Wycheproof key, issued by the run's CA."""
     ca, _ = identity()
-    now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("server")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),
-            critical=False,
-        )
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca.private_key, hashes.SHA256())
-    )
-    return ServerConfig((cert,), key)
+    return ServerConfig((build_certificate(key, ca),), key)
 
 
 def _server_outcome(key: rsa.RSAPrivateKey, ciphertext: bytes | None) -> tuple[type, str]:

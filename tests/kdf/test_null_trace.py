@@ -4,11 +4,11 @@ records nothing (kdf_lib.trace.NullTrace)."""
 from __future__ import annotations
 
 import pytest
+from helpers.pair import Pair, client_config, connect
+from helpers.pki import server_config
 
 from kdf_lib.handshake import ClientHandshake, ServerHandshake, Session
 from kdf_lib.trace import NullTrace, StepKind, Trace
-
-from .pair import Pair, client_config, connect, server_config
 
 SUITES = ("TLS_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
 

@@ -11,7 +11,6 @@ also decrypts the premaster secret with the server key and re-derives OpenSSL's 
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import ssl
 from dataclasses import dataclass, field
@@ -19,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
 import kdf_lib
+from kdf_lib import pki
 from kdf_lib.errors import BadRecordMac
 from kdf_lib.record import (
     MAX_PLAINTEXT,
@@ -270,39 +267,24 @@ def _message(flow: Flow, msg_type: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class ServerIdentity:
+class ServerFiles:
+    """The server's certificate and key as files for OpenSSL, and the key for kdf_lib."""
+
     cert_path: Path
     key_path: Path
     private_key: rsa.RSAPrivateKey
 
 
 @pytest.fixture(scope="module")
-def server_identity(tmp_path_factory: pytest.TempPathFactory) -> ServerIdentity:
-    """A throwaway self-signed RSA certificate; the client does not verify it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "interop.kdf-lib.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+def server_files(
+    tmp_path_factory: pytest.TempPathFactory, server_identity: pki.Issued
+) -> ServerFiles:
+    """The run's server identity; OpenSSL's client does not verify it."""
     directory = tmp_path_factory.mktemp("openssl-interop")
     cert_path, key_path = directory / "server.pem", directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ServerIdentity(cert_path, key_path, key)
+    cert_path.write_bytes(server_identity.certificate_pem())
+    key_path.write_bytes(server_identity.private_key_pem())
+    return ServerFiles(cert_path, key_path, server_identity.private_key)
 
 
 @dataclass
@@ -384,9 +366,9 @@ def _context(purpose: int, interop: Interop) -> ssl.SSLContext:
     return context
 
 
-def run_handshake(interop: Interop, identity: ServerIdentity, keylog_path: Path) -> Connection:
+def run_handshake(interop: Interop, files: ServerFiles, keylog_path: Path) -> Connection:
     server_context = _context(ssl.PROTOCOL_TLS_SERVER, interop)
-    server_context.load_cert_chain(identity.cert_path, identity.key_path)
+    server_context.load_cert_chain(files.cert_path, files.key_path)
     client_context = _context(ssl.PROTOCOL_TLS_CLIENT, interop)
     client_context.check_hostname = False
     client_context.verify_mode = ssl.CERT_NONE
@@ -455,16 +437,16 @@ def run_handshake(interop: Interop, identity: ServerIdentity, keylog_path: Path)
 
 @pytest.fixture(params=_params(INTEROPS))
 def connection(
-    request: pytest.FixtureRequest, server_identity: ServerIdentity, tmp_path: Path
+    request: pytest.FixtureRequest, server_files: ServerFiles, tmp_path: Path
 ) -> Connection:
-    return run_handshake(request.param, server_identity, tmp_path / "tls.keylog")
+    return run_handshake(request.param, server_files, tmp_path / "tls.keylog")
 
 
 @pytest.fixture(params=_params(RSA_INTEROPS))
 def rsa_connection(
-    request: pytest.FixtureRequest, server_identity: ServerIdentity, tmp_path: Path
+    request: pytest.FixtureRequest, server_files: ServerFiles, tmp_path: Path
 ) -> Connection:
-    return run_handshake(request.param, server_identity, tmp_path / "tls.keylog")
+    return run_handshake(request.param, server_files, tmp_path / "tls.keylog")
 
 
 # -- what OpenSSL negotiated -----------------------------------------------------------------------
@@ -482,13 +464,13 @@ def test_openssl_negotiated_the_forced_suite_and_extensions(connection: Connecti
 
 
 def test_kdf_lib_derives_openssls_master_secret_from_the_premaster_secret(
-    rsa_connection: Connection, server_identity: ServerIdentity
+    rsa_connection: Connection, server_files: ServerFiles
 ) -> None:
     connection = rsa_connection
     suite = connection.suite
     # RFC 5246 §7.4.7.1: the RSA-encrypted premaster secret, decrypted with the server's key.
     encrypted = Reader(_message(connection.flow, HANDSHAKE_CLIENT_KEY_EXCHANGE)).vector(2)
-    pms = server_identity.private_key.decrypt(encrypted, padding.PKCS1v15())
+    pms = server_files.private_key.decrypt(encrypted, padding.PKCS1v15())
     assert len(pms) == 48
     assert pms[:2] == b"\x03\x03"  # client_version
     logged = [

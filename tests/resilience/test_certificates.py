@@ -12,59 +12,18 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers.pki import NOW, build_certificate, rsa_key
+from helpers.transport import FlaskTransport
 
 from kdf_lib import pki
 
-from .conftest import NOW
-from .wire import Wire
-
 
 def self_signed_leaf(name: str) -> pki.Issued:
-    """A server certificate signed by its own key: a proper leaf (CA:FALSE), trusted by nobody.
-
-    It names its own key as the authority key, as ``openssl req -x509`` does.
-    """
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(minutes=5))
-        .not_valid_after(NOW + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(key_id, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(key_id), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return pki.Issued(certificate=certificate, private_key=key)
+    """A server certificate signed by its own key: a proper leaf (CA:FALSE), trusted by nobody."""
+    key = rsa_key()
+    return pki.Issued(certificate=build_certificate(key, None, name=name), private_key=key)
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +79,15 @@ BAD_CERTIFICATES: dict[str, tuple[Callable[[pki.Issued, pki.Issued], pki.Issued]
 
 
 def assert_stopped_before_any_secret(
-    client: FlaskClient, wire: Wire, server_app: Flask, answer: dict, code: str
+    client: FlaskClient, transport: FlaskTransport, server_app: Flask, answer: dict, code: str
 ) -> None:
     """The common consequences of an aborted handshake, for client and server alike."""
     error = answer["error"]
     connection_id = error["connection_id"]
     # Only the hello crossed, then the client's fatal alert (RFC 5246 §7.2.2), which names the
     # alert and nothing else: no ClientKeyExchange, no Finished, no application data.
-    assert wire.paths() == ["/handshake/hello", "/alert"]
-    assert wire.received[-1].body == {"connection_id": connection_id, "alert": code}
+    assert transport.paths() == ["/handshake/hello", "/alert"]
+    assert transport.received[-1].body == {"connection_id": connection_id, "alert": code}
     # The server dropped the half-open connection at once, knowing why.
     server_view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
     assert server_view["state"] == "failed" and server_view["error"] == code
@@ -148,7 +107,7 @@ def assert_stopped_before_any_secret(
     assert code in refused.get_json()["error"]["message"]
     latest = client.post("/message", json={"plaintext": "x"})
     assert latest.status_code == 409 and latest.get_json()["error"]["code"] == "no_connection"
-    assert wire.paths() == ["/handshake/hello", "/alert"]
+    assert transport.paths() == ["/handshake/hello", "/alert"]
 
 
 @pytest.mark.parametrize("key_exchange", ["rsa", "ecdhe"])
@@ -159,13 +118,13 @@ def test_a_bad_server_certificate_stops_the_handshake_before_any_secret(
     ca: pki.Issued,
     other_ca: pki.Issued,
     make_server: Callable[..., Flask],
-    wire: Wire,
+    transport: FlaskTransport,
     make_client: Callable[..., FlaskClient],
 ) -> None:
     make_certificate, code, why = BAD_CERTIFICATES[case]
     bad = make_certificate(ca, other_ca)
-    server_app = make_server(bad.certificate, bad.private_key)
-    wire.restart(server_app)
+    server_app = make_server(bad)
+    transport.restart(server_app)
     client = make_client()
     response = client.post("/handshake", json={"key_exchange": key_exchange})
     answer = response.get_json()
@@ -173,44 +132,48 @@ def test_a_bad_server_certificate_stops_the_handshake_before_any_secret(
     assert answer["error"]["code"] == code
     assert answer["error"]["message"].startswith("server certificate refused before any secret")
     assert why in answer["error"]["message"]
-    assert_stopped_before_any_secret(client, wire, server_app, answer, code)
+    assert_stopped_before_any_secret(client, transport, server_app, answer, code)
 
 
 def test_rsa_key_exchange_needs_key_encipherment_in_the_certificate(
     ca: pki.Issued,
     make_server: Callable[..., Flask],
-    wire: Wire,
+    transport: FlaskTransport,
     make_client: Callable[..., FlaskClient],
 ) -> None:
     bad = pki.issue_server_certificate(ca, "server", now=NOW, key_usage_key_encipherment=False)
-    server_app = make_server(bad.certificate, bad.private_key)
-    wire.restart(server_app)
+    server_app = make_server(bad)
+    transport.restart(server_app)
     client = make_client()
     response = client.post("/handshake", json={"key_exchange": "rsa"})
     answer = response.get_json()
     assert response.status_code == 502, answer
     assert answer["error"]["code"] == "unsupported_certificate"
     assert "keyEncipherment" in answer["error"]["message"]
-    assert_stopped_before_any_secret(client, wire, server_app, answer, "unsupported_certificate")
+    assert_stopped_before_any_secret(
+        client, transport, server_app, answer, "unsupported_certificate"
+    )
 
 
 def test_a_certificate_without_key_encipherment_still_serves_ecdhe(
     ca: pki.Issued,
     make_server: Callable[..., Flask],
-    wire: Wire,
+    transport: FlaskTransport,
     make_client: Callable[..., FlaskClient],
 ) -> None:
     # The control for the test above: the same kind of certificate is fine where the key only
     # signs (RFC 8422 §5.3), so the refusal there is about key usage and nothing else.
     cert = pki.issue_server_certificate(ca, "server", now=NOW, key_usage_key_encipherment=False)
-    wire.restart(make_server(cert.certificate, cert.private_key))
+    transport.restart(make_server(cert))
     response = make_client().post("/handshake", json={"key_exchange": "ecdhe"})
     assert response.status_code == 200, response.get_json()
-    assert wire.paths() == ["/handshake/hello", "/handshake/finish"]
+    assert transport.paths() == ["/handshake/hello", "/handshake/finish"]
 
 
-def test_the_genuine_certificate_is_accepted(client: FlaskClient, wire: Wire) -> None:
+def test_the_genuine_certificate_is_accepted(
+    client: FlaskClient, transport: FlaskTransport
+) -> None:
     # The control for every case above: the fixtures themselves make a working pair.
     response = client.post("/handshake", json={"key_exchange": "rsa"})
     assert response.status_code == 200, response.get_json()
-    assert wire.paths() == ["/handshake/hello", "/handshake/finish"]
+    assert transport.paths() == ["/handshake/hello", "/handshake/finish"]

@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-
-from .wire import Wire
+from helpers.transport import FlaskTransport
 
 THREADS = 8
 MESSAGES_PER_THREAD = 5
 
 
-def slow_first_message(wire: Wire, delay: float) -> None:
+def slow_first_message(transport: FlaskTransport, delay: float) -> None:
     """Hold the first /message on the wire for ``delay`` seconds: without the per-connection
     lock, the records sealed meanwhile by other threads would overtake it."""
     first = threading.Event()
@@ -35,19 +34,22 @@ def slow_first_message(wire: Wire, delay: float) -> None:
             first.set()
             time.sleep(delay)
 
-    wire.before.append(hold)
+    transport.before.append(hold)
 
 
 @pytest.mark.parametrize("key_exchange", ["rsa", "ecdhe"])
 def test_racing_messages_on_one_connection_all_succeed_in_sequence(
-    make_client: Callable[..., FlaskClient], wire: Wire, server_app: Flask, key_exchange: str
+    make_client: Callable[..., FlaskClient],
+    transport: FlaskTransport,
+    server_app: Flask,
+    key_exchange: str,
 ) -> None:
     setup = make_client()
     connection_id = setup.post("/handshake", json={"key_exchange": key_exchange}).get_json()[
         "connection_id"
     ]
     app = setup.application
-    slow_first_message(wire, delay=0.2)
+    slow_first_message(transport, delay=0.2)
     start = threading.Barrier(THREADS, timeout=10)
 
     def send_all(thread: int) -> list[tuple[str, int, dict[str, Any]]]:
@@ -83,7 +85,7 @@ def test_racing_messages_on_one_connection_all_succeed_in_sequence(
 
 
 def test_different_connections_do_not_wait_for_each_other(
-    make_client: Callable[..., FlaskClient], wire: Wire
+    make_client: Callable[..., FlaskClient], transport: FlaskTransport
 ) -> None:
     # The lock is per connection: a message held on the wire for one connection does not
     # delay another connection's message.
@@ -98,7 +100,7 @@ def test_different_connections_do_not_wait_for_each_other(
             held.set()
             release.wait(10)
 
-    wire.before.append(hold)
+    transport.before.append(hold)
     app = client.application
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(

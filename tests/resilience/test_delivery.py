@@ -24,12 +24,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers.pki import NOW
+from helpers.transport import FlaskTransport
 
 from client_svc.upstream import UpstreamError
 from kdf_lib import pki
-
-from .conftest import NOW
-from .wire import Wire
 
 CHACHA = "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
 
@@ -57,35 +56,35 @@ def send(client: FlaskClient, **body: Any) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_restarted_server_is_reported_as_connection_lost(
-    client: FlaskClient, wire: Wire, make_server: Callable[..., Flask]
+    client: FlaskClient, transport: FlaskTransport, make_server: Callable[..., Flask]
 ) -> None:
     old = start(client)["connection_id"]
     fresh_server = make_server()
-    wire.restart(fresh_server)
+    transport.restart(fresh_server)
     status, answer = send(client)
     error = answer["error"]
     assert (status, error["code"]) == (409, "connection_lost")
     assert error["connection_id"] == old and error["delivery"] == "not_delivered"
     assert "no longer knows" in error["message"] and "POST /handshake" in error["message"]
     # The new server saw the record and refused it before opening anything.
-    assert wire.received[-1].path == "/message" and wire.received[-1].status == 404
+    assert transport.received[-1].path == "/message" and transport.received[-1].status == 404
     assert fresh_server.test_client().get("/healthz").get_json()["connections"] == 0
     # The connection stays lost: the same answer again, without another request to the server.
-    requests = len(wire.received)
+    requests = len(transport.received)
     status, again = send(client, connection_id=old)
     assert (status, again["error"]["code"]) == (409, "connection_lost")
-    assert len(wire.received) == requests
+    assert len(transport.received) == requests
     assert client.get(f"/sessions/{old}").get_json()["failure"]["code"] == "connection_lost"
 
 
 def test_auto_reconnect_replaces_a_lost_connection_and_sends_the_message_once(
-    client: FlaskClient, wire: Wire, make_server: Callable[..., Flask]
+    client: FlaskClient, transport: FlaskTransport, make_server: Callable[..., Flask]
 ) -> None:
     before = start(client, cipher_suite=CHACHA)
     old = before["connection_id"]
     fresh_server = make_server()
-    wire.restart(fresh_server)
-    wire.received.clear()
+    transport.restart(fresh_server)
+    transport.received.clear()
     status, answer = send(client, auto_reconnect=True)
     assert status == 200, answer
     new = answer["connection_id"]
@@ -98,15 +97,15 @@ def test_auto_reconnect_replaces_a_lost_connection_and_sends_the_message_once(
         "cipher_suite": CHACHA,
     }
     assert answer["reply"]["plaintext"].endswith("the message")
-    assert [(r.path, r.status) for r in wire.received] == [
+    assert [(r.path, r.status) for r in transport.received] == [
         ("/message", 404),
         ("/handshake/hello", 200),
         ("/handshake/finish", 200),
         ("/message", 200),
     ]
     # It offered the old session first, then fell back to a full handshake.
-    assert wire.received[1].body["session_id"] == before["session_id"]
-    assert wire.received[1].body["cipher_suites"] == [CHACHA]
+    assert transport.received[1].body["session_id"] == before["session_id"]
+    assert transport.received[1].body["cipher_suites"] == [CHACHA]
     assert processed(fresh_server, new) == 1
     # The new connection is now the latest; the dead session is no longer offered.
     status, later = send(client)
@@ -129,32 +128,34 @@ def test_auto_reconnect_resumes_when_only_the_connection_was_forgotten(
 
 
 def test_a_later_call_with_auto_reconnect_replaces_a_connection_lost_earlier(
-    client: FlaskClient, wire: Wire, make_server: Callable[..., Flask]
+    client: FlaskClient, transport: FlaskTransport, make_server: Callable[..., Flask]
 ) -> None:
     old = start(client)["connection_id"]
-    wire.restart(make_server())
+    transport.restart(make_server())
     assert send(client)[0] == 409
     status, answer = send(client, connection_id=old, auto_reconnect=True)
     assert status == 200 and answer["reconnected"]["previous_connection_id"] == old
 
 
 def test_auto_reconnect_can_be_the_configured_default(
-    make_client: Callable[..., FlaskClient], wire: Wire, make_server: Callable[..., Flask]
+    make_client: Callable[..., FlaskClient],
+    transport: FlaskTransport,
+    make_server: Callable[..., Flask],
 ) -> None:
     client = make_client(AUTO_RECONNECT=True)
     assert client.get("/healthz").get_json()["auto_reconnect"] is True
     start(client)
-    wire.restart(make_server())
+    transport.restart(make_server())
     status, answer = send(client)
     assert status == 200 and answer["reconnected"]["reason"] == "connection_lost"
     # The request's own false wins over the configured default.
-    wire.restart(make_server())
+    transport.restart(make_server())
     status, answer = send(client, auto_reconnect=False)
     assert (status, answer["error"]["code"]) == (409, "connection_lost")
 
 
 def test_a_message_is_resent_at_most_once(
-    client: FlaskClient, wire: Wire, make_server: Callable[..., Flask]
+    client: FlaskClient, transport: FlaskTransport, make_server: Callable[..., Flask]
 ) -> None:
     # The server restarts before every message: the resend meets a lost connection again,
     # and client_svc gives up instead of looping.
@@ -162,44 +163,44 @@ def test_a_message_is_resent_at_most_once(
 
     def restart_first(path: str, body: dict[str, Any]) -> None:
         if path == "/message":
-            wire.restart(make_server())
+            transport.restart(make_server())
 
-    wire.before.append(restart_first)
-    wire.received.clear()
+    transport.before.append(restart_first)
+    transport.received.clear()
     status, answer = send(client, auto_reconnect=True)
     error = answer["error"]
     assert (status, error["code"]) == (409, "connection_lost")
     assert error["previous_connection_id"] == old and error["connection_id"] != old
     assert error["delivery"] == "not_delivered"
-    assert [r.path for r in wire.received].count("/message") == 2
+    assert [r.path for r in transport.received].count("/message") == 2
 
 
 def test_a_failed_reconnect_reports_the_message_not_delivered(
     client: FlaskClient,
-    wire: Wire,
+    transport: FlaskTransport,
     make_server: Callable[..., Flask],
 ) -> None:
     # The server comes back with a certificate the client does not trust.
     old = start(client)["connection_id"]
     impostor_ca = pki.create_ca("Impostor CA", now=NOW)
     impostor = pki.issue_server_certificate(impostor_ca, "server", now=NOW)
-    wire.restart(make_server(impostor.certificate, impostor.private_key))
-    wire.received.clear()
+    transport.restart(make_server(impostor))
+    transport.received.clear()
     status, answer = send(client, auto_reconnect=True)
     error = answer["error"]
     assert (status, error["code"]) == (502, "unknown_ca")
     assert error["previous_connection_id"] == old and error["delivery"] == "not_delivered"
-    assert [r.path for r in wire.received] == ["/message", "/handshake/hello", "/alert"]
+    assert [r.path for r in transport.received] == ["/message", "/handshake/hello", "/alert"]
 
 
 def test_a_restart_between_hello_and_finish_fails_the_handshake_as_connection_lost(
-    client: FlaskClient, wire: Wire, make_server: Callable[..., Flask]
+    client: FlaskClient, transport: FlaskTransport, make_server: Callable[..., Flask]
 ) -> None:
     def restart_before_finish(path: str, body: dict[str, Any]) -> None:
         if path == "/handshake/finish":
-            wire.restart(make_server())
+            transport.restart(make_server())
 
-    wire.before.append(restart_before_finish)
+    transport.before.append(restart_before_finish)
     response = client.post("/handshake", json={})
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (409, "connection_lost")
@@ -211,7 +212,7 @@ def test_a_restart_between_hello_and_finish_fails_the_handshake_as_connection_lo
 
 
 def test_a_request_that_never_left_is_not_delivered(
-    client: FlaskClient, wire: Wire, server_app: Flask
+    client: FlaskClient, transport: FlaskTransport, server_app: Flask
 ) -> None:
     connection_id = start(client)["connection_id"]
 
@@ -219,7 +220,7 @@ def test_a_request_that_never_left_is_not_delivered(
         if path == "/message":
             raise UpstreamError("upstream_unavailable", "no connection", 502, sent=False)
 
-    wire.before.append(refuse)
+    transport.before.append(refuse)
     status, answer = send(client, auto_reconnect=True)
     error = answer["error"]
     assert (status, error["code"]) == (502, "upstream_unavailable")
@@ -227,8 +228,8 @@ def test_a_request_that_never_left_is_not_delivered(
     assert processed(server_app, connection_id) == 1  # only the first message
     # Not a lost connection, so no reconnect; and the connection is closed: its record's
     # sequence number is spent on this side only.
-    assert wire.paths().count("/handshake/hello") == 1
-    wire.before.clear()
+    assert transport.paths().count("/handshake/hello") == 1
+    transport.before.clear()
     status, after = send(client)
     assert (status, after["error"]["code"]) == (409, "unexpected_message")
     assert "upstream_unavailable" in after["error"]["message"]
@@ -236,7 +237,7 @@ def test_a_request_that_never_left_is_not_delivered(
 
 @pytest.mark.parametrize("cause", ["upstream_timeout", "upstream_unavailable"])
 def test_an_answer_lost_after_sending_is_outcome_unknown_and_never_resent(
-    client: FlaskClient, wire: Wire, server_app: Flask, cause: str
+    client: FlaskClient, transport: FlaskTransport, server_app: Flask, cause: str
 ) -> None:
     connection_id = start(client)["connection_id"]
 
@@ -244,7 +245,7 @@ def test_an_answer_lost_after_sending_is_outcome_unknown_and_never_resent(
         if path == "/message":
             raise UpstreamError(cause, "no answer", 504, sent=True)
 
-    wire.after.append(lose_answer)
+    transport.after.append(lose_answer)
     status, answer = send(client, auto_reconnect=True)
     error = answer["error"]
     assert (status, error["code"]) == (504, "outcome_unknown")
@@ -253,8 +254,11 @@ def test_an_answer_lost_after_sending_is_outcome_unknown_and_never_resent(
     # It was processed, which is why client_svc must not call it "not delivered" ...
     assert processed(server_app, connection_id) == 2
     # ... and why it is not resent, even with auto_reconnect.
-    assert wire.paths().count("/message") == 2 and wire.paths().count("/handshake/hello") == 1
-    wire.after.clear()
+    assert (
+        transport.paths().count("/message") == 2
+        and transport.paths().count("/handshake/hello") == 1
+    )
+    transport.after.clear()
     status, after = send(client, connection_id=connection_id, auto_reconnect=True)
     assert (status, after["error"]["code"]) == (409, "unexpected_message")
     assert "outcome_unknown" in after["error"]["message"]
@@ -279,23 +283,23 @@ def _json_error(status: int, code: str) -> Callable[[int, bytes], tuple[int, byt
 )
 def test_unusable_answers_are_classified_by_what_the_server_may_have_done(
     client: FlaskClient,
-    wire: Wire,
+    transport: FlaskTransport,
     replacement: Callable[[int, bytes], tuple[int, bytes]],
     status: int,
     code: str,
     delivery: str | None,
 ) -> None:
     start(client)
-    wire.replacements["/message"] = replacement
+    transport.replacements["/message"] = replacement
     got, answer = send(client, auto_reconnect=True)
     error = answer["error"]
     assert (got, error["code"]) == (status, code)
     assert error["delivery"] == (delivery or "not_delivered")
-    assert wire.paths().count("/message") == 2  # never resent
+    assert transport.paths().count("/message") == 2  # never resent
 
 
 def test_a_record_the_server_refuses_is_not_delivered(
-    client: FlaskClient, wire: Wire, server_app: Flask
+    client: FlaskClient, transport: FlaskTransport, server_app: Flask
 ) -> None:
     connection_id = start(client)["connection_id"]
 
@@ -305,7 +309,7 @@ def test_a_record_the_server_refuses_is_not_delivered(
         body["record"] = base64.b64encode(bytes(record)).decode()
         return body
 
-    wire.request_edits["/message"] = corrupt
+    transport.request_edits["/message"] = corrupt
     status, answer = send(client)
     error = answer["error"]
     assert (status, error["code"], error["peer"]) == (502, "bad_record_mac", "server")
@@ -314,7 +318,7 @@ def test_a_record_the_server_refuses_is_not_delivered(
 
 
 def test_a_reply_that_cannot_be_opened_was_still_delivered(
-    client: FlaskClient, wire: Wire, server_app: Flask
+    client: FlaskClient, transport: FlaskTransport, server_app: Flask
 ) -> None:
     result = start(client)
     connection_id = result["connection_id"]
@@ -325,7 +329,7 @@ def test_a_reply_that_cannot_be_opened_was_still_delivered(
         body["record"] = base64.b64encode(bytes(record)).decode()
         return body
 
-    wire.answer_edits["/message"] = corrupt
+    transport.answer_edits["/message"] = corrupt
     status, answer = send(client)
     error = answer["error"]
     assert (status, error["code"]) == (400, "bad_record_mac")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rawhttp import call_json
-from served import (
+from helpers.rawhttp import call_json
+from helpers.served import (
     Service,
     client_settings,
     issue_certificates,
@@ -30,7 +30,7 @@ from served import (
     server_settings,
 )
 
-from client_svc.config import DEFAULTS
+from client_svc.config import ClientSettings
 from client_svc.upstream import HttpTransport, UpstreamError
 from kdf_lib.record import ContentType, RecordProtection
 from kdf_lib.suites import SUITES
@@ -40,7 +40,7 @@ from .hostile_peer import Behaviour, Exchange, HostilePeer, dribbled, head, over
 
 READ_TIMEOUT = 3.0
 #: UPSTREAM_MAX_RESPONSE_BYTES as client_svc runs here (its default).
-BOUND = int(DEFAULTS.get("UPSTREAM_MAX_RESPONSE_BYTES", 0))
+BOUND = ClientSettings().upstream_max_response_bytes
 #: What the hostile peer offers: the issue's 200 MB answer.
 HUGE = 200 * 1024 * 1024
 #: How much a refused answer may add to the worker's peak memory: the bound (12 MiB) read

@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
-
-from .wire import Wire
+from helpers.transport import FlaskTransport
 
 CAP = 16
 WARM_UP_CYCLES = 60
@@ -37,11 +36,13 @@ def cycle(client: FlaskClient, number: int) -> None:
 
 
 def test_memory_is_flat_once_the_capped_stores_are_full(
-    make_server: Callable[..., Flask], wire: Wire, make_client: Callable[..., FlaskClient]
+    make_server: Callable[..., Flask],
+    transport: FlaskTransport,
+    make_client: Callable[..., FlaskClient],
 ) -> None:
     caps = {"MAX_CONNECTIONS": CAP, "MAX_SESSIONS": CAP, "LOG_LEVEL": "WARNING"}
     server_app = make_server(**caps)
-    wire.restart(server_app)
+    transport.restart(server_app)
     client = make_client(**caps)
     driver_state = client.application.extensions["driver"].state
     server_state = server_app.extensions["server_state"]
@@ -50,8 +51,8 @@ def test_memory_is_flat_once_the_capped_stores_are_full(
         for number in range(WARM_UP_CYCLES):
             cycle(client, number)
         assert len(driver_state.connections) == CAP and len(server_state.connections) == CAP
-        wire.received.clear()  # the wire's record of requests is the test's, not a service's
-        wire.record = False
+        transport.received.clear()  # the transport's record of requests is the test's, not a service's
+        transport.record = False
         gc.collect()
         before = tracemalloc.take_snapshot()
         for number in range(WARM_UP_CYCLES, WARM_UP_CYCLES + MEASURED_CYCLES):

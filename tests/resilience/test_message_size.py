@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from rawhttp import call_json
-from served import (
+from helpers.rawhttp import call_json
+from helpers.served import (
     Service,
     client_settings,
     issue_certificates,

@@ -1,7 +1,7 @@
 """A man in the middle edits the handshake in transit: the side that sees it aborts, and no
 application data ever flows on that connection.
 
-The Wire between client_svc and server_svc edits the ClientHello on its way to the server or
+The transport between client_svc and server_svc edits the ClientHello on its way to the server or
 the server's answer on its way back. Each edit is caught by one of TLS's defences:
 
 * the client checks the ServerHello against its own offer (illegal_parameter,
@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-
-from .wire import Wire
+from helpers.transport import FlaskTransport
 
 ECDHE_GCM = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
 RSA_CBC_SHA256 = "TLS_RSA_WITH_AES_256_CBC_SHA256"
@@ -238,10 +237,14 @@ PATHS = {
 
 
 def assert_no_application_data(
-    client: FlaskClient, wire: Wire, server_app: Flask, error: dict[str, Any], by_server: bool
+    client: FlaskClient,
+    transport: FlaskTransport,
+    server_app: Flask,
+    error: dict[str, Any],
+    by_server: bool,
 ) -> None:
     connection_id = error["connection_id"]
-    assert "/message" not in wire.paths()
+    assert "/message" not in transport.paths()
     if by_server:
         server_view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
         assert server_view["state"] == "failed"
@@ -253,30 +256,33 @@ def assert_no_application_data(
     assert refused.get_json()["error"]["code"] == "unexpected_message"
     latest = client.post("/message", json={"plaintext": "secret"})
     assert latest.status_code == 409 and latest.get_json()["error"]["code"] == "no_connection"
-    assert "/message" not in wire.paths()
+    assert "/message" not in transport.paths()
     assert client.get("/healthz").get_json()["connections"] == 0
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tampering_in_transit_fails_the_handshake_and_no_data_flows(
-    case: str, client: FlaskClient, wire: Wire, server_app: Flask
+    case: str, client: FlaskClient, transport: FlaskTransport, server_app: Flask
 ) -> None:
     tamper = CASES[case]
     path = PATHS[tamper.where]
     if tamper.where == "hello request":
-        wire.request_edits[path] = tamper.change
+        transport.request_edits[path] = tamper.change
     else:
-        wire.answer_edits[path] = tamper.change
+        transport.answer_edits[path] = tamper.change
     response = client.post("/handshake", json=tamper.request)
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (tamper.status, tamper.code), error
     assert error.get("peer") == ("server" if tamper.by_server else None)
-    assert ("/handshake/finish" in wire.paths()) is tamper.finish_sent
-    assert_no_application_data(client, wire, server_app, error, tamper.by_server)
+    assert ("/handshake/finish" in transport.paths()) is tamper.finish_sent
+    assert_no_application_data(client, transport, server_app, error, tamper.by_server)
 
 
 def test_a_server_key_exchange_replayed_from_an_older_handshake_is_refused(
-    make_client: Callable[..., FlaskClient], client: FlaskClient, wire: Wire, server_app: Flask
+    make_client: Callable[..., FlaskClient],
+    client: FlaskClient,
+    transport: FlaskTransport,
+    server_app: Flask,
 ) -> None:
     # An earlier, genuine handshake (another client) gives the attacker a validly signed
     # ServerKeyExchange; its signature covers that handshake's randoms, not this one's.
@@ -286,32 +292,34 @@ def test_a_server_key_exchange_replayed_from_an_older_handshake_is_refused(
         captured["server_key_exchange"] = body["server_key_exchange"]
         return body
 
-    wire.answer_edits["/handshake/hello"] = capture
+    transport.answer_edits["/handshake/hello"] = capture
     older = make_client().post("/handshake", json={"key_exchange": "ecdhe"})
     assert older.status_code == 200 and older.get_json()["fingerprints_match"] is True
-    wire.received.clear()
+    transport.received.clear()
 
     def replay(body: dict[str, Any]) -> dict[str, Any]:
         assert body["server_key_exchange"] != captured["server_key_exchange"]
         body["server_key_exchange"] = captured["server_key_exchange"]
         return body
 
-    wire.answer_edits["/handshake/hello"] = replay
+    transport.answer_edits["/handshake/hello"] = replay
     response = client.post("/handshake", json={"key_exchange": "ecdhe"})
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (400, "decrypt_error"), error
     # No key exchange answered the replayed key: the hello, then the client's fatal alert.
-    assert wire.paths() == ["/handshake/hello", "/alert"]
-    assert_no_application_data(client, wire, server_app, error, by_server=False)
+    assert transport.paths() == ["/handshake/hello", "/alert"]
+    assert_no_application_data(client, transport, server_app, error, by_server=False)
 
 
 @pytest.mark.parametrize("key_exchange", ["rsa", "ecdhe"])
-def test_an_untouched_wire_lets_data_flow(client: FlaskClient, wire: Wire, key_exchange: str):
+def test_an_untouched_wire_lets_data_flow(
+    client: FlaskClient, transport: FlaskTransport, key_exchange: str
+):
     # The control: the same wire without edits carries a handshake and a message.
     assert client.post("/handshake", json={"key_exchange": key_exchange}).status_code == 200
     answer = client.post("/message", json={"plaintext": "hello"})
     assert answer.status_code == 200
-    assert wire.paths() == ["/handshake/hello", "/handshake/finish", "/message"]
+    assert transport.paths() == ["/handshake/hello", "/handshake/finish", "/message"]
 
 
 def test_offering_several_suites_lets_the_server_take_the_first_it_supports(

@@ -103,7 +103,7 @@ def test_a_large_message_spans_several_records(client):
 def test_no_secret_appears_in_any_response_or_log(client, server, client_app, capsys):
     result = handshake(client)
     client.post("/message", json={"plaintext": "secret-free"})
-    log_text = Path(client_app.config["SSLKEYLOGFILE"]).read_text()
+    log_text = Path(client_app.extensions["settings"].sslkeylogfile).read_text()
     master = keylog.find_master_secret(log_text, bytes.fromhex(result["client_random"]))
     assert master is not None
     bodies = [
@@ -121,7 +121,7 @@ def test_no_secret_appears_in_any_response_or_log(client, server, client_app, ca
 
 def test_key_log_lines_let_a_third_party_reproduce_the_keys(client, client_app):
     result = handshake(client)
-    lines = Path(client_app.config["SSLKEYLOGFILE"]).read_text().splitlines()
+    lines = Path(client_app.extensions["settings"].sslkeylogfile).read_text().splitlines()
     assert re.fullmatch(r"CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}", lines[-1])
     entry = keylog.parse_line(lines[-1])
     assert entry is not None and entry.client_random.hex() == result["client_random"]
@@ -134,24 +134,12 @@ def test_no_key_log_is_written_unless_configured(ca, transport, tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
-def test_revealed_secrets_are_equal_on_both_sides(ca, server_identity, transport):
-    from kdf_lib.handshake import ServerConfig
-    from server_svc import create_app as create_server_app
-
-    server_app = create_server_app(
-        {
-            "SERVER_CONFIG": ServerConfig(
-                (server_identity.certificate,), server_identity.private_key
-            ),
-            "REVEAL_SECRETS": True,
-        }
-    )
-    transport.client = server_app.test_client()
-    client_app = create_client_app(
-        {"TRUST_ANCHORS": (ca.certificate,), "TRANSPORT": transport, "REVEAL_SECRETS": True}
-    )
+def test_revealed_secrets_are_equal_on_both_sides(make_server, make_client_app, transport):
+    server_app = make_server(REVEAL_SECRETS=True)
+    transport.restart(server_app)
+    client_app = make_client_app(REVEAL_SECRETS=True)
     result = client_app.test_client().post("/handshake", json={"key_exchange": "ecdhe"}).get_json()
-    server_view = transport.client.get(f"/sessions/{result['connection_id']}").get_json()
+    server_view = server_app.test_client().get(f"/sessions/{result['connection_id']}").get_json()
     assert result["secrets_revealed"] is True
     assert len(result["secrets"]["master_secret"]) == 96
     assert result["secrets"] == server_view["secrets"]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from processes import processes_with
+from helpers.processes import processes_with
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,11 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from rawhttp import address, connections, failures
+from helpers.rawhttp import address, connections, failures
+from helpers.served import LiveLab
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
-from served import LiveLab
 
 from .chromium import WAIT_S, chromium
 

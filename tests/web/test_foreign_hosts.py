@@ -15,8 +15,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from rawhttp import address, call, connections, error_code, exchange, failures, scrape
-from served import LiveLab, start_lab, stop_lab
+from helpers.rawhttp import address, call, connections, error_code, exchange, failures, scrape
+from helpers.served import LiveLab, start_lab, stop_lab
 
 #: Added to the defaults by the lab under test, in the forms an operator might write them.
 EXTRA_HOSTS = "lab.example, 2001:db8::1"

@@ -31,14 +31,14 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac
-from served import REPO_ROOT, LiveLab, start_lab, stop_lab
+from helpers.served import REPO_ROOT, LiveLab, start_lab, stop_lab
 
 from kdf_lib import keylog
 from kdf_lib.messages import Finished
 from kdf_lib.prf import finished_verify_data, key_block, prf
 from kdf_lib.record import ContentType
-from kdf_lib.recorded import RecordedHandshake, parse_exchanges
 from kdf_lib.suites import SUITES, CipherSuite, key_block_layout, split_key_block
+from lab_analysis.recorded import RecordedHandshake, parse_exchanges
 
 SHORT = 16  # bytes: below this no value may have its plain SHA-256 published
 GCM = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"

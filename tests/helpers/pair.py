@@ -1,43 +1,28 @@
-"""An in-memory client/server pair built from kdf_lib's state machines (no HTTP, no JSON)."""
+"""An in-memory client/server pair built from kdf_lib's state machines (no HTTP, no JSON),
+with the run's certificates (helpers.pki)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
 
-from kdf_lib import pki
 from kdf_lib.handshake import (
     ClientConfig,
     ClientHandshake,
     Connection,
-    ServerConfig,
     ServerHandshake,
     Session,
 )
-from kdf_lib.suites import SUITES, CipherSuite
+from kdf_lib.suites import DEFAULT_SUITE, SUITES, CipherSuite
 from kdf_lib.trace import Trace
 
-
-@lru_cache(maxsize=1)
-def identity() -> tuple[pki.Issued, pki.Issued]:
-    now = datetime.now(UTC)
-    ca = pki.create_ca("Pair CA", now=now)
-    return ca, pki.issue_server_certificate(ca, "server", now=now)
-
-
-def server_config() -> ServerConfig:
-    _, leaf = identity()
-    return ServerConfig((leaf.certificate,), leaf.private_key)
+from .pki import SERVER_NAME, identity, server_config
 
 
 def client_config(*suites: CipherSuite | str, ems: bool = True, etm: bool = True) -> ClientConfig:
     ca, _ = identity()
-    chosen = tuple(SUITES[s] if isinstance(s, str) else s for s in suites) or (
-        SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"],
-    )
+    chosen = tuple(SUITES[s] if isinstance(s, str) else s for s in suites) or (DEFAULT_SUITE,)
     return ClientConfig(
-        (ca.certificate,), "server", chosen, extended_master_secret=ems, encrypt_then_mac=etm
+        (ca.certificate,), SERVER_NAME, chosen, extended_master_secret=ems, encrypt_then_mac=etm
     )
 
 

@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kdf.pair import identity, server_config
-
 from kdf_lib.handshake import (
     ClientConfig,
     ClientHandshake,
@@ -25,19 +23,7 @@ from kdf_lib.record import ContentType, RecordProtection, connection_record_laye
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import Trace
 
-# identity and server_config are the in-memory pair's (tests/kdf/pair.py): one demo CA per run.
-__all__ = [
-    "ECDHE_SUITE",
-    "RSA_SUITE",
-    "Answer",
-    "Peer",
-    "answer",
-    "b64",
-    "identity",
-    "post",
-    "server_config",
-    "unb64",
-]
+from .pki import SERVER_NAME, identity
 
 RSA_SUITE = "TLS_RSA_WITH_AES_256_CBC_SHA256"
 ECDHE_SUITE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
@@ -99,7 +85,7 @@ class Peer:
         self.http = http
         self.config = ClientConfig(
             (ca.certificate,),
-            "server",
+            SERVER_NAME,
             tuple(SUITES[s] for s in (suites or (RSA_SUITE,))),
             extended_master_secret=ems,
             encrypt_then_mac=etm,

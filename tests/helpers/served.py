@@ -21,22 +21,20 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from rawhttp import LiveHttp
-
-from client_svc.config import DEFAULTS as CLIENT_DEFAULTS
+from client_svc.config import ClientSettings
 from kdf_lib import pki
-from lab_common.settings import ALIASES
-from server_svc.config import DEFAULTS as SERVER_DEFAULTS
+from server_svc.config import ServerSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .rawhttp import LiveHttp
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 START_WITHIN_S = 30.0
 STOP_WITHIN_S = 10.0
 #: Settings of either service (and of its gunicorn settings file): dropped from the inherited
 #: environment, so a developer's REVEAL_SECRETS or SERVER_URL cannot change what the tests see.
 _SETTINGS = {
-    *SERVER_DEFAULTS,
-    *CLIENT_DEFAULTS,
-    *ALIASES,
+    *ServerSettings.variables(),
+    *ClientSettings.variables(),
     "PORT",
     "GUNICORN_BIND",
     "GUNICORN_THREADS",

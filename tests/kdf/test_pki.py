@@ -15,12 +15,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from helpers.pki import CA_NAME, build_certificate
+from helpers.served import REPO_ROOT
 
 from kdf_lib import pki
 from kdf_lib.errors import (
@@ -33,10 +36,10 @@ from kdf_lib.errors import (
 )
 from server_svc import certs
 
+# kdf_lib.pki's issuing is what these tests check, at a fixed moment and for a name with
+# several labels: they make their own CA rather than use the run's (helpers.pki).
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SERVER_NAME = "server.tls-lab.test"
-CA_NAME = "TLS Lab Demo CA"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -81,59 +84,11 @@ def expect_error(error_type: type[TLSError], chain: list[x509.Certificate], ca: 
 def hand_built_leaf(
     subject_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
     signer: pki.Issued | None,
-    *,
-    digital_signature: bool = True,
-    key_encipherment: bool = True,
-    extended_key_usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.SERVER_AUTH,
-    authority_key_id: bool = True,
+    **defects: Any,
 ) -> x509.Certificate:
-    """A leaf that is well formed for the WebPKI profile except where the arguments say.
-
-    ``signer=None`` makes it self-signed by ``subject_key``.
-    """
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)])
-    public_key = subject_key.public_key()
-    if signer is None:
-        issuer_name, signing_key = name, subject_key
-        issuer_ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-    else:
-        issuer_name, signing_key = signer.certificate.subject, signer.private_key
-        issuer_ski = signer.certificate.extensions.get_extension_for_class(
-            x509.SubjectKeyIdentifier
-        ).value
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVER_NAME)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=digital_signature,
-                content_commitment=False,
-                key_encipherment=key_encipherment,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([extended_key_usage]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-    if authority_key_id:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
-            critical=False,
-        )
-    return builder.sign(signing_key, hashes.SHA256())
+    """A leaf for SERVER_NAME that is well formed for the WebPKI profile except where
+    ``defects`` say (see helpers.pki.build_certificate); ``signer=None`` makes it self-signed."""
+    return build_certificate(subject_key, signer, name=SERVER_NAME, now=NOW, **defects)
 
 
 # --- issuing -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Everything is bounded: the attack runs for ``duration_s`` and then closes whatev
 open. Only 127.0.0.1 (or the project's own containers) is ever addressed. Used by the compose
 tests (tests/e2e/test_slow_clients.py) and by hand, to compare mechanisms:
 
-    python tests/slowclients.py 127.0.0.1 8002 --connections 256 --seconds 20
+    python tests/helpers/slowclients.py 127.0.0.1 8002 --connections 256 --seconds 20
 """
 
 from __future__ import annotations

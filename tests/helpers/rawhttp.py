@@ -1,4 +1,4 @@
-"""HTTP to the services that :mod:`served` runs, straight to 127.0.0.1 (no proxy from the
+"""HTTP to the services that :mod:`helpers.served` runs, straight to 127.0.0.1 (no proxy from the
 environment): a stand-in for Flask's test client (:class:`LiveHttp`), requests with exactly the
 headers a test chooses (:func:`call`), bytes sent as they are, chunked bodies included
 (:func:`raw_request`, :func:`exchange`), and what the services tell about themselves
@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.datastructures import Headers
 
 if TYPE_CHECKING:
-    from served import LiveLab
+    from .served import LiveLab
 
 TIMEOUT_S = 30.0
 
