@@ -16,6 +16,7 @@ its transitions. The rules:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import secrets
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ from .messages import (
     ClientHello,
     ClientKeyExchange,
     Finished,
+    NewSessionTicket,
     ServerExtensions,
     ServerFlight,
     ServerHello,
@@ -78,6 +80,7 @@ from .suites import (
     key_block_layout,
     split_key_block,
 )
+from .tickets import KEY_NAME_LENGTH, TicketKeys, TicketState
 from .trace import (
     MIN_HASHED_LENGTH,
     NullTrace,
@@ -136,6 +139,9 @@ class Session:
     extended_master_secret: bool
     master_secret: bytes = field(repr=False)
     server_name: str | None = None
+    #: The client's copy of an RFC 5077 ticket for this session, and its lifetime hint.
+    ticket: bytes | None = field(default=None, repr=False)
+    ticket_lifetime_hint: int = 0
 
 
 # -- server ------------------------------------------------------------------------------
@@ -206,13 +212,13 @@ class _KeySchedule:
 
 @dataclass(frozen=True)
 class _Rule:
-    """One transition: run ``handler`` on the message, then move to ``next_state``, or to
-    ``otherwise_state`` when ``otherwise`` holds of the machine after the handler ran."""
+    """One transition: run ``handler`` on the message, then move to the state of the first
+    of ``branches`` whose condition holds of the machine after the handler ran, else to
+    ``next_state``."""
 
     handler: Callable[[Any, Any], Any]
     next_state: Enum
-    otherwise: Callable[[Any], bool] | None = None
-    otherwise_state: Enum | None = None
+    branches: tuple[tuple[Callable[[Any], bool], Enum], ...] = ()
 
 
 class _Machine:
@@ -253,10 +259,9 @@ class _Machine:
             result = rule.handler(self, message)
         except TLSError as exc:
             self._fail(exc)
-        if rule.otherwise is not None and rule.otherwise(self):
-            self.state = rule.otherwise_state
-        else:
-            self.state = rule.next_state
+        self.state = next(
+            (state for condition, state in rule.branches if condition(self)), rule.next_state
+        )
         return result
 
     def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
@@ -543,16 +548,23 @@ class ServerHandshake(_Machine):
         config: ServerConfig,
         *,
         lookup_session: Callable[[bytes], Session | None] = lambda _sid: None,
+        tickets: TicketKeys | None = None,
         random_bytes: RandomBytes = secrets.token_bytes,
         trace: Trace | None = None,
     ) -> None:
         super().__init__(random_bytes, trace)
         self.config = config
         self.lookup_session = lookup_session
+        #: The ticket keys (RFC 5077); without them no ticket is issued or taken.
+        self.tickets = tickets
         self.state = ServerState.WAIT_CLIENT_HELLO
         self._ephemeral: kex.EphemeralKey | None = None
         self._resumed_session: Session | None = None
+        self._resumed_from_ticket = False
         self.session: Session | None = None
+        #: The NewSessionTicket this handshake sent: in the resumed flight, or (full handshake)
+        #: before the Finished that :meth:`receive_client_finish` returns, for its caller to send.
+        self.new_session_ticket: NewSessionTicket | None = None
 
     # public API ---------------------------------------------------------------
 
@@ -561,11 +573,18 @@ class ServerHandshake(_Machine):
         result: ServerFlight = self._dispatch(HandshakeType.client_hello, hello)
         return result
 
+    @property
+    def session_to_cache(self) -> Session | None:
+        """The session a session-ID cache may keep once established: not one resumed from a
+        ticket, whose session ID the client chose (it could name another client's session)."""
+        return None if self._resumed_from_ticket else self.session
+
     def receive_client_finish(
         self, client_key_exchange: ClientKeyExchange | None, finished_record: bytes
     ) -> bytes:
-        """Take the client's second flight; returns the server Finished record (full handshake)
-        or ``b""`` (abbreviated handshake, where the server spoke first)."""
+        """Take the client's second flight; returns the server Finished record (full handshake,
+        preceded by :attr:`new_session_ticket` when one is sent) or ``b""`` (abbreviated
+        handshake, where the server spoke first)."""
         self.trace.flight = 4
         if client_key_exchange is not None:
             self._dispatch(HandshakeType.client_key_exchange, client_key_exchange)
@@ -593,11 +612,46 @@ class ServerHandshake(_Machine):
             return suite, None, None
         raise HandshakeFailure("no cipher suite in common")
 
+    def _offers_tickets(self, hello: ClientHello) -> bool:
+        return self.tickets is not None and hello.extensions.session_ticket is not None
+
+    def _from_ticket(self, hello: ClientHello) -> Session | None:
+        """The session in the hello's ticket, if the server can and will resume it."""
+        ticket = hello.extensions.session_ticket
+        if self.tickets is None or not ticket:
+            return None
+        state = self.tickets.open(ticket)
+        self.trace.add(
+            StepKind.OPEN_TICKET,
+            "open the session ticket",
+            "the session's state came back with the client, sealed under a key only the servers "
+            "hold (RFC 5077); a ticket they cannot open just means a full handshake",
+            opened=state is not None,
+            key_name=ticket[:KEY_NAME_LENGTH].hex(),
+            ticket_length=len(ticket),
+        )
+        if state is None:
+            return None
+        session = Session(
+            hello.session_id,
+            state.suite,
+            state.extended_master_secret,
+            state.master_secret,
+            state.server_name,
+        )
+        accepted = self._acceptable(hello, session)
+        self._resumed_from_ticket = accepted is not None
+        return accepted
+
     def _resumable(self, hello: ClientHello) -> Session | None:
         if not hello.session_id:
             return None
         session = self.lookup_session(hello.session_id)
-        if session is None or session.suite not in hello.cipher_suites:
+        return None if session is None else self._acceptable(hello, session)
+
+    def _acceptable(self, hello: ClientHello, session: Session) -> Session | None:
+        """``session`` if this hello may resume it; None for a full handshake instead."""
+        if session.suite not in hello.cipher_suites:
             return None
         if (session.server_name or "").lower() != (hello.extensions.server_name or "").lower():
             return None  # RFC 6066 §3: never resume a session made for another name
@@ -622,7 +676,7 @@ class ServerHandshake(_Machine):
             extensions=hello.extensions.to_json(),
             session_id=hello.session_id.hex(),
         )
-        session = self._resumable(hello)
+        session = self._from_ticket(hello) or self._resumable(hello)
         server_random = self.random_bytes(32)
         if session is not None:
             return self._resume(hello, session, server_random)
@@ -633,6 +687,7 @@ class ServerHandshake(_Machine):
             extended_master_secret=ems,
             encrypt_then_mac=etm,
             ec_point_formats=suite.key_exchange is KeyExchange.ECDHE_RSA,
+            session_ticket=self._offers_tickets(hello),
         )
         server_hello = ServerHello(server_random, self.random_bytes(32), suite, extensions)
         self.server_hello = server_hello
@@ -687,6 +742,8 @@ class ServerHandshake(_Machine):
             extended_master_secret=session.extended_master_secret,
             encrypt_then_mac=etm,
             ec_point_formats=suite.key_exchange is KeyExchange.ECDHE_RSA,
+            # A resumption renews the ticket (RFC 5077 §3.1), sealed under the current key.
+            session_ticket=self._offers_tickets(hello),
         )
         server_hello = ServerHello(server_random, session.session_id, suite, extensions)
         self.server_hello = server_hello
@@ -710,8 +767,42 @@ class ServerHandshake(_Machine):
             etm=etm,
             resumed_master=session.master_secret,
         )
+        ticket = self._issue_ticket() if extensions.session_ticket else None
         record = self._seal_finished(Role.SERVER)
-        return ServerFlight(server_hello, (), None, record)
+        return ServerFlight(server_hello, (), None, record, ticket)
+
+    def _issue_ticket(self) -> NewSessionTicket:
+        """Seal this handshake's session into a NewSessionTicket; it joins the transcript
+        before the server's Finished (RFC 5077 §3.3)."""
+        hello, server_hello, schedule, tickets = (
+            self.hello,
+            self.server_hello,
+            self._schedule,
+            self.tickets,
+        )
+        assert hello is not None and server_hello is not None
+        assert schedule is not None and tickets is not None
+        state = TicketState(
+            schedule.suite,
+            schedule.master_secret,
+            server_hello.extensions.extended_master_secret,
+            (self._resumed_session.server_name if self._resumed_session else None)
+            or hello.extensions.server_name,
+            tickets.now(),
+        )
+        message = NewSessionTicket(tickets.lifetime, tickets.seal(state, self.random_bytes))
+        self._add(message)
+        self.new_session_ticket = message
+        self.trace.add(
+            StepKind.SEND_NEW_SESSION_TICKET,
+            "send NewSessionTicket",
+            "the session's state sealed under the servers' ticket key: the client keeps it, and "
+            "any server holding the key can resume the session without a cache (RFC 5077)",
+            lifetime_hint=message.lifetime_hint,
+            key_name=message.ticket[:KEY_NAME_LENGTH].hex(),
+            ticket_length=len(message.ticket),
+        )
+        return message
 
     def _on_client_key_exchange(self, cke: ClientKeyExchange) -> None:
         hello, server_hello = self.hello, self.server_hello
@@ -757,6 +848,9 @@ class ServerHandshake(_Machine):
 
     def _on_client_finished(self, record: bytes) -> bytes:
         self._open_finished(record, Role.CLIENT)
+        assert self.server_hello is not None
+        if self.server_hello.extensions.session_ticket:
+            self._issue_ticket()
         reply = self._seal_finished(Role.SERVER)
         self._finish(resumed=False)
         return reply
@@ -791,8 +885,9 @@ ServerHandshake._table = {
     (ServerState.WAIT_CLIENT_HELLO, HandshakeType.client_hello): _Rule(
         ServerHandshake._on_client_hello,
         ServerState.WAIT_CLIENT_KEY_EXCHANGE,
-        otherwise=lambda server: server._resumed_session is not None,
-        otherwise_state=ServerState.WAIT_RESUMED_FINISHED,
+        branches=(
+            (lambda server: server._resumed_session is not None, ServerState.WAIT_RESUMED_FINISHED),
+        ),
     ),
     (ServerState.WAIT_CLIENT_KEY_EXCHANGE, HandshakeType.client_key_exchange): _Rule(
         ServerHandshake._on_client_key_exchange, ServerState.WAIT_CLIENT_FINISHED
@@ -815,7 +910,9 @@ class ClientState(Enum):
     WAIT_CERTIFICATE = "wait_certificate"
     WAIT_SERVER_KEY_EXCHANGE = "wait_server_key_exchange"
     WAIT_SERVER_HELLO_DONE = "wait_server_hello_done"
+    WAIT_NEW_SESSION_TICKET = "wait_new_session_ticket"
     WAIT_SERVER_FINISHED = "wait_server_finished"
+    WAIT_RESUMED_TICKET = "wait_resumed_ticket"
     WAIT_RESUMED_FINISHED = "wait_resumed_finished"
     ESTABLISHED = "established"
     FAILED = "failed"
@@ -830,6 +927,8 @@ class ClientConfig:
     encrypt_then_mac: bool = True
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
     signature_schemes: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+    #: Offer the SessionTicket extension (RFC 5077) when not resuming from a ticket already.
+    session_tickets: bool = False
 
 
 class ClientHandshake(_Machine):
@@ -856,6 +955,7 @@ class ClientHandshake(_Machine):
         self._leaf: x509.Certificate | None = None
         self._ske: ServerKeyExchange | None = None
         self._resuming = False
+        self._ticket: NewSessionTicket | None = None
         self.session: Session | None = None
 
     def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
@@ -884,16 +984,26 @@ class ClientHandshake(_Machine):
                 self._fail(
                     UnexpectedMessage("a resumed handshake carries no certificate or key exchange")
                 )
+            if flight.new_session_ticket is not None:
+                self._dispatch(HandshakeType.new_session_ticket, flight.new_session_ticket)
             record: bytes = self._dispatch(HandshakeType.finished, flight.finished_record)
             return ClientFinish(None, record)
+        if flight.new_session_ticket is not None:
+            self._fail(UnexpectedMessage("a full handshake's NewSessionTicket comes with Finished"))
         self._dispatch(HandshakeType.certificate, flight.certificate_pem)
         if flight.server_key_exchange is not None:
             self._dispatch(HandshakeType.server_key_exchange, flight.server_key_exchange)
         finish: ClientFinish = self._dispatch(HandshakeType.server_hello_done, None)
         return finish
 
-    def receive_server_finished(self, record: bytes) -> Connection:
+    def receive_server_finished(
+        self, record: bytes, new_session_ticket: NewSessionTicket | None = None
+    ) -> Connection:
+        """The server's last flight of a full handshake: its Finished record, preceded by a
+        NewSessionTicket when its ServerHello carried the SessionTicket extension."""
         self.trace.flight = 5
+        if new_session_ticket is not None:
+            self._dispatch(HandshakeType.new_session_ticket, new_session_ticket)
         connection: Connection = self._dispatch(HandshakeType.finished, record)
         return connection
 
@@ -902,8 +1012,14 @@ class ClientHandshake(_Machine):
     def _send_client_hello(self, _: None) -> ClientHello:
         suites = self.config.cipher_suites
         session_id = b""
+        ticket = b"" if self.config.session_tickets else None
         if self.resume is not None:
             session_id = self.resume.session_id
+            if self.resume.ticket is not None:
+                ticket = self.resume.ticket
+                # RFC 5077 §3.4: a fresh session ID, which the server echoes if it takes the
+                # ticket; that echo is how the client knows it resumed.
+                session_id = self.random_bytes(32)
             if self.resume.suite not in suites:
                 suites = (self.resume.suite, *suites)
         uses_ecdhe = any(s.key_exchange is KeyExchange.ECDHE_RSA for s in suites)
@@ -913,6 +1029,7 @@ class ClientHandshake(_Machine):
             server_name=_sni_name(self.config.server_name),
             supported_groups=self.config.groups if uses_ecdhe else (),
             signature_algorithms=self.config.signature_schemes,
+            session_ticket=ticket,
         )
         hello = ClientHello(self.random_bytes(32), tuple(suites), extensions, session_id)
         self.hello = hello
@@ -941,6 +1058,8 @@ class ClientHandshake(_Machine):
             raise _unsolicited("encrypt_then_mac")
         if ext.ec_point_formats and not hello.extensions.supported_groups:
             raise _unsolicited("ec_point_formats")
+        if ext.session_ticket and hello.extensions.session_ticket is None:
+            raise _unsolicited("session_ticket")
         self.server_hello = server_hello
         self._add(server_hello)
         resumed = bool(hello.session_id) and server_hello.session_id == hello.session_id
@@ -1076,6 +1195,18 @@ class ClientHandshake(_Machine):
         record = self._seal_finished(Role.CLIENT)
         return ClientFinish(cke, record)
 
+    def _on_new_session_ticket(self, message: NewSessionTicket) -> None:
+        self._ticket = message
+        self._add(message)
+        self.trace.add(
+            StepKind.RECEIVE_NEW_SESSION_TICKET,
+            "receive NewSessionTicket",
+            "the session's state, sealed by the server: presented in a later ClientHello it "
+            "resumes the session on any server that holds the ticket key",
+            lifetime_hint=message.lifetime_hint,
+            ticket_length=len(message.ticket),
+        )
+
     def _on_server_finished(self, record: bytes) -> Connection:
         self._open_finished(record, Role.SERVER)
         return self._finish(resumed=False)
@@ -1098,24 +1229,38 @@ class ClientHandshake(_Machine):
             ems=ext.extended_master_secret,
             etm=ext.encrypt_then_mac,
         )
-        if server_hello.session_id:
-            self.session = (
-                self.resume
-                if resumed
-                else Session(
-                    server_hello.session_id,
-                    schedule.suite,
-                    ext.extended_master_secret,
-                    schedule.master_secret,
-                    self.config.server_name,
-                )
+        ticket = self._ticket
+        session: Session | None = None
+        if resumed:
+            assert self.resume is not None
+            # Named by this handshake's session ID (for a ticket, the one the client made up).
+            session = dataclasses.replace(self.resume, session_id=server_hello.session_id)
+        elif server_hello.session_id or ticket is not None:
+            session = Session(
+                server_hello.session_id,
+                schedule.suite,
+                ext.extended_master_secret,
+                schedule.master_secret,
+                self.config.server_name,
             )
+        if session is not None and ticket is not None:
+            session = dataclasses.replace(
+                session, ticket=ticket.ticket, ticket_lifetime_hint=ticket.lifetime_hint
+            )
+        self.session = session
         return connection
 
 
 def _uses_ecdhe(client: ClientHandshake) -> bool:
     assert client.server_hello is not None
     return client.server_hello.cipher_suite.key_exchange is KeyExchange.ECDHE_RSA
+
+
+def _ticket_follows(client: ClientHandshake) -> bool:
+    # RFC 5077 §3.3: a server that answered with the SessionTicket extension sends a
+    # NewSessionTicket before its Finished; one that did not must not.
+    assert client.server_hello is not None
+    return client.server_hello.extensions.session_ticket
 
 
 ClientHandshake._table = {
@@ -1125,20 +1270,32 @@ ClientHandshake._table = {
     (ClientState.WAIT_SERVER_HELLO, HandshakeType.server_hello): _Rule(
         ClientHandshake._on_server_hello,
         ClientState.WAIT_CERTIFICATE,
-        otherwise=lambda client: client._resuming,
-        otherwise_state=ClientState.WAIT_RESUMED_FINISHED,
+        branches=(
+            (
+                lambda client: client._resuming and _ticket_follows(client),
+                ClientState.WAIT_RESUMED_TICKET,
+            ),
+            (lambda client: client._resuming, ClientState.WAIT_RESUMED_FINISHED),
+        ),
+    ),
+    (ClientState.WAIT_RESUMED_TICKET, HandshakeType.new_session_ticket): _Rule(
+        ClientHandshake._on_new_session_ticket, ClientState.WAIT_RESUMED_FINISHED
     ),
     (ClientState.WAIT_CERTIFICATE, HandshakeType.certificate): _Rule(
         ClientHandshake._on_certificate,
         ClientState.WAIT_SERVER_HELLO_DONE,
-        otherwise=_uses_ecdhe,
-        otherwise_state=ClientState.WAIT_SERVER_KEY_EXCHANGE,
+        branches=((_uses_ecdhe, ClientState.WAIT_SERVER_KEY_EXCHANGE),),
     ),
     (ClientState.WAIT_SERVER_KEY_EXCHANGE, HandshakeType.server_key_exchange): _Rule(
         ClientHandshake._on_server_key_exchange, ClientState.WAIT_SERVER_HELLO_DONE
     ),
     (ClientState.WAIT_SERVER_HELLO_DONE, HandshakeType.server_hello_done): _Rule(
-        ClientHandshake._on_server_hello_done, ClientState.WAIT_SERVER_FINISHED
+        ClientHandshake._on_server_hello_done,
+        ClientState.WAIT_SERVER_FINISHED,
+        branches=((_ticket_follows, ClientState.WAIT_NEW_SESSION_TICKET),),
+    ),
+    (ClientState.WAIT_NEW_SESSION_TICKET, HandshakeType.new_session_ticket): _Rule(
+        ClientHandshake._on_new_session_ticket, ClientState.WAIT_SERVER_FINISHED
     ),
     (ClientState.WAIT_SERVER_FINISHED, HandshakeType.finished): _Rule(
         ClientHandshake._on_server_finished, ClientState.ESTABLISHED

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from .errors import DecodeError, IllegalParameter
 from .kex import NamedGroup, SignatureScheme
 from .suites import SUITES, CipherSuite
+from .tickets import MAX_TICKET_LENGTH
 from .wire import HandshakeType, Reader, handshake_message, u8, u16, vector
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ExtensionType",
     "Fields",
     "Finished",
+    "NewSessionTicket",
     "ServerExtensions",
     "ServerFlight",
     "ServerHello",
@@ -76,6 +78,7 @@ class ExtensionType:
     signature_algorithms = 13
     encrypt_then_mac = 22
     extended_master_secret = 23
+    session_ticket = 35
 
 
 # -- strict JSON --------------------------------------------------------------
@@ -356,6 +359,8 @@ class ClientExtensions:
     server_name: str | None = None
     supported_groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
     signature_algorithms: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+    #: RFC 5077 §3.2: None = not offered, b"" = offered without a ticket, else the ticket.
+    session_ticket: bytes | None = field(default=None, repr=False)
 
     def encode(self) -> bytes:
         """The extensions block in ascending type order (one canonical order for the transcript)."""
@@ -373,16 +378,22 @@ class ClientExtensions:
             out += _extension(ExtensionType.encrypt_then_mac, b"")
         if self.extended_master_secret:
             out += _extension(ExtensionType.extended_master_secret, b"")
+        if self.session_ticket is not None:
+            # The extension's data is the ticket itself, with no length of its own (§3.2).
+            out += _extension(ExtensionType.session_ticket, self.session_ticket)
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "extended_master_secret": self.extended_master_secret,
             "encrypt_then_mac": self.encrypt_then_mac,
             "server_name": self.server_name,
             "supported_groups": [g.name for g in self.supported_groups],
             "signature_algorithms": [s.name for s in self.signature_algorithms],
         }
+        if self.session_ticket is not None:
+            out["session_ticket"] = encode_b64(self.session_ticket)
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> ClientExtensions:
@@ -402,6 +413,9 @@ class ClientExtensions:
                     _enum_list(SignatureScheme, "signature algorithm"),
                     DEFAULT_SIGNATURE_SCHEMES,
                 ),
+                session_ticket=f.optional(
+                    "session_ticket", b64_field(max_length=MAX_TICKET_LENGTH), None
+                ),
             )
 
 
@@ -414,6 +428,8 @@ class ServerExtensions:
     extended_master_secret: bool = False
     encrypt_then_mac: bool = False
     ec_point_formats: bool = False
+    #: RFC 5077 §3.2: the server will send a NewSessionTicket in this handshake.
+    session_ticket: bool = False
 
     def encode(self) -> bytes:
         out = b""
@@ -423,14 +439,19 @@ class ServerExtensions:
             out += _extension(ExtensionType.encrypt_then_mac, b"")
         if self.extended_master_secret:
             out += _extension(ExtensionType.extended_master_secret, b"")
+        if self.session_ticket:
+            out += _extension(ExtensionType.session_ticket, b"")
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "extended_master_secret": self.extended_master_secret,
             "encrypt_then_mac": self.encrypt_then_mac,
             "ec_point_formats": ["uncompressed"] if self.ec_point_formats else None,
         }
+        if self.session_ticket:
+            out["session_ticket"] = True
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> ServerExtensions:
@@ -444,6 +465,7 @@ class ServerExtensions:
                 extended_master_secret=f.optional("extended_master_secret", as_bool, False),
                 encrypt_then_mac=f.optional("encrypt_then_mac", as_bool, False),
                 ec_point_formats=f.optional("ec_point_formats", point_formats, False),
+                session_ticket=f.optional("session_ticket", as_bool, False),
             )
 
 
@@ -663,6 +685,31 @@ class Finished:
         return cls(body)
 
 
+@dataclass(frozen=True)
+class NewSessionTicket:
+    """RFC 5077 §3.3: the server's sealed session state, for the client to present when it
+    resumes. It joins the transcript before the server's Finished."""
+
+    lifetime_hint: int
+    ticket: bytes = field(repr=False)
+
+    msg_type = HandshakeType.new_session_ticket
+
+    def encode(self) -> bytes:
+        body = self.lifetime_hint.to_bytes(4, "big") + vector(self.ticket, 2)
+        return handshake_message(self.msg_type, body)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lifetime_hint": self.lifetime_hint, "ticket": encode_b64(self.ticket)}
+
+    @classmethod
+    def from_json(cls, obj: object) -> NewSessionTicket:
+        with Fields(obj, "NewSessionTicket") as f:
+            lifetime = f.required("lifetime_hint", lambda v, n: as_int(v, n, maximum=2**32 - 1))
+            ticket = f.required("ticket", b64_field(max_length=MAX_TICKET_LENGTH))
+        return cls(lifetime, ticket)
+
+
 # -- the flights: the messages as the two HTTP exchanges carry them -----------------
 
 
@@ -674,6 +721,8 @@ class ServerFlight:
     certificate_pem: tuple[str, ...]
     server_key_exchange: ServerKeyExchange | None
     finished_record: bytes | None  # only when resuming
+    #: Only when resuming, and only when the ServerHello carries session_ticket.
+    new_session_ticket: NewSessionTicket | None = None
 
     @property
     def resumed(self) -> bool:
@@ -691,6 +740,8 @@ class ServerFlight:
         }
         if self.server_key_exchange is not None:
             out["server_key_exchange"] = self.server_key_exchange.to_json()
+        if self.new_session_ticket is not None:
+            out["new_session_ticket"] = self.new_session_ticket.to_json()
         if self.finished_record is not None:
             out["finished_record"] = encode_b64(self.finished_record)
         return out
@@ -720,12 +771,20 @@ class ServerFlight:
             ske = f.optional(
                 "server_key_exchange", lambda v, n: ServerKeyExchange.from_json(v), None
             )
+            ticket = f.optional(
+                "new_session_ticket", lambda v, n: NewSessionTicket.from_json(v), None
+            )
             finished = f.optional(
                 "finished_record", b64_field(max_length=MAX_FINISHED_RECORD), None
             )
         if resumed != (finished is not None):
             raise DecodeError("a resumed ServerHello carries finished_record, a full one does not")
-        return cls(ServerHello(random, session_id, chosen, extensions), chain, ske, finished)
+        if ticket is not None and not resumed:
+            raise DecodeError(
+                "a full handshake's NewSessionTicket comes with the server's Finished"
+            )
+        hello = ServerHello(random, session_id, chosen, extensions)
+        return cls(hello, chain, ske, finished, ticket)
 
 
 @dataclass(frozen=True)

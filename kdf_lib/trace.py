@@ -143,6 +143,9 @@ class StepKind(Enum):
     VERIFY_FINISHED = "verify_finished"
     SEAL_DATA = "seal_data"
     OPEN_DATA = "open_data"
+    OPEN_TICKET = "open_ticket"
+    SEND_NEW_SESSION_TICKET = "send_new_session_ticket"
+    RECEIVE_NEW_SESSION_TICKET = "receive_new_session_ticket"
     RECEIVE_ALERT = "receive_alert"
     ABORT = "abort"
 

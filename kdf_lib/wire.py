@@ -18,6 +18,7 @@ class HandshakeType(IntEnum):
 
     client_hello = 1
     server_hello = 2
+    new_session_ticket = 4  # RFC 5077 §3.3
     certificate = 11
     server_key_exchange = 12
     server_hello_done = 14

@@ -35,6 +35,7 @@ from kdf_lib.handshake import (
 )
 from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions, ServerFlight
 from kdf_lib.suites import SUITES
+from kdf_lib.tickets import TicketKey, TicketKeys
 from kdf_lib.trace import StepKind, Trace, fingerprint, fingerprint_key, keyed_fingerprint
 
 
@@ -78,6 +79,9 @@ def test_every_step_carries_a_stable_kind_in_the_documented_order_of_fields():
         sessions: dict[bytes, Session] = {}
         full = connect(suite, sessions=sessions)
         pairs += [full, connect(suite, resume=full.client.session, sessions=sessions)]
+    keys = TicketKeys(TicketKey.generate())
+    with_ticket = connect(tickets=keys)
+    pairs += [with_ticket, connect(tickets=keys, resume=with_ticket.client.session)]
     for pair in pairs:
         assert pair.server_conn.open(pair.client_conn.seal(b"ping")) == b"ping"
         assert pair.client_conn.open(pair.server_conn.seal(b"pong")) == b"pong"
@@ -536,7 +540,22 @@ def test_a_received_alert_ends_the_machine_as_rfc_5246_7_2_says():
 def test_every_state_but_failed_is_reached_through_the_transition_table(machine, states, start):
     table = machine._table
     targets = {rule.next_state for rule in table.values()}
-    targets |= {rule.otherwise_state for rule in table.values() if rule.otherwise}
+    targets |= {state for rule in table.values() for _, state in rule.branches}
     assert targets | {start, states.FAILED} == set(states)
-    assert all(rule.otherwise_state is None for rule in table.values() if not rule.otherwise)
     assert not any(state in (states.ESTABLISHED, states.FAILED) for state, _ in table)
+
+
+def test_failure_names_the_error_that_ended_the_handshake_or_its_connection():
+    pair = connect()
+    assert pair.server.failure is None and pair.client.failure is None
+    pair.server.receive_alert("close_notify")
+    assert pair.server.failure is None  # a close_notify keeps the session resumable
+    other = connect()
+    with pytest.raises(BadRecordMac):
+        other.server_conn.open(b"\x17\x03\x03\x00\x20" + bytes(32))
+    assert other.server.failure == "bad_record_mac"
+    client, server = _start()
+    server.receive_client_hello(client.client_hello())
+    with pytest.raises(UnexpectedMessage):
+        server.receive_client_finish(None, b"\x16\x03\x03\x00\x00")
+    assert server.failure == "unexpected_message"
