@@ -5,13 +5,16 @@ RFC 5246 §6.2.3 (protected records) and §7.2.2 (any failure to open a record i
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 from .errors import LocalProtocolError, TLSError, UnexpectedMessage
-from .record import ContentType, RecordProtection
+from .prf import key_block
+from .record import ContentType, RecordProtection, connection_record_layers
 from .role import Role
-from .suites import CipherSuite, KeyMaterial, key_block_layout
+from .suites import SUITES, CipherSuite, KeyMaterial, key_block_layout, split_key_block
 from .trace import (
     DATA_FLIGHT,
     MAX_TRACED_DATA_STEPS,
@@ -71,6 +74,69 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.side} {self.suite.name} closed={self.closed}>"
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to go on with this connection elsewhere, as plain data. It holds
+        the master secret: a store must encrypt it at rest. The keys are derived again."""
+        return {
+            "suite": self.suite.name,
+            "master_secret": self._master_secret.hex(),
+            "client_random": self.client_random.hex(),
+            "server_random": self.server_random.hex(),
+            "session_id": self.session_id.hex(),
+            "resumed": self.resumed,
+            "extended_master_secret": self.extended_master_secret,
+            "encrypt_then_mac": self.encrypt_then_mac,
+            "write_seq": self.writer.seq,
+            "read_seq": self.reader.seq,
+            "closed": self.closed,
+            "close_reason": self.close_reason,
+            "traced_records": self._traced_records,
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        side: Role,
+        state: dict[str, Any],
+        *,
+        trace: Trace | None = None,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> Connection:
+        """The connection :meth:`to_state` saved, with its sequence numbers where they were."""
+        suite = SUITES[state["suite"]]
+        master = bytes.fromhex(state["master_secret"])
+        client_random = bytes.fromhex(state["client_random"])
+        server_random = bytes.fromhex(state["server_random"])
+        block = key_block(
+            master, client_random, server_random, suite.key_block_length, suite.prf_hash
+        )
+        keys = split_key_block(suite, block)
+        etm = bool(state["encrypt_then_mac"])
+        writer, reader = connection_record_layers(
+            keys, side, encrypt_then_mac=etm, random_bytes=random_bytes
+        )
+        writer.seq, reader.seq = int(state["write_seq"]), int(state["read_seq"])
+        connection = cls(
+            side,
+            suite,
+            keys,
+            master,
+            block,
+            writer,
+            reader,
+            client_random=client_random,
+            server_random=server_random,
+            session_id=bytes.fromhex(state["session_id"]),
+            resumed=bool(state["resumed"]),
+            extended_master_secret=bool(state["extended_master_secret"]),
+            encrypt_then_mac=etm,
+            trace=trace,
+        )
+        connection.closed = bool(state["closed"])
+        connection.close_reason = state["close_reason"]
+        connection._traced_records = int(state["traced_records"])
+        return connection
 
     def _trace_data(
         self, kind: StepKind, action: str, first_seq: int, records: int, size: int

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,10 +37,12 @@ from . import kex, pki
 from .connection import Connection
 from .errors import (
     ALERTS,
+    ALL_ERRORS,
     DecodeError,
     DecryptError,
     HandshakeFailure,
     IllegalParameter,
+    InternalError,
     LabError,
     LocalProtocolError,
     TLSError,
@@ -119,6 +123,7 @@ __all__ = [
 ]
 
 RandomBytes = Callable[[int], bytes]
+_ERRORS_BY_CODE = {error.code: error for error in ALL_ERRORS}
 
 
 def _transcript_hash(transcript: bytes, hash_name: str) -> bytes:
@@ -142,6 +147,31 @@ class Session:
     #: The client's copy of an RFC 5077 ticket for this session, and its lifetime hint.
     ticket: bytes | None = field(default=None, repr=False)
     ticket_lifetime_hint: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data for a store; it holds the master secret (encrypt it at rest)."""
+        return {
+            "session_id": self.session_id.hex(),
+            "suite": self.suite.name,
+            "extended_master_secret": self.extended_master_secret,
+            "master_secret": self.master_secret.hex(),
+            "server_name": self.server_name,
+            "ticket": self.ticket.hex() if self.ticket is not None else None,
+            "ticket_lifetime_hint": self.ticket_lifetime_hint,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Session:
+        ticket = state["ticket"]
+        return cls(
+            bytes.fromhex(state["session_id"]),
+            SUITES[state["suite"]],
+            bool(state["extended_master_secret"]),
+            bytes.fromhex(state["master_secret"]),
+            state["server_name"],
+            bytes.fromhex(ticket) if ticket is not None else None,
+            int(state["ticket_lifetime_hint"]),
+        )
 
 
 # -- server ------------------------------------------------------------------------------
@@ -247,6 +277,8 @@ class _Machine:
         self.connection: Connection | None = None
         self.hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
+        #: The session this handshake made or resumed, once established.
+        self.session: Session | None = None
         self._transcript_sha256: str | None = None
 
     def _dispatch(self, msg_type: HandshakeType, message: Any) -> Any:
@@ -279,6 +311,78 @@ class _Machine:
         if freeze_trace:
             self.trace.freeze(reveal_secrets)
         self.connection.release()
+
+    # persistence ------------------------------------------------------------------
+
+    def to_state(self, *, reveal_secrets: bool = False) -> bytes:
+        """The machine between two calls, as bytes a store can keep and :meth:`from_state`
+        reads back (in another process, too). They hold the master secret and, mid-handshake,
+        an ephemeral private key: a store must encrypt them at rest. The trace is kept as
+        ``to_json(reveal_secrets)`` renders it, so no hex secret is kept unless revealed."""
+        schedule = self._schedule
+        state: dict[str, Any] = {
+            "format": _STATE_FORMAT,
+            "side": self.side.value,
+            "state": self.state.value,
+            "error": _error_state(self.error),
+            "transcript": self.transcript.hex(),
+            "transcript_sha256": self._transcript_sha256,
+            "hello": self.hello.to_json() if self.hello else None,
+            "server_hello": _server_hello_state(self.server_hello),
+            "schedule": (
+                {
+                    "suite": schedule.suite.name,
+                    "master_secret": schedule.master_secret.hex(),
+                    "encrypt_then_mac": schedule.writer.encrypt_then_mac,
+                    "write_seq": schedule.writer.seq,
+                    "read_seq": schedule.reader.seq,
+                }
+                if schedule is not None and self.connection is None
+                else None
+            ),
+            "connection": self.connection.to_state() if self.connection else None,
+            "session": self.session.to_state() if self.session else None,
+            "trace": (
+                None if isinstance(self.trace, NullTrace) else self.trace.to_state(reveal_secrets)
+            ),
+            **self._side_state(),
+        }
+        return json.dumps(state, separators=(",", ":")).encode()
+
+    def _side_state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, state: dict[str, Any], trace_clock: Callable[[], float]) -> None:
+        if state.get("format") != _STATE_FORMAT or state.get("side") != self.side.value:
+            raise ValueError(f"not a saved {self.side} handshake")
+        self.state = type(self.state)(state["state"])
+        self.error = _error_from_state(state["error"])
+        self.transcript = bytes.fromhex(state["transcript"])
+        self._transcript_sha256 = state["transcript_sha256"]
+        self.hello = ClientHello.from_json(state["hello"]) if state["hello"] else None
+        self.server_hello = _server_hello_from_state(state["server_hello"])
+        if state["trace"] is not None:
+            self.trace = Trace.from_state(state["trace"], trace_clock)
+        if state["session"] is not None:
+            self.session = Session.from_state(state["session"])
+        saved = state["schedule"]
+        if saved is not None:
+            assert self.hello is not None and self.server_hello is not None
+            schedule = _KeySchedule(
+                self.side,
+                SUITES[saved["suite"]],
+                bytes.fromhex(saved["master_secret"]),
+                self.hello.random,
+                self.server_hello.random,
+                bool(saved["encrypt_then_mac"]),
+                self.random_bytes,
+            )
+            schedule.writer.seq, schedule.reader.seq = saved["write_seq"], saved["read_seq"]
+            self._schedule = schedule
+        if state["connection"] is not None:
+            self.connection = Connection.from_state(
+                self.side, state["connection"], trace=self.trace, random_bytes=self.random_bytes
+            )
 
     def abort(self, exc: TLSError) -> None:
         """End the handshake with ``exc`` because the caller saw something the
@@ -561,7 +665,6 @@ class ServerHandshake(_Machine):
         self._ephemeral: kex.EphemeralKey | None = None
         self._resumed_session: Session | None = None
         self._resumed_from_ticket = False
-        self.session: Session | None = None
         #: The NewSessionTicket this handshake sent: in the resumed flight, or (full handshake)
         #: before the Finished that :meth:`receive_client_finish` returns, for its caller to send.
         self.new_session_ticket: NewSessionTicket | None = None
@@ -572,6 +675,47 @@ class ServerHandshake(_Machine):
         self.trace.flight = 2
         result: ServerFlight = self._dispatch(HandshakeType.client_hello, hello)
         return result
+
+    @classmethod
+    def from_state(
+        cls,
+        data: bytes,
+        config: ServerConfig,
+        *,
+        lookup_session: Callable[[bytes], Session | None] = lambda _sid: None,
+        tickets: TicketKeys | None = None,
+        random_bytes: RandomBytes = secrets.token_bytes,
+        trace_clock: Callable[[], float] = time.perf_counter,
+    ) -> ServerHandshake:
+        """The handshake :meth:`to_state` saved, going on with this process's ``config`` (the
+        same certificate and policy on every replica) and ticket keys. Raises ValueError for
+        data that is not a saved server handshake."""
+        machine = cls(
+            config, lookup_session=lookup_session, tickets=tickets, random_bytes=random_bytes
+        )
+        state = json.loads(data)
+        machine._restore(state, trace_clock)
+        ephemeral = state["ephemeral"]
+        if ephemeral is not None:
+            machine._ephemeral = kex.import_ephemeral_key(
+                NamedGroup[ephemeral["group"]], bytes.fromhex(ephemeral["key"])
+            )
+        resumed = state["resumed_session"]
+        machine._resumed_session = Session.from_state(resumed) if resumed else None
+        machine._resumed_from_ticket = bool(state["resumed_from_ticket"])
+        return machine
+
+    def _side_state(self) -> dict[str, Any]:
+        ephemeral = self._ephemeral
+        return {
+            "ephemeral": (
+                {"group": ephemeral.group.name, "key": kex.export_ephemeral_key(ephemeral).hex()}
+                if ephemeral is not None
+                else None
+            ),
+            "resumed_session": self._resumed_session.to_state() if self._resumed_session else None,
+            "resumed_from_ticket": self._resumed_from_ticket,
+        }
 
     @property
     def session_to_cache(self) -> Session | None:
@@ -956,7 +1100,44 @@ class ClientHandshake(_Machine):
         self._ske: ServerKeyExchange | None = None
         self._resuming = False
         self._ticket: NewSessionTicket | None = None
-        self.session: Session | None = None
+
+    @classmethod
+    def from_state(
+        cls,
+        data: bytes,
+        config: ClientConfig,
+        *,
+        random_bytes: RandomBytes = secrets.token_bytes,
+        trace_clock: Callable[[], float] = time.perf_counter,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> ClientHandshake:
+        """The handshake :meth:`to_state` saved once its server flight was handled (or it
+        ended). Raises ValueError for data that is not a saved client handshake, or one saved
+        while the server's certificate was still being checked."""
+        state = json.loads(data)
+        if state.get("state") in {s.value for s in _CLIENT_STATES_MID_FLIGHT}:
+            raise ValueError("a client handshake is saved only between the server's flights")
+        resume = state.get("resume")
+        machine = cls(
+            config,
+            resume=Session.from_state(resume) if resume else None,
+            random_bytes=random_bytes,
+            now=now,
+        )
+        machine._restore(state, trace_clock)
+        machine._resuming = bool(state["resuming"])
+        ticket = state["new_session_ticket"]
+        machine._ticket = NewSessionTicket.from_json(ticket) if ticket else None
+        return machine
+
+    def _side_state(self) -> dict[str, Any]:
+        if self.state in _CLIENT_STATES_MID_FLIGHT:
+            raise LocalProtocolError("save a client handshake between the server's flights")
+        return {
+            "resume": self.resume.to_state() if self.resume else None,
+            "resuming": self._resuming,
+            "new_session_ticket": self._ticket.to_json() if self._ticket else None,
+        }
 
     def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
         super().compact(reveal_secrets=reveal_secrets, freeze_trace=freeze_trace)
@@ -1251,6 +1432,16 @@ class ClientHandshake(_Machine):
         return connection
 
 
+#: States inside receive_server_flight, where the certificate and ServerKeyExchange are held.
+_CLIENT_STATES_MID_FLIGHT = frozenset(
+    {
+        ClientState.WAIT_CERTIFICATE,
+        ClientState.WAIT_SERVER_KEY_EXCHANGE,
+        ClientState.WAIT_SERVER_HELLO_DONE,
+    }
+)
+
+
 def _uses_ecdhe(client: ClientHandshake) -> bool:
     assert client.server_hello is not None
     return client.server_hello.cipher_suite.key_exchange is KeyExchange.ECDHE_RSA
@@ -1322,3 +1513,50 @@ def _sni_name(server_name: str) -> str | None:
 
 def _der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(Encoding.DER)
+
+
+# -- persistence helpers --------------------------------------------------------------------
+
+#: Bumped whenever the saved form changes; a store refuses a form it does not know.
+_STATE_FORMAT = 1
+
+
+def _error_state(error: LabError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {
+        "code": error.code,
+        "message": error.message,
+        "local": isinstance(error, LocalProtocolError),
+    }
+
+
+def _error_from_state(state: dict[str, Any] | None) -> LabError | None:
+    if state is None:
+        return None
+    if state["local"]:
+        return LocalProtocolError(state["message"])
+    kind = _ERRORS_BY_CODE.get(state["code"], InternalError)
+    return kind(state["message"])
+
+
+def _server_hello_state(hello: ServerHello | None) -> dict[str, Any] | None:
+    if hello is None:
+        return None
+    return {
+        "server_random": hello.random.hex(),
+        "session_id": hello.session_id.hex(),
+        "cipher_suite": hello.cipher_suite.name,
+        "extensions": hello.extensions.to_json(),
+    }
+
+
+def _server_hello_from_state(state: dict[str, Any] | None) -> ServerHello | None:
+    if state is None:
+        return None
+    return ServerHello(
+        bytes.fromhex(state["server_random"]),
+        bytes.fromhex(state["session_id"]),
+        SUITES[state["cipher_suite"]],
+        ServerExtensions.from_json(state["extensions"]),
+    )

@@ -15,7 +15,13 @@ from enum import IntEnum
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_der_private_key,
+)
 
 from .errors import DecodeError, DecryptError, IllegalParameter
 from .wire import u8, u16, vector
@@ -133,6 +139,29 @@ def generate_ephemeral_key(group: NamedGroup) -> EphemeralKey:
     else:
         private = ec.generate_private_key(_NIST_CURVES[group])
         public = private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return EphemeralKey(group, public, private)
+
+
+def export_ephemeral_key(key: EphemeralKey) -> bytes:
+    """The private half as PKCS#8 DER, for a store that keeps a handshake between requests
+    (it must encrypt it at rest)."""
+    return key.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+
+
+def import_ephemeral_key(group: NamedGroup, der: bytes) -> EphemeralKey:
+    """The key pair :func:`export_ephemeral_key` wrote. Raises ValueError if it is not a key
+    on ``group``."""
+    private = load_der_private_key(der, password=None)
+    if group is NamedGroup.x25519 and isinstance(private, x25519.X25519PrivateKey):
+        public = private.public_key().public_bytes_raw()
+    elif (
+        group is not NamedGroup.x25519
+        and isinstance(private, ec.EllipticCurvePrivateKey)
+        and private.curve.name == _NIST_CURVES[group].name
+    ):
+        public = private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    else:
+        raise ValueError(f"not a {group.name} private key")
     return EphemeralKey(group, public, private)
 
 

@@ -219,6 +219,31 @@ class Trace:
         self._frozen = zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 1)
         self.steps = []
 
+    def to_state(self, reveal_secrets: bool) -> dict[str, Any]:
+        """The trace as plain data for a store, rendered as :meth:`freeze` renders it."""
+        steps = self.to_json(reveal_secrets)
+        elapsed = steps[-1]["elapsed_ms"] if steps else 0.0
+        return {
+            "actor": self.actor.value,
+            "flight": self.flight,
+            "elapsed_ms": elapsed,
+            "steps": steps,
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], clock: Callable[[], float] = time.perf_counter
+    ) -> Trace:
+        """The trace :meth:`to_state` saved, frozen. Its clock goes on from the last step: the
+        time between two requests, perhaps served by two processes, is not counted."""
+        trace = cls(Role(state["actor"]), clock)
+        trace.start -= float(state["elapsed_ms"]) / 1000.0
+        trace.flight = int(state["flight"])
+        steps = state["steps"]
+        if steps:
+            trace._frozen = zlib.compress(json.dumps(steps, separators=(",", ":")).encode(), 1)
+        return trace
+
     def to_json(self, reveal_secrets: bool = False) -> list[dict[str, Any]]:
         earlier: list[dict[str, Any]] = (
             json.loads(zlib.decompress(self._frozen)) if self._frozen is not None else []
