@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from flask import Flask, Response
@@ -11,8 +11,12 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.sansio.response import Response as BaseResponse
 
 from . import logs, metrics, origin
+from .contract import REPLICA_HEADER, replica_name
 from .errors import register_error_handlers
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 S = TypeVar("S", bound=Settings)
 
@@ -68,7 +72,22 @@ def configure_app(app: Flask, service: str, settings: Settings) -> metrics.LabMe
 
     # Around the whole WSGI app, not a before_request hook: the checks run before Flask reads
     # the body, routes the request or runs any hook (the metrics' included).
-    app.wsgi_app = origin.RequestGuard(  # type: ignore[method-assign]
-        app.wsgi_app, hosts, on_refusal=count_refusal
-    )
+    guarded = origin.RequestGuard(app.wsgi_app, hosts, on_refusal=count_refusal)
+    app.wsgi_app = ReplicaHeader(guarded)  # type: ignore[method-assign]
     return lab_metrics
+
+
+class ReplicaHeader:
+    """WSGI middleware: every answer says which replica served it, refusals included."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self.header = (REPLICA_HEADER, replica_name())
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def with_replica(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            return start_response(status, [*headers, self.header], exc_info)
+
+        return self.app(environ, with_replica)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 from typing import TypeGuard
 from urllib.parse import quote
 
@@ -39,12 +40,14 @@ __all__ = [
     "PRF_CALCULATOR",
     "RECORDS",
     "RECORDS_MEDIA_TYPE",
+    "REPLICA_HEADER",
     "SESSION",
     "SESSION_ID_PATTERN",
     "is_connection_id",
     "is_session_id",
     "new_connection_id",
     "path",
+    "replica_name",
     "route",
 ]
 
@@ -116,6 +119,15 @@ MIN_REPLY_FRAGMENT = 512
 MAX_RECORDS_PER_REQUEST = 8192
 #: The plaintext limit for one client_svc /message call (it is split into 2^14-byte records).
 MAX_PLAINTEXT_CHARS = 2 * 1024 * 1024
+
+
+#: Every answer of both services names the replica that made it (docs/scaling.md).
+REPLICA_HEADER = "Lab-Replica"
+
+
+def replica_name() -> str:
+    """This process's replica name: its host name (in compose, the container's id)."""
+    return socket.gethostname()
 
 
 def route(template: str) -> str:

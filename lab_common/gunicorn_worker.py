@@ -21,6 +21,7 @@ import orjson
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
+from .contract import REPLICA_HEADER, replica_name
 from .errors import HTTP_CODES
 
 
@@ -30,6 +31,7 @@ def json_error_answer(status: int, reason: str, message: str) -> bytes:
     body = orjson.dumps({"error": {"code": code, "message": message or reason}})
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
+        f"{REPLICA_HEADER}: {replica_name()}\r\n"
         "Connection: close\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body) + 1}\r\n"
