@@ -15,11 +15,9 @@ from kdf_lib.handshake import MIN_HASHED_LENGTH, fingerprint
 from kdf_lib.messages import Fields, as_int, as_str, hex_field
 from kdf_lib.prf import HASHES
 from kdf_lib.prf import prf_rounds as kdf_prf_rounds
-from kdf_lib.suites import SUITES
+from kdf_lib.suites import DEFAULT_SUITES, SUITES
 from lab_common.contract import PAGE, PRF_CALCULATOR
 from lab_common.http import json_body
-
-from .driver import DEFAULT_SUITES
 
 bp = Blueprint("web", __name__, template_folder="templates")
 
@@ -49,7 +47,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 def index() -> Any:
     page = {
         "suites": [suite.describe() for suite in SUITES.values()],
-        "default_suites": DEFAULT_SUITES,
+        "default_suites": {kx.value: suite.name for kx, suite in DEFAULT_SUITES.items()},
         "max_prf_length": MAX_PRF_LENGTH,
     }
     return render_template("index.html", page=page)
