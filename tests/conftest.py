@@ -17,9 +17,7 @@ from flask.testing import FlaskClient
 from helpers.pki import SERVER_NAME, identity, server_config
 from helpers.transport import FlaskTransport
 
-from client_svc import create_app as create_client_app
 from kdf_lib import pki
-from server_svc import create_app as create_server_app
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +38,8 @@ def make_server() -> Callable[..., Flask]:
     empty stores) presenting ``identity`` (by default ``server_identity``)."""
 
     def make(identity: pki.Issued | None = None, **settings: Any) -> Flask:
+        from server_svc import create_app as create_server_app  # tests/kdf runs without it
+
         return create_server_app(
             {"SERVER_CONFIG": server_config(identity), "TESTING": True, **settings}
         )
@@ -70,6 +70,8 @@ def make_client_app(ca: pki.Issued, transport: FlaskTransport) -> Callable[..., 
     ``server_app`` through ``transport``; ``settings`` override (TRANSPORT too)."""
 
     def make(**settings: Any) -> Flask:
+        from client_svc import create_app as create_client_app  # tests/kdf runs without it
+
         return create_client_app(
             {
                 "TRUST_ANCHORS": (ca.certificate,),

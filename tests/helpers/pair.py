@@ -12,8 +12,8 @@ from kdf_lib.handshake import (
     ServerHandshake,
     Session,
 )
-from kdf_lib.suites import DEFAULT_SUITE, SUITES, CipherSuite
 from kdf_lib.role import Role
+from kdf_lib.suites import DEFAULT_SUITE, SUITES, CipherSuite
 from kdf_lib.tickets import TicketKeys
 from kdf_lib.trace import Trace
 

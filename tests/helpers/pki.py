@@ -13,12 +13,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kdf_lib import pki
 from kdf_lib.handshake import ServerConfig
-from server_svc.certs import DEFAULT_CA_NAME
 
 #: The moment the run's certificates are issued at.
 NOW = datetime.now(UTC)
-#: The CA's name: the compose stack's demo CA is named so (and the mitm demo's CA copies it).
-CA_NAME = DEFAULT_CA_NAME
+#: The run's CA's name (the mitm demo's CA copies it: a name is not trust).
+CA_NAME = "TLS Lab Test CA"
 #: The name the server's certificate is for, which client_svc checks (its SERVER_NAME).
 SERVER_NAME = "server"
 
