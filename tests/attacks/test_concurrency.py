@@ -16,6 +16,7 @@ import pytest
 from helpers.peer import ECDHE_SUITE, RSA_SUITE, Answer, Peer, b64, post
 
 from kdf_lib.record import ContentType, RecordProtection
+from lab_common.contract import MESSAGE
 
 THREADS = 8
 ROUNDS = 10
@@ -43,7 +44,7 @@ def _race(server_app, connection_id: str, records: list[bytes]) -> list[Answer]:
         http = server_app.test_client()
         body = {"connection_id": connection_id, "record": b64(record)}
         start.wait(timeout=30)
-        return post(http, "/message", body)
+        return post(http, MESSAGE, body)
 
     with ThreadPoolExecutor(len(records)) as pool:
         return list(pool.map(send, records, timeout=60))

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from helpers.peer import ECDHE_SUITE, Peer
 
+from lab_common.contract import HEALTH
+
 HANDSHAKES = 500
 THREADS = 8
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +59,7 @@ def test_randoms_keys_and_ids_never_repeat_across_threads(server_app):
         assert len(set(values)) == HANDSHAKES, f"a {name} repeated"
     assert all(len(a["session_id"]) == 64 for a in answers)
     # Every one of them is a live, separate connection on the server.
-    assert server_app.test_client().get("/healthz").get_json()["connections"] == HANDSHAKES
+    assert server_app.test_client().get(HEALTH).get_json()["connections"] == HANDSHAKES
 
 
 FORK_SCRIPT = textwrap.dedent(

@@ -19,6 +19,7 @@ from helpers.peer import ECDHE_SUITE, Answer, Peer
 
 from kdf_lib.record import HEADER_LENGTH
 from kdf_lib.suites import SUITES
+from lab_common.contract import MESSAGE
 
 #: (suite, encrypt_then_mac) for each record protection the lab speaks.
 FAMILIES = {
@@ -221,7 +222,7 @@ def test_a_malformed_body_is_refused_before_the_record_layer(peer, record):
     """Not a record at all: the body is refused (400) and the connection goes on as it was."""
     victim = peer().complete()
     refused = victim.http.post(
-        "/message", json={"connection_id": victim.connection_id, "record": record}
+        MESSAGE, json={"connection_id": victim.connection_id, "record": record}
     )
     assert refused.status_code == 400
     assert refused.get_json()["error"]["code"] == "decode_error"

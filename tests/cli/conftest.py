@@ -15,6 +15,7 @@ from flask import Flask
 from helpers.transport import FlaskTransport
 
 from lab_cli.__main__ import main
+from lab_common.contract import SESSION
 
 CLIENT_URL = "http://client.test:8001"
 SERVER_URL = "http://server.test:8002"
@@ -48,7 +49,7 @@ class Lab:
         if (
             target is self.server
             and self.doctor_server_view
-            and parts.path.startswith("/sessions/")
+            and parts.path.startswith(SESSION.removesuffix("{connection_id}"))
         ):
             view = json.loads(data)
             self.doctor_server_view(view)

@@ -8,7 +8,14 @@ from typing import Any
 from flask.testing import FlaskClient
 from helpers.transport import FlaskTransport
 
+from lab_common.contract import DEMO_FORWARD_SECRECY, DEMO_MISMATCH, DEMO_MITM, DEMO_TAMPER
+
 STEP_FIELDS = {"side", "action", "detail"}
+#: Each demo's path by its name (the last segment of the path, the answer's "demo").
+DEMOS = {
+    demo.rsplit("/", 1)[1]: demo
+    for demo in (DEMO_FORWARD_SECRECY, DEMO_TAMPER, DEMO_MISMATCH, DEMO_MITM)
+}
 
 
 @dataclass
@@ -19,8 +26,8 @@ class Lab:
     to_mitm: FlaskTransport  # what client_svc sent to the mitm
 
     def demo(self, name: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST /demo/<name>; the answer, after checking the shape every demo shares."""
-        response = self.client.post(f"/demo/{name}", json=body)
+        """POST the demo ``name``; the answer, after checking the shape every demo shares."""
+        response = self.client.post(DEMOS[name], json=body)
         assert response.status_code == 200, response.get_json()
         answer: dict[str, Any] = response.get_json()
         assert_demo_shape(answer, name)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from lab_common.contract import HEALTH
+
 from .stack import LabStack, open_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +138,7 @@ def _lab_ports() -> Iterator[dict[str, int]]:
 
 def _answers_healthz(base_url: str) -> bool:
     try:
-        with open_url(f"{base_url}/healthz", timeout=2) as response:
+        with open_url(f"{base_url}{HEALTH}", timeout=2) as response:
             return response.status == 200
     except OSError:  # refused, reset, timed out, or an HTTPError status
         return False

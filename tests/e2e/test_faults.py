@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from lab_common.contract import HANDSHAKE, HEALTH, MESSAGE, SESSION, path
+
 from .stack import LabStack, open_url
 
 LOAD_TEST = Path(__file__).resolve().parents[2] / "scripts" / "load-test"
@@ -81,7 +83,7 @@ def server_container(stack: LabStack) -> str:
 
 def answers_healthz(url: str) -> bool:
     try:
-        return call(f"{url}/healthz", timeout=2)[0] == 200
+        return call(f"{url}{HEALTH}", timeout=2)[0] == 200
     except OSError:
         return False
 
@@ -113,25 +115,25 @@ def stack(lab_stack: LabStack) -> Iterator[LabStack]:
     bring_server_back(lab_stack)
     yield lab_stack
     bring_server_back(lab_stack)
-    status, answer = call(f"{lab_stack.client_url}/handshake", {})
+    status, answer = call(f"{lab_stack.client_url}{HANDSHAKE}", {})
     assert status == 200, answer
-    status, answer = call(f"{lab_stack.client_url}/message", {"plaintext": "stack is back"})
+    status, answer = call(f"{lab_stack.client_url}{MESSAGE}", {"plaintext": "stack is back"})
     assert status == 200, answer
 
 
 def client_timeouts(stack: LabStack) -> dict[str, float]:
-    health = call(f"{stack.client_url}/healthz")[1]
+    health = call(f"{stack.client_url}{HEALTH}")[1]
     return {k: float(v) for k, v in health["upstream_timeouts"].items()}
 
 
 def handshake(stack: LabStack, **body: Any) -> dict[str, Any]:
-    status, answer = call(f"{stack.client_url}/handshake", body)
+    status, answer = call(f"{stack.client_url}{HANDSHAKE}", body)
     assert status == 200, answer
     return answer
 
 
 def message(stack: LabStack, **body: Any) -> tuple[int, dict[str, Any]]:
-    return call(f"{stack.client_url}/message", {"plaintext": "a message", **body})
+    return call(f"{stack.client_url}{MESSAGE}", {"plaintext": "a message", **body})
 
 
 def test_a_server_restart_is_connection_lost_and_auto_reconnect_recovers(
@@ -154,9 +156,9 @@ def test_a_server_restart_is_connection_lost_and_auto_reconnect_recovers(
     assert answer["reconnected"]["previous_connection_id"] == old and new != old
     assert answer["reconnected"]["resumed"] is False  # the server's session cache went too
     assert answer["reconnected"]["cipher_suite"] == before["cipher_suite"]
-    status, server_view = call(f"{stack.server_url}/sessions/{new}")
+    status, server_view = call(f"{stack.server_url}{path(SESSION, new)}")
     assert status == 200 and server_view["messages"] == 1
-    assert call(f"{stack.server_url}/sessions/{old}")[0] == 404
+    assert call(f"{stack.server_url}{path(SESSION, old)}")[0] == 404
 
 
 def test_a_paused_server_is_answered_within_the_read_timeout(stack: LabStack) -> None:
@@ -170,10 +172,10 @@ def test_a_paused_server_is_answered_within_the_read_timeout(stack: LabStack) ->
         with ThreadPoolExecutor(2) as pool:
             sent = pool.submit(
                 timed_call,
-                f"{stack.client_url}/message",
+                f"{stack.client_url}{MESSAGE}",
                 {"plaintext": "into the void", "connection_id": connection_id},
             )
-            started = pool.submit(timed_call, f"{stack.client_url}/handshake", {})
+            started = pool.submit(timed_call, f"{stack.client_url}{HANDSHAKE}", {})
             message_elapsed, message_status, message_answer = sent.result(timeout=300)
             handshake_elapsed, handshake_status, handshake_answer = started.result(timeout=300)
     finally:
@@ -188,7 +190,7 @@ def test_a_paused_server_is_answered_within_the_read_timeout(stack: LabStack) ->
     # Whether the server ran the queued request once it thawed is exactly what nobody can know
     # (gunicorn drops a request left on a keep-alive connection it has since expired). What
     # must hold: it was processed at most once, and client_svc did not send it again.
-    server_view = call(f"{stack.server_url}/sessions/{connection_id}")[1]
+    server_view = call(f"{stack.server_url}{path(SESSION, connection_id)}")[1]
     assert server_view["messages"] <= 1 and server_view["sequence_numbers"]["read"] <= 2
     status, after = message(stack, connection_id=connection_id)
     assert (status, after["error"]["code"]) == (409, "unexpected_message")
@@ -202,17 +204,17 @@ def test_a_stopped_server_is_upstream_unavailable_at_once(stack: LabStack) -> No
     docker("stop", "--time", "10", container)
     try:
         elapsed, status, answer = timed_call(
-            f"{stack.client_url}/message",
+            f"{stack.client_url}{MESSAGE}",
             {"plaintext": "nobody home", "connection_id": connection_id},
         )
         assert (status, answer["error"]["code"]) == (502, "upstream_unavailable"), answer
         assert answer["error"]["delivery"] == "not_delivered"
         assert elapsed < connect_timeout + SLACK_S
-        elapsed, status, answer = timed_call(f"{stack.client_url}/handshake", {})
+        elapsed, status, answer = timed_call(f"{stack.client_url}{HANDSHAKE}", {})
         assert (status, answer["error"]["code"]) == (502, "upstream_unavailable"), answer
         assert elapsed < connect_timeout + SLACK_S
         # The proxy in front of server_svc answers for it, in the services' JSON error shape.
-        status, answer = call(f"{stack.server_url}/healthz", timeout=30)
+        status, answer = call(f"{stack.server_url}{HEALTH}", timeout=30)
         assert (status, answer["error"]["code"]) == (503, "service_unavailable"), answer
     finally:
         docker("start", container)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from lab_common.contract import FINISH, HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
+
 from .stack import LabStack, open_url
 
 
@@ -35,7 +37,7 @@ def call(
 
 
 def handshake(stack: LabStack, **body: Any) -> dict[str, Any]:
-    status, answer = call(f"{stack.client_url}/handshake", body)
+    status, answer = call(f"{stack.client_url}{HANDSHAKE}", body)
     assert status == 200, answer
     return answer
 
@@ -46,8 +48,8 @@ def test_handshake_gives_equal_fingerprints_on_both_sides(
 ) -> None:
     result = handshake(lab_stack, key_exchange=key_exchange)
     assert result["key_exchange"] == key_exchange
-    _, client_view = call(f"{lab_stack.client_url}/sessions/{result['connection_id']}")
-    _, server_view = call(f"{lab_stack.server_url}/sessions/{result['connection_id']}")
+    _, client_view = call(f"{lab_stack.client_url}{path(SESSION, result['connection_id'])}")
+    _, server_view = call(f"{lab_stack.server_url}{path(SESSION, result['connection_id'])}")
     assert client_view["fingerprints"] == server_view["fingerprints"] == result["fingerprints"]
     assert server_view["state"] == "established"
     assert server_view["client_random"] == result["client_random"]
@@ -73,9 +75,9 @@ def test_no_key_crosses_the_wire(lab_stack: LabStack) -> None:
     # client_svc records the JSON of both exchanges with server_svc. Slide a window of each
     # secret's length over every value that travelled and compare with the secret's fingerprint.
     result = handshake(lab_stack, key_exchange="rsa")
-    _, view = call(f"{lab_stack.client_url}/sessions/{result['connection_id']}")
+    _, view = call(f"{lab_stack.client_url}{path(SESSION, result['connection_id'])}")
     paths = [e["request"]["path"] for e in view["exchanges"]]
-    assert paths == ["/handshake/hello", "/handshake/finish"]
+    assert paths == [HELLO, FINISH]
     block_length = sum(part["length"] for part in view["key_block_layout"])
     secrets = {
         48: {result["fingerprints"]["master_secret"]},
@@ -107,14 +109,14 @@ def test_messages_travel_both_ways(lab_stack: LabStack, suite: str) -> None:
     result = handshake(lab_stack, cipher_suite=suite)
     for text in ["first message", "ünïcode ✓", "x" * 20_000]:
         status, answer = call(
-            f"{lab_stack.client_url}/message",
+            f"{lab_stack.client_url}{MESSAGE}",
             {"plaintext": text, "connection_id": result["connection_id"]},
         )
         assert status == 200, answer
         assert answer["sent"]["seq"] == answer["reply"]["seq"]
         assert answer["reply"]["plaintext"].endswith(text)
         assert base64.b64decode(answer["sent"]["record"])[:3] == b"\x17\x03\x03"
-    _, server_view = call(f"{lab_stack.server_url}/sessions/{result['connection_id']}")
+    _, server_view = call(f"{lab_stack.server_url}{path(SESSION, result['connection_id'])}")
     # 1 + 1 + 2 records (the 20,000-byte message spans two), after Finished at 0.
     assert server_view["sequence_numbers"]["read"] == 5
 
@@ -125,23 +127,23 @@ def test_resumption_through_the_stack(lab_stack: LabStack) -> None:
     assert second["resumed"] is True
     assert second["fingerprints"]["master_secret"] == first["fingerprints"]["master_secret"]
     assert second["fingerprints"]["key_block"] != first["fingerprints"]["key_block"]
-    status, answer = call(f"{lab_stack.client_url}/message", {"plaintext": "after resumption"})
+    status, answer = call(f"{lab_stack.client_url}{MESSAGE}", {"plaintext": "after resumption"})
     assert status == 200 and answer["connection_id"] == second["connection_id"]
 
 
 def test_the_man_in_the_middle_is_refused_before_any_secret_is_sent(lab_stack: LabStack) -> None:
-    status, answer = call(f"{lab_stack.client_mitm_url}/handshake", {})
+    status, answer = call(f"{lab_stack.client_mitm_url}{HANDSHAKE}", {})
     assert status == 502
     assert answer["error"]["code"] == "unknown_ca"
-    health = call(f"{lab_stack.client_mitm_url}/healthz")[1]
+    health = call(f"{lab_stack.client_mitm_url}{HEALTH}")[1]
     assert health["connections"] == 0
 
 
 def test_errors_are_json_over_the_real_server(lab_stack: LabStack) -> None:
-    status, answer = call(f"{lab_stack.server_url}/sessions/" + "0" * 32)
+    status, answer = call(f"{lab_stack.server_url}{path(SESSION, '0' * 32)}")
     assert status == 404 and answer["error"]["code"] == "unknown_connection"
     status, answer = call(
-        f"{lab_stack.server_url}/handshake/hello", {"client_random": "zz", "cipher_suites": []}
+        f"{lab_stack.server_url}{HELLO}", {"client_random": "zz", "cipher_suites": []}
     )
     assert status == 400 and answer["error"]["code"] == "decode_error"
 

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from helpers.slowclients import KINDS, Report, attack
 
+from lab_common.contract import HANDSHAKE, HEALTH, MESSAGE
+
 from .stack import LabStack, open_url
 
 SLOW_CONNECTIONS = 256
@@ -72,7 +74,7 @@ def test_slow_and_silent_clients_do_not_delay_anyone_else(lab_stack: LabStack) -
     for service, report in reports.items():
         _assert_held_out(report, service)
     # Handshakes through both services still work once the attack is over.
-    request = _post(lab_stack.client_url, "/handshake", {})
+    request = _post(lab_stack.client_url, HANDSHAKE, {})
     with open_url(request) as response:
         assert response.status == 200
 
@@ -92,7 +94,7 @@ def test_a_client_that_is_slow_but_finishes_in_time_is_served(lab_stack: LabStac
     """The timeout bounds the whole request, not its pace: 3 s to send a handshake is fine."""
     body = b"{}"
     head = (
-        "POST /handshake HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        f"POST {HANDSHAKE} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", _port(lab_stack.client_url)), timeout=20) as sock:
@@ -108,12 +110,12 @@ def test_a_client_that_is_slow_but_finishes_in_time_is_served(lab_stack: LabStac
 
 def test_a_large_message_passes_the_proxy_whole(lab_stack: LabStack) -> None:
     """The proxy buffers whole requests; a 2 MiB message (2.8 MB of JSON) still goes through."""
-    with open_url(_post(lab_stack.client_url, "/handshake", {})) as response:
+    with open_url(_post(lab_stack.client_url, HANDSHAKE, {})) as response:
         connection_id = json.loads(response.read())["connection_id"]
     plaintext = "x" * (2 * 1024 * 1024)
     request = _post(
         lab_stack.client_url,
-        "/message",
+        MESSAGE,
         {"plaintext": plaintext, "connection_id": connection_id},
     )
     with open_url(request, timeout=60) as response:
@@ -136,7 +138,7 @@ def test_what_is_not_http_is_closed_without_an_html_page(lab_stack: LabStack) ->
     connection (its own answer would be an HTML page)."""
     for request in (
         b"GARBAGE\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n",
+        f"GET {HEALTH} HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n".encode(),
     ):
         assert _raw(lab_stack.server_url, request) == b"", request
 
@@ -146,7 +148,7 @@ def test_limits_gunicorn_answers_in_json_still_reach_gunicorn(lab_stack: LabStac
     many_headers = b"".join(b"X-%d: 1\r\n" % i for i in range(150))
     for request, status, code in (
         (
-            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + many_headers + b"\r\n",
+            f"GET {HEALTH} HTTP/1.1\r\nHost: localhost\r\n".encode() + many_headers + b"\r\n",
             431,
             "headers_too_large",
         ),

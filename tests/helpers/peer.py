@@ -22,6 +22,7 @@ from kdf_lib.messages import DEFAULT_GROUPS, ClientFinish, ClientKeyExchange, Fi
 from kdf_lib.record import ContentType, RecordProtection, connection_record_layers
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import Trace
+from lab_common.contract import FINISH, HELLO, MESSAGE, SESSION, path
 
 from .pki import SERVER_NAME, identity
 
@@ -104,7 +105,7 @@ class Peer:
         return self.handshake.client_hello().to_json()
 
     def hello(self, body: dict[str, Any] | None = None) -> Answer:
-        result = post(self.http, "/handshake/hello", body or self.hello_body())
+        result = post(self.http, HELLO, body or self.hello_body())
         if result.status == 200:
             self.hello_json = result.json
             flight_json = dict(self.hello_json)
@@ -139,7 +140,7 @@ class Peer:
         return body
 
     def finish(self, body: dict[str, Any] | None = None) -> Answer:
-        result = post(self.http, "/handshake/finish", body or self.finish_body())
+        result = post(self.http, FINISH, body or self.finish_body())
         if result.status == 200 and result.json["finished_record"] is not None:
             self.connection = self.handshake.receive_server_finished(
                 unb64(result.json["finished_record"])
@@ -201,7 +202,7 @@ class Peer:
     def message(self, record: bytes, connection_id: str | None = None) -> Answer:
         return post(
             self.http,
-            "/message",
+            MESSAGE,
             {"connection_id": connection_id or self.connection_id, "record": b64(record)},
         )
 
@@ -215,7 +216,7 @@ class Peer:
         return self.connection.open(unb64(result.json["record"]))
 
     def server_view(self) -> dict[str, Any]:
-        view = self.http.get(f"/sessions/{self.connection_id}")
+        view = self.http.get(path(SESSION, self.connection_id))
         assert view.status_code == 200
         result: dict[str, Any] = view.get_json()
         return result

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.datastructures import Headers
 
+from lab_common.contract import HEALTH, METRICS
+
 if TYPE_CHECKING:
     from .served import LiveLab
 
@@ -149,7 +151,7 @@ def error_code(status_type_body: tuple[int, str, bytes]) -> str:
 
 
 def health(base_url: str) -> dict[str, Any]:
-    status, _, body = call(base_url, "GET", "/healthz")
+    status, _, body = call(base_url, "GET", HEALTH)
     assert status == 200, body
     answer: dict[str, Any] = jsonlib.loads(body)
     return answer
@@ -161,7 +163,7 @@ def connections(lab: LiveLab) -> tuple[int, int]:
 
 
 def scrape(base_url: str) -> str:
-    status, _, body = call(base_url, "GET", "/metrics")
+    status, _, body = call(base_url, "GET", METRICS)
     assert status == 200, body[:500]
     return body.decode()
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from client_svc.config import ClientSettings
 from kdf_lib import pki
+from lab_common.contract import HEALTH
 from server_svc.config import ServerSettings
 
 from .rawhttp import LiveHttp
@@ -162,7 +163,7 @@ class Service:
                     f"{self.name} exited with {self.process.returncode}\n{self.logs()}"
                 )
             with suppress(OSError):
-                answer = LiveHttp(self.address, timeout=1).get("/healthz")
+                answer = LiveHttp(self.address, timeout=1).get(HEALTH)
                 if answer.status_code == 200 and _children(self.process.pid):
                     return
             time.sleep(0.1)

@@ -26,6 +26,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from lab_common.contract import HANDSHAKE, HEALTH
+
 KINDS = ("head", "body", "silent")
 
 
@@ -97,12 +99,12 @@ def _open(host: str, port: int, kind: str, host_header: str) -> SlowConnection:
     sock.setblocking(False)
     conn = SlowConnection(kind, sock, time.monotonic())
     if kind == "head":
-        _send(conn, f"POST /handshake HTTP/1.1\r\nHost: {host_header}\r\nX-Slow: ".encode())
+        _send(conn, f"POST {HANDSHAKE} HTTP/1.1\r\nHost: {host_header}\r\nX-Slow: ".encode())
     elif kind == "body":
         _send(
             conn,
             (
-                f"POST /handshake HTTP/1.1\r\nHost: {host_header}\r\n"
+                f"POST {HANDSHAKE} HTTP/1.1\r\nHost: {host_header}\r\n"
                 "Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{"
             ).encode(),
         )
@@ -128,7 +130,7 @@ def _probe(host: str, port: int, host_header: str, stop: threading.Event, report
         started = time.monotonic()
         try:
             connection = http.client.HTTPConnection(host, port, timeout=10)
-            connection.request("GET", "/healthz", headers={"Host": host_header})
+            connection.request("GET", HEALTH, headers={"Host": host_header})
             response = connection.getresponse()
             body = response.read()
             connection.close()

@@ -17,26 +17,27 @@ from helpers.peer import RSA_SUITE, Peer
 
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import as_int
+from lab_common.contract import FINISH, HANDSHAKE, HEALTH, HELLO, MESSAGE, PRF_CALCULATOR
 
 ZERO_ID = "0" * 32
 
 #: A body each endpoint accepts as far as the codec goes (server_svc's finish and message then
 #: answer 404 for the made-up connection, client_svc's message 409 before any handshake).
 VALID = {
-    ("server", "/handshake/hello"): {"client_random": "00" * 32, "cipher_suites": [RSA_SUITE]},
-    ("server", "/handshake/finish"): {"connection_id": ZERO_ID, "finished_record": "AAAA"},
-    ("server", "/message"): {"connection_id": ZERO_ID, "record": "AAAA"},
-    ("client", "/handshake"): {"key_exchange": "rsa"},
-    ("client", "/message"): {"plaintext": "hi"},
-    ("client", "/api/prf"): {"secret": "00", "label": "test", "seed": "00", "length": 1},
+    ("server", HELLO): {"client_random": "00" * 32, "cipher_suites": [RSA_SUITE]},
+    ("server", FINISH): {"connection_id": ZERO_ID, "finished_record": "AAAA"},
+    ("server", MESSAGE): {"connection_id": ZERO_ID, "record": "AAAA"},
+    ("client", HANDSHAKE): {"key_exchange": "rsa"},
+    ("client", MESSAGE): {"plaintext": "hi"},
+    ("client", PRF_CALCULATOR): {"secret": "00", "label": "test", "seed": "00", "length": 1},
 }
 VALID_STATUS = {
-    ("server", "/handshake/hello"): 200,
-    ("server", "/handshake/finish"): 404,
-    ("server", "/message"): 404,
-    ("client", "/handshake"): 200,
-    ("client", "/message"): 409,
-    ("client", "/api/prf"): 200,
+    ("server", HELLO): 200,
+    ("server", FINISH): 404,
+    ("server", MESSAGE): 404,
+    ("client", HANDSHAKE): 200,
+    ("client", MESSAGE): 409,
+    ("client", PRF_CALCULATOR): 200,
 }
 ENDPOINTS = sorted(VALID)
 
@@ -155,9 +156,7 @@ def test_a_bad_body_is_refused_with_a_json_4xx(
 
 
 def test_deep_nesting_is_refused_before_parsing(server):
-    response = server.post(
-        "/handshake/hello", data=_nested(100_000), content_type="application/json"
-    )
+    response = server.post(HELLO, data=_nested(100_000), content_type="application/json")
     assert_error(response, 400, "decode_error")
     assert "nested" in response.get_json()["error"]["message"]
 
@@ -206,7 +205,7 @@ MALFORMED_IDS = {
 FIELD_CASES: list[tuple[tuple[str, str], str, dict[str, Any], int, str]] = [
     *[
         (
-            ("server", "/handshake/hello"),
+            ("server", HELLO),
             f"client_random: {n}",
             {"client_random": v},
             400,
@@ -216,7 +215,7 @@ FIELD_CASES: list[tuple[tuple[str, str], str, dict[str, Any], int, str]] = [
     ],
     *[
         (
-            ("server", "/handshake/finish"),
+            ("server", FINISH),
             f"finished_record: {n}",
             {"finished_record": v},
             400,
@@ -225,177 +224,177 @@ FIELD_CASES: list[tuple[tuple[str, str], str, dict[str, Any], int, str]] = [
         for n, v in BAD_BASE64.items()
     ],
     *[
-        (("server", "/message"), f"record: {n}", {"record": v}, 400, "decode_error")
+        (("server", MESSAGE), f"record: {n}", {"record": v}, 400, "decode_error")
         for n, v in BAD_BASE64.items()
     ],
     *[
         (endpoint, f"connection_id: {n}", {"connection_id": v}, 400, "malformed_connection_id")
         for endpoint in (
-            ("server", "/handshake/finish"),
-            ("server", "/message"),
-            ("client", "/message"),
+            ("server", FINISH),
+            ("server", MESSAGE),
+            ("client", MESSAGE),
         )
         for n, v in MALFORMED_IDS.items()
         if not (endpoint[0] == "client" and v is None)  # client_svc: null means "the latest"
     ],
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "connection_id missing",
         {"connection_id": ...},
         400,
         "decode_error",
     ),
-    (("server", "/message"), "connection_id missing", {"connection_id": ...}, 400, "decode_error"),
+    (("server", MESSAGE), "connection_id missing", {"connection_id": ...}, 400, "decode_error"),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "cipher_suites: a string",
         {"cipher_suites": RSA_SUITE},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "cipher_suites: empty",
         {"cipher_suites": []},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "cipher_suites: a number",
         {"cipher_suites": [1]},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "cipher_suites: twice",
         {"cipher_suites": [RSA_SUITE] * 2},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "cipher_suites: 65 entries",
         {"cipher_suites": [RSA_SUITE] * 65},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "cipher_suites: unknown",
         {"cipher_suites": ["TLS_FAKE"]},
         400,
         "illegal_parameter",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "session_id: 33 bytes",
         {"session_id": "00" * 33},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "session_id: a number",
         {"session_id": 7},
         400,
         "decode_error",
     ),
-    (("server", "/handshake/hello"), "extensions: a list", {"extensions": []}, 400, "decode_error"),
+    (("server", HELLO), "extensions: a list", {"extensions": []}, 400, "decode_error"),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "extensions: EMS 1",
         {"extensions": {"extended_master_secret": 1}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "extensions: EMS 'true'",
         {"extensions": {"extended_master_secret": "true"}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "extensions: unknown",
         {"extensions": {"heartbeat": True}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "extensions: bad host",
         {"extensions": {"server_name": "bad_name!"}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "extensions: long host",
         {"extensions": {"server_name": "a" * 300}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "extensions: IP host",
         {"extensions": {"server_name": "10.0.0.1."}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/hello"),
+        ("server", HELLO),
         "extensions: unknown group",
         {"extensions": {"supported_groups": ["x448"]}},
         400,
         "illegal_parameter",
     ),
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "client_key_exchange: a list",
         {"client_key_exchange": []},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "client_key_exchange: empty",
         {"client_key_exchange": {}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "client_key_exchange: both",
         {"client_key_exchange": {"public_key": "00", "encrypted_pre_master_secret": "AAAA"}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "client_key_exchange: empty key",
         {"client_key_exchange": {"public_key": ""}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "client_key_exchange: 256-byte key",
         {"client_key_exchange": {"public_key": "04" * 256}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "client_key_exchange: 1025-byte secret",
         {"client_key_exchange": {"encrypted_pre_master_secret": _b64(bytes(1025))}},
         400,
         "decode_error",
     ),
     (
-        ("server", "/handshake/finish"),
+        ("server", FINISH),
         "finished_record: 4097 bytes",
         {"finished_record": _b64(bytes(4097))},
         400,
@@ -403,7 +402,7 @@ FIELD_CASES: list[tuple[tuple[str, str], str, dict[str, Any], int, str]] = [
     ),
     *[
         (
-            ("server", "/message"),
+            ("server", MESSAGE),
             f"reply_fragment_size: {n}",
             {"reply_fragment_size": v},
             400,
@@ -422,40 +421,40 @@ FIELD_CASES: list[tuple[tuple[str, str], str, dict[str, Any], int, str]] = [
             "a list": [512],
         }.items()
     ],
-    (("client", "/handshake"), "key_exchange: dhe", {"key_exchange": "dhe"}, 400, "decode_error"),
-    (("client", "/handshake"), "key_exchange: a number", {"key_exchange": 1}, 400, "decode_error"),
-    (("client", "/handshake"), "cipher_suite: a number", {"cipher_suite": 5}, 400, "decode_error"),
+    (("client", HANDSHAKE), "key_exchange: dhe", {"key_exchange": "dhe"}, 400, "decode_error"),
+    (("client", HANDSHAKE), "key_exchange: a number", {"key_exchange": 1}, 400, "decode_error"),
+    (("client", HANDSHAKE), "cipher_suite: a number", {"cipher_suite": 5}, 400, "decode_error"),
     (
-        ("client", "/handshake"),
+        ("client", HANDSHAKE),
         "cipher_suite: unknown",
         {"cipher_suite": "TLS_FAKE"},
         400,
         "illegal_parameter",
     ),
-    (("client", "/handshake"), "resume: not hex", {"resume": "xyz"}, 400, "decode_error"),
-    (("client", "/handshake"), "resume: uppercase", {"resume": "ABAB"}, 400, "decode_error"),
-    (("client", "/handshake"), "resume: 33 bytes", {"resume": "ab" * 33}, 400, "decode_error"),
+    (("client", HANDSHAKE), "resume: not hex", {"resume": "xyz"}, 400, "decode_error"),
+    (("client", HANDSHAKE), "resume: uppercase", {"resume": "ABAB"}, 400, "decode_error"),
+    (("client", HANDSHAKE), "resume: 33 bytes", {"resume": "ab" * 33}, 400, "decode_error"),
     (
-        ("client", "/handshake"),
+        ("client", HANDSHAKE),
         "extended_master_secret: 1",
         {"extended_master_secret": 1},
         400,
         "decode_error",
     ),
     (
-        ("client", "/handshake"),
+        ("client", HANDSHAKE),
         "encrypt_then_mac: 1.0",
         {"encrypt_then_mac": 1.0},
         400,
         "decode_error",
     ),
     # The page's PRF calculator has an integer whose range includes 1, the value of true.
-    (("client", "/api/prf"), "length: true", {"length": True}, 400, "decode_error"),
-    (("client", "/api/prf"), "length: 1.0", {"length": 1.0}, 400, "decode_error"),
-    (("client", "/api/prf"), "length: 0", {"length": 0}, 400, "decode_error"),
-    (("client", "/message"), "plaintext: a number", {"plaintext": 5}, 400, "decode_error"),
-    (("client", "/message"), "plaintext: null", {"plaintext": None}, 400, "decode_error"),
-    (("client", "/message"), "plaintext: a list", {"plaintext": ["hi"]}, 400, "decode_error"),
+    (("client", PRF_CALCULATOR), "length: true", {"length": True}, 400, "decode_error"),
+    (("client", PRF_CALCULATOR), "length: 1.0", {"length": 1.0}, 400, "decode_error"),
+    (("client", PRF_CALCULATOR), "length: 0", {"length": 0}, 400, "decode_error"),
+    (("client", MESSAGE), "plaintext: a number", {"plaintext": 5}, 400, "decode_error"),
+    (("client", MESSAGE), "plaintext: null", {"plaintext": None}, 400, "decode_error"),
+    (("client", MESSAGE), "plaintext: a list", {"plaintext": ["hi"]}, 400, "decode_error"),
 ]
 
 
@@ -487,17 +486,15 @@ def test_the_codec_takes_only_true_integers(value):
 def test_bad_hellos_leave_no_state_behind(server):
     for value in BAD_HEX_32.values():
         server.post(
-            "/handshake/hello",
-            json={**VALID[("server", "/handshake/hello")], "client_random": value},
+            HELLO,
+            json={**VALID[("server", HELLO)], "client_random": value},
         )
-    assert server.get("/healthz").get_json()["connections"] == 0
+    assert server.get(HEALTH).get_json()["connections"] == 0
 
 
 def test_a_json_content_type_with_a_charset_is_accepted(server):
-    body = json.dumps(VALID[("server", "/handshake/hello")])
-    response = server.post(
-        "/handshake/hello", data=body, content_type="application/json; charset=utf-8"
-    )
+    body = json.dumps(VALID[("server", HELLO)])
+    response = server.post(HELLO, data=body, content_type="application/json; charset=utf-8")
     assert response.status_code == 200
 
 
@@ -506,7 +503,7 @@ def test_reply_fragment_size_cuts_the_reply_into_records(server):
     peer = Peer(server).complete()
     record = peer.seal(b"x" * 1500)
     answer = server.post(
-        "/message",
+        MESSAGE,
         json={
             "connection_id": peer.connection_id,
             "record": _b64(record),

@@ -18,6 +18,8 @@ import pytest
 from helpers.rawhttp import exchange, raw_request
 from helpers.served import Service, launch, running, server_settings
 
+from lab_common.contract import HEALTH, HELLO, MESSAGE
+
 from .test_bad_bodies import assert_error
 
 LIMIT = 4096
@@ -28,14 +30,14 @@ JSON = "application/json"
 def test_a_body_over_the_limit_is_refused_in_json(server_app, client_app, side):
     app = server_app if side == "server" else client_app
     app.config["MAX_CONTENT_LENGTH"] = LIMIT
-    path = "/message"
+    path = MESSAGE
     response = app.test_client().post(
         path, data=b'{"x": "' + b"a" * LIMIT + b'"}', content_type="application/json"
     )
     assert_error(response, 413, "body_too_large")
 
 
-HELLO = json.dumps(
+HELLO_BODY = json.dumps(
     {"client_random": "00" * 32, "cipher_suites": ["TLS_RSA_WITH_AES_128_CBC_SHA"]}
 ).encode()
 
@@ -43,7 +45,7 @@ HELLO = json.dumps(
 def _streamed(app, body: bytes):
     """A body without Content-Length on a terminated stream: what gunicorn hands on for chunked."""
     return app.test_client().post(
-        "/handshake/hello",
+        HELLO,
         input_stream=io.BytesIO(body),
         content_type="application/json",
         environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": None},
@@ -52,7 +54,7 @@ def _streamed(app, body: bytes):
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"x": "' + b"a" * (2 * LIMIT) + b'"}', HELLO + b" " * LIMIT],
+    [b'{"x": "' + b"a" * (2 * LIMIT) + b'"}', HELLO_BODY + b" " * LIMIT],
     ids=["cut inside a string", "a valid hello, then more than the limit"],
 )
 def test_a_streamed_body_over_the_limit_is_refused_not_cut(server_app, body):
@@ -65,7 +67,7 @@ def test_a_streamed_body_over_the_limit_is_refused_not_cut(server_app, body):
 @pytest.mark.parametrize("padding", [0, 1], ids=["short", "exactly the limit"])
 def test_a_streamed_body_within_the_limit_is_served(server_app, padding):
     server_app.config["MAX_CONTENT_LENGTH"] = LIMIT
-    body = HELLO + b" " * ((LIMIT - len(HELLO)) * padding)
+    body = HELLO_BODY + b" " * ((LIMIT - len(HELLO_BODY)) * padding)
     assert _streamed(server_app, body).status_code == 200
 
 
@@ -85,11 +87,13 @@ def test_a_declared_length_over_the_limit_gets_413_before_the_body_is_sent(gunic
     # Not one byte of the body is sent: a server that waited for it would time out here.
     answer = exchange(
         gunicorn_server.address,
-        b"POST /handshake/hello HTTP/1.1\r\n"
-        b"Host: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\n"
-        b"Content-Length: 1000000000\r\n"
-        b"\r\n",
+        (
+            f"POST {HELLO} HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\n"
+            "Content-Length: 1000000000\r\n"
+            "\r\n"
+        ).encode(),
     )
     assert answer.status_code == 413
     assert answer.headers["content-type"] == "application/json"
@@ -101,25 +105,28 @@ def test_a_chunked_body_over_the_limit_gets_413(gunicorn_server):
     # No final zero-length chunk: the server must stop at the limit, not at the end.
     answer = exchange(
         gunicorn_server.address,
-        b"POST /message HTTP/1.1\r\n"
-        b"Host: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n"
-        b"\r\n" + (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * (LIMIT // len(chunk) + 1),
+        (
+            f"POST {MESSAGE} HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "\r\n"
+        ).encode()
+        + (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * (LIMIT // len(chunk) + 1),
     )
     assert answer.status_code == 413, answer.body
     assert answer.get_json()["error"]["code"] == "body_too_large"
 
 
 def test_a_chunked_body_with_a_valid_start_over_the_limit_gets_413(gunicorn_server):
-    request = raw_request("POST", "/handshake/hello", HELLO + b" " * LIMIT, JSON, chunk=1000)
+    request = raw_request("POST", HELLO, HELLO_BODY + b" " * LIMIT, JSON, chunk=1000)
     answer = exchange(gunicorn_server.address, request)
     assert answer.status_code == 413, answer.body
 
 
 def test_a_chunked_body_within_the_limit_is_served(gunicorn_server):
     answer = exchange(
-        gunicorn_server.address, raw_request("POST", "/handshake/hello", HELLO, JSON, chunk=1000)
+        gunicorn_server.address, raw_request("POST", HELLO, HELLO_BODY, JSON, chunk=1000)
     )
     assert answer.status_code == 200, answer.body
 
@@ -129,9 +136,7 @@ def test_a_body_within_the_limit_is_served(gunicorn_server):
     body = json.dumps(
         {"client_random": "00" * 32, "cipher_suites": ["TLS_RSA_WITH_AES_128_CBC_SHA"]}
     )
-    answer = exchange(
-        gunicorn_server.address, raw_request("POST", "/handshake/hello", body.encode(), JSON)
-    )
+    answer = exchange(gunicorn_server.address, raw_request("POST", HELLO, body.encode(), JSON))
     assert answer.status_code == 200
     assert len(answer.get_json()["connection_id"]) == 32
 
@@ -144,13 +149,13 @@ def test_a_body_within_the_limit_is_served(gunicorn_server):
     [
         pytest.param(b"GARBAGE\r\n\r\n", 400, "bad_request", id="broken-request-line"),
         pytest.param(
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n",
+            f"GET {HEALTH} HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n".encode(),
             400,
             "bad_request",
             id="space-in-header-name",
         ),
         pytest.param(
-            b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400, "bad_request", id="http-9.9"
+            f"GET {HEALTH} HTTP/9.9\r\nHost: x\r\n\r\n".encode(), 400, "bad_request", id="http-9.9"
         ),
         pytest.param(
             b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -159,7 +164,7 @@ def test_a_body_within_the_limit_is_served(gunicorn_server):
             id="request-line-too-long",
         ),
         pytest.param(
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            f"GET {HEALTH} HTTP/1.1\r\nHost: x\r\n".encode()
             + b"".join(b"X-Filler-%d: v\r\n" % i for i in range(150))
             + b"\r\n",
             431,
@@ -167,7 +172,7 @@ def test_a_body_within_the_limit_is_served(gunicorn_server):
             id="too-many-headers",
         ),
         pytest.param(
-            b"POST /message HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            f"POST {MESSAGE} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".encode(),
             400,
             "bad_request",
             id="unsupported-transfer-coding",
@@ -189,4 +194,4 @@ def test_a_request_that_is_not_valid_http_gets_a_json_error(
 
 def test_the_server_still_serves_after_answering_bad_http(gunicorn_server):
     assert exchange(gunicorn_server.address, b"GARBAGE\r\n\r\n").status_code == 400
-    assert gunicorn_server.http().get("/healthz").status_code == 200
+    assert gunicorn_server.http().get(HEALTH).status_code == 200

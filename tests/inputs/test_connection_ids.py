@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from lab_common.contract import FINISH, HANDSHAKE, MESSAGE, SESSION
+
 from .test_bad_bodies import assert_error
 
 UNKNOWN = "0123456789abcdef" * 2
@@ -23,29 +25,34 @@ MALFORMED = [
 ]
 
 
+def _session(connection_id: str) -> str:
+    # Not contract.path, which percent-encodes: a malformed id goes into the path as it is.
+    return SESSION.format(connection_id=connection_id)
+
+
 def _server_requests(connection_id: str) -> dict[str, tuple[str, str, dict | None]]:
     return {
         "finish": (
             "POST",
-            "/handshake/finish",
+            FINISH,
             {"connection_id": connection_id, "finished_record": "AAAA"},
         ),
-        "message": ("POST", "/message", {"connection_id": connection_id, "record": "AAAA"}),
-        "sessions": ("GET", f"/sessions/{connection_id}", None),
+        "message": ("POST", MESSAGE, {"connection_id": connection_id, "record": "AAAA"}),
+        "sessions": ("GET", _session(connection_id), None),
     }
 
 
 def _client_requests(connection_id: str) -> dict[str, tuple[str, str, dict | None]]:
     return {
-        "message": ("POST", "/message", {"connection_id": connection_id, "plaintext": "hi"}),
-        "sessions": ("GET", f"/sessions/{connection_id}", None),
+        "message": ("POST", MESSAGE, {"connection_id": connection_id, "plaintext": "hi"}),
+        "sessions": ("GET", _session(connection_id), None),
     }
 
 
 def _answers(app_client, requests: dict[str, tuple[str, str, dict | None]]) -> dict[str, tuple]:
     out = {}
-    for name, (method, path, body) in requests.items():
-        response = app_client.open(path, method=method, json=body)
+    for name, (method, target, body) in requests.items():
+        response = app_client.open(target, method=method, json=body)
         out[name] = (
             response.status_code,
             response.headers.get("Content-Type"),
@@ -60,7 +67,7 @@ def test_an_unknown_id_gets_the_same_404_everywhere(server, client, side):
         (server, _server_requests) if side == "server" else (client, _client_requests)
     )
     if side == "client":
-        assert client.post("/handshake", json={}).status_code == 200  # so "no_connection" is out
+        assert client.post(HANDSHAKE, json={}).status_code == 200  # so "no_connection" is out
     answers = _answers(app_client, requests(UNKNOWN))
     assert len(set(answers.values())) == 1, answers
     status, content_type, body = next(iter(answers.values()))

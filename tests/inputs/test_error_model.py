@@ -17,6 +17,7 @@ from helpers import forge
 from helpers.peer import ECDHE_SUITE, RSA_SUITE, Peer
 
 from kdf_lib.handshake import ServerHandshake
+from lab_common.contract import HELLO, MESSAGE, SESSION, path
 
 from .test_bad_bodies import assert_error
 
@@ -31,9 +32,7 @@ def test_a_fault_is_a_bare_500_and_its_log_line_names_only_the_type(server, monk
 
     monkeypatch.setattr(ServerHandshake, "receive_client_hello", explode)
     capsys.readouterr()
-    response = server.post(
-        "/handshake/hello", json={"client_random": "00" * 32, "cipher_suites": [RSA_SUITE]}
-    )
+    response = server.post(HELLO, json={"client_random": "00" * 32, "cipher_suites": [RSA_SUITE]})
     assert_error(response, 500, "internal_error")
     assert response.get_json() == {
         "error": {"code": "internal_error", "message": "the service failed unexpectedly"}
@@ -47,10 +46,10 @@ def test_a_fault_is_a_bare_500_and_its_log_line_names_only_the_type(server, monk
 
 def test_http_level_errors_are_json_too(server):
     assert_error(server.get("/nowhere"), 404, "not_found")
-    assert_error(server.get("/handshake/hello"), 405, "method_not_allowed")
-    assert_error(server.delete("/message"), 405, "method_not_allowed")
+    assert_error(server.get(HELLO), 405, "method_not_allowed")
+    assert_error(server.delete(MESSAGE), 405, "method_not_allowed")
     assert_error(
-        server.post("/message", data="{}", content_type="text/html"), 415, "unsupported_media_type"
+        server.post(MESSAGE, data="{}", content_type="text/html"), 415, "unsupported_media_type"
     )
 
 
@@ -77,9 +76,9 @@ def test_no_secret_reaches_an_answer_or_a_log_line(server, capsys, suite):
     answers.append(peer.finish().body)
     for text in (b"first", b"second"):
         answers.append(peer.send(text)[1].body)
-    answers.append(server.get(f"/sessions/{peer.connection_id}").get_data())
+    answers.append(server.get(path(SESSION, peer.connection_id)).get_data())
     answers.append(peer.message(forge.flip(peer.seal(b"bad"), -1)).body)
-    answers.append(server.get(f"/sessions/{peer.connection_id}").get_data())
+    answers.append(server.get(path(SESSION, peer.connection_id)).get_data())
     logged = capsys.readouterr().out
     assert '"event":"message_refused"' in logged  # the logs were captured
     secrets = _secret_texts(peer)

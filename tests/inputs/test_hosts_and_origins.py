@@ -12,6 +12,7 @@ import pytest
 from helpers.pki import server_config
 
 from client_svc.config import ClientSettings
+from lab_common.contract import HANDSHAKE, HEALTH, HELLO, OPENAPI
 from lab_common.origin import DEFAULT_ALLOWED_HOSTS, allowed_hosts, normalize_host
 from server_svc import create_app as create_server_app
 from server_svc.config import ServerSettings
@@ -100,7 +101,7 @@ def test_a_refusal_comes_before_the_body_hooks_and_view(
     app = server_app if side == "server" else client_app
     hooks_run: list[str] = []
     app.before_request(lambda: hooks_run.append("before_request"))
-    path = "/handshake/hello" if side == "server" else "/handshake"
+    path = HELLO if side == "server" else HANDSHAKE
     response = app.test_client().post(
         path,
         headers=headers,
@@ -111,13 +112,13 @@ def test_a_refusal_comes_before_the_body_hooks_and_view(
     assert response.mimetype == "application/json"
     assert response.get_json()["error"]["code"] == code
     assert hooks_run == []
-    assert server.get("/healthz").get_json()["connections"] == 0
+    assert server.get(HEALTH).get_json()["connections"] == 0
 
 
 def test_the_openapi_documents_list_the_refusals(server, client):
     """Every operation may be refused for its Host; every POST also for its site."""
     for side in (server, client):
-        for path, operations in side.get("/openapi.json").get_json()["paths"].items():
+        for path, operations in side.get(OPENAPI).get_json()["paths"].items():
             for method, operation in operations.items():
                 answers = operation["responses"]
                 assert "421" in answers and "400" in answers, (path, method)

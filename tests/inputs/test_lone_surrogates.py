@@ -19,6 +19,15 @@ from helpers.served import Service, start_lab, stop_lab
 
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import parse_json
+from lab_common.contract import (
+    DEMO_MISMATCH,
+    DEMO_TAMPER,
+    HANDSHAKE,
+    HEALTH,
+    MESSAGE,
+    METRICS,
+    OPENAPI,
+)
 
 from .documented import operations, string_slots
 from .test_bad_bodies import VALID
@@ -27,8 +36,8 @@ LONE = "abc\ud800def"
 #: Fields the client's document leaves open (the demos take objects "open to new fields"),
 #: added so that each field a view reads is covered too.
 UNDOCUMENTED_FIELDS = {
-    ("client", "/demo/tamper"): ("attack",),
-    ("client", "/demo/mismatch"): ("mistake",),
+    ("client", DEMO_TAMPER): ("attack",),
+    ("client", DEMO_MISMATCH): ("mistake",),
 }
 
 
@@ -88,7 +97,7 @@ def _cases(services: dict[str, Service]) -> list[tuple[str, str, str, dict[str, 
     """(service, path, where, body) for every string field and a key of every JSON endpoint."""
     cases = []
     for name, served in services.items():
-        document = served.http().get("/openapi.json").get_json()
+        document = served.http().get(OPENAPI).get_json()
         for operation in operations(document):
             if operation.body_schema is None:
                 continue
@@ -125,18 +134,18 @@ def test_a_lone_surrogate_in_any_field_or_key_of_any_endpoint_is_a_400(services)
 def test_the_services_still_answer_and_scrape_after_the_attack(services):
     for served in services.values():
         served.http().post(
-            "/message", data=json.dumps({"plaintext": LONE}), content_type="application/json"
+            MESSAGE, data=json.dumps({"plaintext": LONE}), content_type="application/json"
         )
-        assert served.http().get("/healthz").status_code == 200
-        assert served.http().get("/metrics").status_code == 200
+        assert served.http().get(HEALTH).status_code == 200
+        assert served.http().get(METRICS).status_code == 200
 
 
 def test_a_paired_surrogate_in_a_message_is_delivered(services):
     client = services["client"].http()
-    assert client.post("/handshake", json={}).status_code == 200
+    assert client.post(HANDSHAKE, json={}).status_code == 200
     text = "smile \U0001f600"
     answer = client.post(
-        "/message", data=json.dumps({"plaintext": text}), content_type="application/json"
+        MESSAGE, data=json.dumps({"plaintext": text}), content_type="application/json"
     )
     assert answer.status_code == 200, answer.body
     assert answer.get_json()["reply"]["plaintext"].endswith(text)

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kdf_lib.errors import ALL_ERRORS
 from lab_common import errors, metrics
+from lab_common.contract import HANDSHAKE, HEALTH, HELLO, METRICS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Invented values of each kind per round; two rounds, so 2 x this many of each in all.
@@ -64,7 +65,7 @@ def assert_labels_closed(found: list[Sample], app: Any) -> None:
 
 
 def _scrape(app_client) -> str:
-    response = app_client.get("/metrics")
+    response = app_client.get(METRICS)
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     return str(response.get_data(as_text=True))
 
@@ -72,14 +73,14 @@ def _scrape(app_client) -> str:
 def _attack_in_process(client, server, round_: int) -> None:
     for n in range(round_ * PER_ROUND, (round_ + 1) * PER_ROUND):
         suite = f"TLS_INVENTED_{n}_WITH_NOTHING"
-        assert client.post("/handshake", json={"cipher_suite": suite}).status_code == 400
-        assert client.post("/handshake", json={"key_exchange": f"kx{n}"}).status_code == 400
+        assert client.post(HANDSHAKE, json={"cipher_suite": suite}).status_code == 400
+        assert client.post(HANDSHAKE, json={"key_exchange": f"kx{n}"}).status_code == 400
         for app_client in (client, server):
-            assert app_client.open("/healthz", method=_invented_method(n)).status_code == 405
+            assert app_client.open(HEALTH, method=_invented_method(n)).status_code == 405
 
 
 def test_a_lone_surrogate_suite_leaves_the_scrape_valid(client_app, client):
-    answer = client.post("/handshake", data=LONE_SURROGATE, content_type="application/json")
+    answer = client.post(HANDSHAKE, data=LONE_SURROGATE, content_type="application/json")
     assert answer.status_code == 400
     assert_labels_closed(samples(_scrape(client)), client_app)
 
@@ -103,10 +104,10 @@ def test_codes_invented_by_a_hostile_upstream_add_no_series(make_client_app):
     counts = []
     for _ in range(2):
         for _ in range(PER_ROUND):
-            assert client.post("/handshake").status_code == 502
+            assert client.post(HANDSHAKE).status_code == 502
         counts.append(len(samples(_scrape(client))))
     assert counts[1] == counts[0], "invented codes added series"
-    assert client.post("/handshake").status_code == 502  # the lone surrogate
+    assert client.post(HANDSHAKE).status_code == 502  # the lone surrogate
     found = samples(_scrape(client))
     assert len(found) == counts[0]
     assert_labels_closed(found, app)
@@ -226,20 +227,20 @@ def live(tmp_path_factory) -> Iterator[LiveLab]:
 def _attack_live(lab: LiveLab, round_: int) -> None:
     for n in range(round_ * PER_ROUND, (round_ + 1) * PER_ROUND):
         suite = {"cipher_suite": f"TLS_INVENTED_{n}_WITH_NOTHING"}
-        assert call(lab.client_url, "POST", "/handshake", body=suite)[0] == 400
+        assert call(lab.client_url, "POST", HANDSHAKE, body=suite)[0] == 400
         kx = {"key_exchange": f"kx{n}"}
-        assert call(lab.client_url, "POST", "/handshake", body=kx)[0] == 400
+        assert call(lab.client_url, "POST", HANDSHAKE, body=kx)[0] == 400
         hello = {"client_random": "00" * 32, "cipher_suites": [f"TLS_INVENTED_{n}"]}
-        assert call(lab.server_url, "POST", "/handshake/hello", body=hello)[0] < 500
+        assert call(lab.server_url, "POST", HELLO, body=hello)[0] < 500
         for url in (lab.client_url, lab.server_url):
-            assert call(url, _invented_method(n), "/healthz")[0] == 405
+            assert call(url, _invented_method(n), HEALTH)[0] == 405
 
 
 def test_no_request_breaks_or_grows_the_scrape_of_either_live_service(live, client_app, server_app):
     services = [(live.client_url, client_app), (live.server_url, server_app)]
     for url, _ in services:
         scrape(url)  # the scrape's own series exist from here on
-    status, _, _ = call(live.client_url, "POST", "/handshake", body=LONE_SURROGATE)
+    status, _, _ = call(live.client_url, "POST", HANDSHAKE, body=LONE_SURROGATE)
     assert status == 400
     _attack_live(live, 0)
     first = [samples(scrape(url)) for url, _ in services]

@@ -27,6 +27,16 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from client_svc import create_app as create_client_app
+from lab_common.contract import (
+    DEMO_PRIVATE_KEY,
+    HANDSHAKE,
+    HEALTH,
+    MESSAGE,
+    OPENAPI,
+    PRF_CALCULATOR,
+    SESSION,
+    path,
+)
 from server_svc import create_app as create_server_app
 
 CHECKS = [
@@ -66,8 +76,8 @@ def _apps(**server_settings: Any) -> tuple[Any, Any]:
 FUZZED_SERVER, FUZZED_CLIENT = _apps()
 # server_svc's binary /records body is raw bytes, like application/octet-stream.
 schemathesis.serializer.alias("application/tls-records", "application/octet-stream")
-SERVER_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_SERVER)
-CLIENT_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", FUZZED_CLIENT)
+SERVER_SCHEMA = schemathesis.openapi.from_wsgi(OPENAPI, FUZZED_SERVER)
+CLIENT_SCHEMA = schemathesis.openapi.from_wsgi(OPENAPI, FUZZED_CLIENT)
 
 
 @SERVER_SCHEMA.parametrize()
@@ -86,7 +96,7 @@ def test_the_prf_calculator_refuses_a_hash_name_that_is_not_a_string():
     """Found by the fuzzing above: a dict lookup of an unhashable value was a 500."""
     _, client_app = _apps()
     body = {"secret": "00", "label": "x", "seed": "00", "length": 1, "hash_name": {}}
-    response = client_app.test_client().post("/api/prf", json=body)
+    response = client_app.test_client().post(PRF_CALCULATOR, json=body)
     assert response.status_code == 400
 
 
@@ -101,7 +111,7 @@ def test_the_document_is_valid_openapi_3_1(schema):
 
 @pytest.mark.parametrize("app", [FUZZED_SERVER, FUZZED_CLIENT], ids=["server", "client"])
 def test_every_route_is_documented_with_its_errors(app):
-    document = app.test_client().get("/openapi.json").get_json()
+    document = app.test_client().get(OPENAPI).get_json()
     documented = {
         (path, method.upper()) for path, item in document["paths"].items() for method in item
     }
@@ -112,15 +122,15 @@ def test_every_route_is_documented_with_its_errors(app):
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert served == documented
-    for path, item in document["paths"].items():
+    for template, item in document["paths"].items():
         for method, operation in item.items():
             statuses = set(operation["responses"])
-            assert "200" in statuses and "500" in statuses, (path, method)
+            assert "200" in statuses and "500" in statuses, (template, method)
             for status, answer in operation["responses"].items():
                 if status == "200":
                     continue
                 schema = answer["content"]["application/json"]["schema"]
-                assert schema["required"] == ["error"], (path, method, status)
+                assert schema["required"] == ["error"], (template, method, status)
 
 
 # -- successful answers, from real handshakes ------------------------------------------------
@@ -135,7 +145,7 @@ class RecordingClient:
 
     def open(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
         response = self.client.open(path, method=method, **kwargs)
-        template = "/sessions/{connection_id}" if path.startswith("/sessions/") else path
+        template = SESSION if path.startswith(SESSION.removesuffix("{connection_id}")) else path
         self.seen.append((template, method, response))
         return response
 
@@ -157,14 +167,14 @@ def _validate_all(schema: Any, recorder: RecordingClient) -> set[tuple[str, str,
 @pytest.mark.parametrize("reveal", [False, True], ids=["secrets hidden", "secrets revealed"])
 def test_server_svc_real_answers_match_the_document(reveal):
     server_app, _ = _apps(REVEAL_SECRETS=reveal, MAX_CONTENT_LENGTH=64 * 1024)
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", server_app)
+    schema = schemathesis.openapi.from_wsgi(OPENAPI, server_app)
     http = RecordingClient(server_app)
     rsa = Peer(http, RSA_SUITE).complete()
     rsa.send(b"hello")
     rsa.message(rsa.seal(b"in small pieces " * 100))  # fragment size is the default here
     ecdhe = Peer(http, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256").complete()
     http.post(
-        "/message",
+        MESSAGE,
         json={
             "connection_id": ecdhe.connection_id,
             "record": __import__("base64").b64encode(ecdhe.seal(b"x" * 2000)).decode(),
@@ -173,36 +183,36 @@ def test_server_svc_real_answers_match_the_document(reveal):
     )
     resumed = Peer(http, RSA_SUITE, resume=rsa.handshake.session).complete()
     assert resumed.hello_json["resumed"] is True
-    http.get(f"/sessions/{rsa.connection_id}")
-    http.get(f"/sessions/{resumed.connection_id}")
-    http.get("/healthz")
-    http.get("/openapi.json")
-    http.get("/demo/private-key")
+    http.get(path(SESSION, rsa.connection_id))
+    http.get(path(SESSION, resumed.connection_id))
+    http.get(HEALTH)
+    http.get(OPENAPI)
+    http.get(DEMO_PRIVATE_KEY)
     # Errors of every documented kind.
     rsa.message(rsa.seal(b"late")[:-1])  # 400 bad_record_mac
     rsa.message(rsa.seal(b"later"))  # 409 unexpected_message
-    http.get(f"/sessions/{'0' * 32}")  # 404
-    http.post("/message", data="{}", content_type="text/plain")  # 415
-    http.post("/message", data=json.dumps({"x": "a" * 70_000}), content_type="application/json")
+    http.get(path(SESSION, "0" * 32))  # 404
+    http.post(MESSAGE, data="{}", content_type="text/plain")  # 415
+    http.post(MESSAGE, data=json.dumps({"x": "a" * 70_000}), content_type="application/json")
     covered = _validate_all(schema, http)
     assert {status for _, _, status in covered} >= {200, 400, 404, 409, 413, 415}
-    assert ("/demo/private-key", "GET", 200 if reveal else 403) in covered
+    assert (DEMO_PRIVATE_KEY, "GET", 200 if reveal else 403) in covered
 
 
 def test_client_svc_real_answers_match_the_document():
     _, client_app = _apps()
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", client_app)
+    schema = schemathesis.openapi.from_wsgi(OPENAPI, client_app)
     http = RecordingClient(client_app)
-    http.post("/message", json={"plaintext": "too early"})  # 409 no_connection
-    first = http.post("/handshake", json={"key_exchange": "ecdhe"}).get_json()
-    http.post("/handshake", json={"resume": first["session_id"]})
-    http.post("/handshake", data="", content_type="application/json")
-    http.post("/message", json={"plaintext": "hello"})
-    http.get(f"/sessions/{first['connection_id']}")
-    http.get("/healthz")
-    http.get("/openapi.json")
-    http.post("/handshake", json={"resume": "ab" * 32})  # 404 unknown_session
-    http.post("/handshake", json={"nope": 1})  # 400
-    http.post("/message", data="{}", content_type="text/plain")  # 415
+    http.post(MESSAGE, json={"plaintext": "too early"})  # 409 no_connection
+    first = http.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
+    http.post(HANDSHAKE, json={"resume": first["session_id"]})
+    http.post(HANDSHAKE, data="", content_type="application/json")
+    http.post(MESSAGE, json={"plaintext": "hello"})
+    http.get(path(SESSION, first["connection_id"]))
+    http.get(HEALTH)
+    http.get(OPENAPI)
+    http.post(HANDSHAKE, json={"resume": "ab" * 32})  # 404 unknown_session
+    http.post(HANDSHAKE, json={"nope": 1})  # 400
+    http.post(MESSAGE, data="{}", content_type="text/plain")  # 415
     covered = _validate_all(schema, http)
     assert {status for _, _, status in covered} >= {200, 400, 404, 409, 415}

@@ -32,7 +32,22 @@ from client_svc.demos import MAX_SESSIONS as MAX_DEMO_SESSIONS
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import MAX_JSON_STRUCTURE, parse_json
 from kdf_lib.record import MAX_PLAINTEXT, ContentType, count_records
-from lab_common.contract import MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT, RECORDS_MEDIA_TYPE
+from lab_common.contract import (
+    DEMO_FORWARD_SECRECY,
+    DEMO_MISMATCH,
+    DEMO_MITM,
+    DEMO_TAMPER,
+    HANDSHAKE,
+    HEALTH,
+    MAX_RECORDS_PER_REQUEST,
+    MESSAGE,
+    MIN_REPLY_FRAGMENT,
+    OPENAPI,
+    PRF_CALCULATOR,
+    RECORDS,
+    RECORDS_MEDIA_TYPE,
+    path,
+)
 from lab_common.settings import MAX_BODY_LIMIT
 from server_svc.config import ServerSettings
 
@@ -67,7 +82,7 @@ def lab(tmp_path_factory, pair_certificates) -> Iterator[Lab]:
     live = start_lab(tmp_path_factory.mktemp("request-cost"), certificates=pair_certificates)
     try:
         documents = {
-            name: served.http().get("/openapi.json").get_json()
+            name: served.http().get(OPENAPI).get_json()
             for name, served in (("server", live.server), ("client", live.client))
         }
         yield Lab(live.server, live.client, documents)
@@ -170,7 +185,7 @@ def test_the_codec_bounds_depth_and_structure_before_parsing(body, refusal):
 
 def _post_records(app: Any, peer: Peer, records: bytes) -> Any:
     return app.test_client().post(
-        f"/records/{peer.connection_id}", data=records, content_type=RECORDS_MEDIA_TYPE
+        path(RECORDS, peer.connection_id), data=records, content_type=RECORDS_MEDIA_TYPE
     )
 
 
@@ -285,11 +300,11 @@ def _json_operations(lab: Lab) -> list[tuple[str, Operation]]:
 def test_no_json_body_costs_a_worker_more_than_the_bound(lab):
     meter = Meter(lab)
     for service, operation in _json_operations(lab):
-        path = operation.url("0" * 32)
+        target = operation.url("0" * 32)
         bodies = {**HOSTILE_JSON, **_string_field_bodies(operation)}
         for case, body in bodies.items():
             assert len(body) <= LIMIT, case
-            meter.send(service, raw_request("POST", path, body, JSON), case)
+            meter.send(service, raw_request("POST", target, body, JSON), case)
     meter.check("JSON bodies on every JSON endpoint")
 
 
@@ -309,23 +324,24 @@ class RecordSender:
         return int(self.peer.server_view()["sequence_numbers"]["read"])
 
     def _send(
-        self, path: str, body: bytes, media_type: str, case: str, status: int, moved: int
+        self, target: str, body: bytes, media_type: str, case: str, status: int, moved: int
     ) -> None:
         assert len(body) <= LIMIT, case
         seq = self._read_seq()
-        cost = self.meter.send("server", raw_request("POST", path, body, media_type), case)
+        cost = self.meter.send("server", raw_request("POST", target, body, media_type), case)
         assert cost.status == status, case
         assert self._read_seq() == seq + moved, case
 
     def records(self, case: str, records: bytes, status: int, moved: int) -> None:
-        path = f"/records/{self.peer.connection_id}"
-        self._send(path, records, RECORDS_MEDIA_TYPE, case, status, moved)
+        self._send(
+            path(RECORDS, self.peer.connection_id), records, RECORDS_MEDIA_TYPE, case, status, moved
+        )
 
     def message(self, case: str, records: bytes, status: int, moved: int, **extra: Any) -> None:
         body = {"connection_id": self.peer.connection_id, "record": base64.b64encode(records)}
         body["record"] = body["record"].decode()
         text = json.dumps({**body, **extra}).encode()
-        self._send("/message", text, JSON, case, status, moved)
+        self._send(MESSAGE, text, JSON, case, status, moved)
 
 
 def test_no_records_body_costs_the_server_more_than_the_bound(lab):
@@ -390,13 +406,13 @@ def test_chunked_bodies_in_tiny_pieces_cost_no_more_than_the_bound(lab):
     would cost the worker 8 s. Reading stops at MAX_BODY_READ_CPU (413 body_too_fragmented);
     whether 256-byte chunks get there depends on the machine, so only the cost is checked."""
     meter = Meter(lab)
-    targets = [("server", "POST", "/message"), ("server", "GET", "/healthz")]
-    targets += [("client", "POST", "/handshake")]
-    for service, method, path in targets:
+    targets = [("server", "POST", MESSAGE), ("server", "GET", HEALTH)]
+    targets += [("client", "POST", HANDSHAKE)]
+    for service, method, target in targets:
         for chunk in (1, 16, 256):
             body = b" " * (LIMIT // 4 if chunk == 1 else LIMIT)
             case = f"{len(body) // 1024} KiB of spaces in {chunk}-byte chunks"
-            cost = meter.send(service, raw_request(method, path, body, JSON, chunk=chunk), case)
+            cost = meter.send(service, raw_request(method, target, body, JSON, chunk=chunk), case)
             if chunk < 256:
                 assert cost.status == 413, cost
     meter.check("Chunked bodies in small chunks")
@@ -409,9 +425,7 @@ def test_the_heaviest_legitimate_requests_cost_no_more_than_the_bound(lab):
     client = lab.client
     for kind in ("rsa", "ecdhe"):
         body = json.dumps({"key_exchange": kind}).encode()
-        assert (
-            meter.send("client", raw_request("POST", "/handshake", body, JSON), kind).status == 200
-        )
+        assert meter.send("client", raw_request("POST", HANDSHAKE, body, JSON), kind).status == 200
     plaintexts = {
         "2 Mi characters of plaintext": json.dumps({"plaintext": "a" * (2 * 1024 * 1024)}),
         '2 Mi \\" escapes of plaintext': '{"plaintext": "' + '\\"' * ((LIMIT - 20) // 2) + '"}',
@@ -420,30 +434,30 @@ def test_the_heaviest_legitimate_requests_cost_no_more_than_the_bound(lab):
         + '"}',
     }
     for case, text in plaintexts.items():
-        cost = meter.send("client", raw_request("POST", "/message", text.encode(), JSON), case)
+        cost = meter.send("client", raw_request("POST", MESSAGE, text.encode(), JSON), case)
         assert cost.status == 200, case
     prf = {"secret": "ab" * 1024, "label": "x" * 255, "seed": "cd" * 1024, "length": 1024}
     for hash_name in ("sha256", "sha384"):
         body = json.dumps({**prf, "hash_name": hash_name}).encode()
         assert (
-            meter.send("client", raw_request("POST", "/api/prf", body, JSON), hash_name).status
+            meter.send("client", raw_request("POST", PRF_CALCULATOR, body, JSON), hash_name).status
             == 200
         )
     demos = [
-        ("/demo/forward-secrecy", {"sessions": MAX_DEMO_SESSIONS}),
-        *(("/demo/tamper", {"attack": attack}) for attack in ATTACKS),
-        *(("/demo/mismatch", {"mistake": mistake}) for mistake in MISTAKES),
-        ("/demo/mitm", {}),
+        (DEMO_FORWARD_SECRECY, {"sessions": MAX_DEMO_SESSIONS}),
+        *((DEMO_TAMPER, {"attack": attack}) for attack in ATTACKS),
+        *((DEMO_MISMATCH, {"mistake": mistake}) for mistake in MISTAKES),
+        (DEMO_MITM, {}),
     ]
-    for path, body in demos:
+    for target, body in demos:
         text = json.dumps(body)
-        meter.send("client", raw_request("POST", path, text.encode(), JSON), text)
-    connection = client.http().post("/handshake", json={}).get_json()["connection_id"]
+        meter.send("client", raw_request("POST", target, text.encode(), JSON), text)
+    connection = client.http().post(HANDSHAKE, json={}).get_json()["connection_id"]
     for name in ("server", "client"):
         for operation in operations(lab.documents[name]):
             if operation.method != "GET":
                 continue
-            path = operation.url(connection)
-            meter.send(name, raw_request("GET", path), "no body")
-            meter.send(name, raw_request("GET", path, b" " * LIMIT, JSON), "4 MiB body")
+            target = operation.url(connection)
+            meter.send(name, raw_request("GET", target), "no body")
+            meter.send(name, raw_request("GET", target, b" " * LIMIT, JSON), "4 MiB body")
     meter.check("The heaviest legitimate requests")

@@ -23,7 +23,17 @@ from helpers.rawhttp import LiveResponse, exchange, raw_request
 from helpers.served import REPO_ROOT, LiveLab, Service, start_lab, stop_lab
 
 from kdf_lib.record import ContentType, RecordProtection
-from lab_common.contract import RECORDS_MEDIA_TYPE
+from lab_common.contract import (
+    ALERT,
+    FINISH,
+    HEALTH,
+    HELLO,
+    MESSAGE,
+    OPENAPI,
+    RECORDS,
+    RECORDS_MEDIA_TYPE,
+    path,
+)
 
 from .documented import operations
 
@@ -81,15 +91,15 @@ def test_chunked_records_past_the_limit_at_a_record_boundary_are_refused_whole(
     twin = peer.fresh_writer()
     twin.seq = peer.connection.writer.seq
     body = _sealed(twin, LIMIT // RECORD_SIZE + extra_records)
-    path = f"/records/{peer.connection_id}"
+    target = path(RECORDS, peer.connection_id)
     answer = exchange(
-        services.server.address, raw_request("POST", path, body, RECORDS_MEDIA_TYPE, chunk=1000)
+        services.server.address, raw_request("POST", target, body, RECORDS_MEDIA_TYPE, chunk=1000)
     )
     _assert_error(answer, 413, "body_too_large")
     assert _seen_by_server(peer) == before, "records of a refused body were opened"
     # The next correct record is still the one the server expects, and it is echoed.
     record = peer.seal(b"still in sequence")
-    answer = services.server.http().post(path, data=record, content_type=RECORDS_MEDIA_TYPE)
+    answer = services.server.http().post(target, data=record, content_type=RECORDS_MEDIA_TYPE)
     assert answer.status_code == 200, answer.body
     assert answer.headers["TLS-Received-Seq"] == str(before[0])
     assert peer.connection.open(answer.body).endswith(b"still in sequence")
@@ -100,9 +110,9 @@ def test_chunked_records_exactly_at_the_limit_are_served(services):
     peer = _established(services)
     assert peer.connection is not None
     body = _sealed(peer.connection.writer, LIMIT // RECORD_SIZE)
-    path = f"/records/{peer.connection_id}"
+    target = path(RECORDS, peer.connection_id)
     answer = exchange(
-        services.server.address, raw_request("POST", path, body, RECORDS_MEDIA_TYPE, chunk=1000)
+        services.server.address, raw_request("POST", target, body, RECORDS_MEDIA_TYPE, chunk=1000)
     )
     assert answer.status_code == 200, answer.body
     assert answer.headers["Tls-Received-Records"] == str(LIMIT // RECORD_SIZE)
@@ -124,9 +134,7 @@ def test_a_chunked_message_past_the_limit_is_refused_and_opens_nothing(services)
     record = base64.b64encode(_sealed(twin, 2)).decode()
     # A whole, valid request in the first LIMIT bytes, and more after them.
     body = _padded({"connection_id": peer.connection_id, "record": record}, LIMIT) + b" \n"
-    answer = exchange(
-        services.server.address, raw_request("POST", "/message", body, JSON, chunk=512)
-    )
+    answer = exchange(services.server.address, raw_request("POST", MESSAGE, body, JSON, chunk=512))
     _assert_error(answer, 413, "body_too_large")
     assert _seen_by_server(peer) == before
     _, answer = peer.send(b"next")
@@ -135,25 +143,25 @@ def test_a_chunked_message_past_the_limit_is_refused_and_opens_nothing(services)
 
 def test_chunked_handshake_bodies_past_the_limit_create_nothing(services):
     http = services.server.http()
-    connections = http.get("/healthz").get_json()["connections"]
+    connections = http.get(HEALTH).get_json()["connections"]
     peer = Peer(http, GCM_SUITE)
-    for path, body in (
-        ("/handshake/hello", peer.hello_body()),
-        ("/handshake/finish", {"connection_id": "0" * 32, "finished_record": "AAAA"}),
-        ("/alert", {"connection_id": "0" * 32, "alert": "close_notify"}),
+    for target, body in (
+        (HELLO, peer.hello_body()),
+        (FINISH, {"connection_id": "0" * 32, "finished_record": "AAAA"}),
+        (ALERT, {"connection_id": "0" * 32, "alert": "close_notify"}),
     ):
         padded = _padded(body, LIMIT) + b"  "
         answer = exchange(
-            services.server.address, raw_request("POST", path, padded, JSON, chunk=700)
+            services.server.address, raw_request("POST", target, padded, JSON, chunk=700)
         )
         _assert_error(answer, 413, "body_too_large")
-    assert http.get("/healthz").get_json()["connections"] == connections
+    assert http.get(HEALTH).get_json()["connections"] == connections
 
 
 def _every_operation(services: LiveLab) -> list[tuple[Service, str, str, str | None]]:
     found = []
     for served in (services.server, services.client):
-        document = served.http().get("/openapi.json").get_json()
+        document = served.http().get(OPENAPI).get_json()
         for operation in operations(document):
             media_type = operation.body_types[0] if operation.body_types else None
             found.append((served, operation.method, operation.url("0" * 32), media_type))
@@ -165,14 +173,16 @@ def _every_operation(services: LiveLab) -> list[tuple[Service, str, str, str | N
 def test_every_endpoint_refuses_a_body_over_the_limit(services, framing):
     """Whatever the endpoint (a GET that reads no body included), before it does anything."""
     wrong = []
-    for served, method, path, media_type in _every_operation(services):
+    for served, method, target, media_type in _every_operation(services):
         body = b" " * (LIMIT + 1)
         chunk = 1024 if framing == "chunked" else None
-        answer = exchange(served.address, raw_request(method, path, body, media_type, chunk=chunk))
+        answer = exchange(
+            served.address, raw_request(method, target, body, media_type, chunk=chunk)
+        )
         is_json = answer.mimetype == "application/json"
         code = answer.get_json().get("error", {}).get("code") if is_json else None
         if answer.status_code != 413 or code != "body_too_large":
-            wrong.append((served.name, method, path, answer.status_code, answer.body[:100]))
+            wrong.append((served.name, method, target, answer.status_code, answer.body[:100]))
     assert wrong == []
 
 
@@ -183,9 +193,9 @@ def test_every_endpoint_refuses_a_body_over_the_limit(services, framing):
 )
 def test_a_malformed_chunked_body_gets_a_json_400(services, framing):
     head = (
-        b"POST /message HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-    )
+        f"POST {MESSAGE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
     _assert_error(exchange(services.server.address, head + framing), 400, "bad_request")
 
 

@@ -18,6 +18,7 @@ from helpers.pki import NOW, build_certificate, rsa_key
 from helpers.transport import FlaskTransport
 
 from kdf_lib import pki
+from lab_common.contract import ALERT, FINISH, HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
 
 
 def self_signed_leaf(name: str) -> pki.Issued:
@@ -86,28 +87,28 @@ def assert_stopped_before_any_secret(
     connection_id = error["connection_id"]
     # Only the hello crossed, then the client's fatal alert (RFC 5246 §7.2.2), which names the
     # alert and nothing else: no ClientKeyExchange, no Finished, no application data.
-    assert transport.paths() == ["/handshake/hello", "/alert"]
+    assert transport.paths() == [HELLO, ALERT]
     assert transport.received[-1].body == {"connection_id": connection_id, "alert": code}
     # The server dropped the half-open connection at once, knowing why.
-    server_view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
+    server_view = server_app.test_client().get(path(SESSION, connection_id)).get_json()
     assert server_view["state"] == "failed" and server_view["error"] == code
     assert server_view["trace"][-1]["action"] == f"receive alert {code}"
     # client_svc keeps the failed handshake for inspection, but not as a usable connection.
-    view = client.get(f"/sessions/{connection_id}").get_json()
+    view = client.get(path(SESSION, connection_id)).get_json()
     assert view["state"] == "failed" and view["error"] == code
     assert view["failure"]["code"] == code
     actions = [step["action"] for step in view["trace"]]
     assert actions[-1] == "abort"
     assert not any("pre-master" in a or "ECDH public key" in a for a in actions)
-    assert client.get("/healthz").get_json()["connections"] == 0
+    assert client.get(HEALTH).get_json()["connections"] == 0
     # Nothing can be sent on it, by id or as "the latest connection".
-    refused = client.post("/message", json={"plaintext": "x", "connection_id": connection_id})
+    refused = client.post(MESSAGE, json={"plaintext": "x", "connection_id": connection_id})
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "unexpected_message"
     assert code in refused.get_json()["error"]["message"]
-    latest = client.post("/message", json={"plaintext": "x"})
+    latest = client.post(MESSAGE, json={"plaintext": "x"})
     assert latest.status_code == 409 and latest.get_json()["error"]["code"] == "no_connection"
-    assert transport.paths() == ["/handshake/hello", "/alert"]
+    assert transport.paths() == [HELLO, ALERT]
 
 
 @pytest.mark.parametrize("key_exchange", ["rsa", "ecdhe"])
@@ -126,7 +127,7 @@ def test_a_bad_server_certificate_stops_the_handshake_before_any_secret(
     server_app = make_server(bad)
     transport.restart(server_app)
     client = make_client()
-    response = client.post("/handshake", json={"key_exchange": key_exchange})
+    response = client.post(HANDSHAKE, json={"key_exchange": key_exchange})
     answer = response.get_json()
     assert response.status_code == 502, answer
     assert answer["error"]["code"] == code
@@ -145,7 +146,7 @@ def test_rsa_key_exchange_needs_key_encipherment_in_the_certificate(
     server_app = make_server(bad)
     transport.restart(server_app)
     client = make_client()
-    response = client.post("/handshake", json={"key_exchange": "rsa"})
+    response = client.post(HANDSHAKE, json={"key_exchange": "rsa"})
     answer = response.get_json()
     assert response.status_code == 502, answer
     assert answer["error"]["code"] == "unsupported_certificate"
@@ -165,15 +166,15 @@ def test_a_certificate_without_key_encipherment_still_serves_ecdhe(
     # signs (RFC 8422 §5.3), so the refusal there is about key usage and nothing else.
     cert = pki.issue_server_certificate(ca, "server", now=NOW, key_usage_key_encipherment=False)
     transport.restart(make_server(cert))
-    response = make_client().post("/handshake", json={"key_exchange": "ecdhe"})
+    response = make_client().post(HANDSHAKE, json={"key_exchange": "ecdhe"})
     assert response.status_code == 200, response.get_json()
-    assert transport.paths() == ["/handshake/hello", "/handshake/finish"]
+    assert transport.paths() == [HELLO, FINISH]
 
 
 def test_the_genuine_certificate_is_accepted(
     client: FlaskClient, transport: FlaskTransport
 ) -> None:
     # The control for every case above: the fixtures themselves make a working pair.
-    response = client.post("/handshake", json={"key_exchange": "rsa"})
+    response = client.post(HANDSHAKE, json={"key_exchange": "rsa"})
     assert response.status_code == 200, response.get_json()
-    assert transport.paths() == ["/handshake/hello", "/handshake/finish"]
+    assert transport.paths() == [HELLO, FINISH]

@@ -20,6 +20,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from helpers.transport import FlaskTransport
 
+from lab_common.contract import HANDSHAKE, MESSAGE, SESSION, path
+
 THREADS = 8
 MESSAGES_PER_THREAD = 5
 
@@ -30,7 +32,7 @@ def slow_first_message(transport: FlaskTransport, delay: float) -> None:
     first = threading.Event()
 
     def hold(path: str, body: dict[str, Any]) -> None:
-        if path == "/message" and not first.is_set():
+        if path == MESSAGE and not first.is_set():
             first.set()
             time.sleep(delay)
 
@@ -45,7 +47,7 @@ def test_racing_messages_on_one_connection_all_succeed_in_sequence(
     key_exchange: str,
 ) -> None:
     setup = make_client()
-    connection_id = setup.post("/handshake", json={"key_exchange": key_exchange}).get_json()[
+    connection_id = setup.post(HANDSHAKE, json={"key_exchange": key_exchange}).get_json()[
         "connection_id"
     ]
     app = setup.application
@@ -59,7 +61,7 @@ def test_racing_messages_on_one_connection_all_succeed_in_sequence(
         for number in range(MESSAGES_PER_THREAD):
             text = f"thread {thread} message {number}"
             response = client.post(
-                "/message", json={"plaintext": text, "connection_id": connection_id}
+                MESSAGE, json={"plaintext": text, "connection_id": connection_id}
             )
             results.append((text, response.status_code, response.get_json()))
         return results
@@ -79,7 +81,7 @@ def test_racing_messages_on_one_connection_all_succeed_in_sequence(
         assert answer["reply"]["seq"] == answer["sent"]["seq"]
         seq = answer["sent"]["seq"]
         assert answer["reply"]["plaintext"].endswith(f"in records {seq}..{seq}: {text}")
-    server_view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
+    server_view = server_app.test_client().get(path(SESSION, connection_id)).get_json()
     assert server_view["sequence_numbers"] == {"read": total + 1, "write": total + 1}
     assert server_view["messages"] == total and server_view["state"] == "established"
 
@@ -90,13 +92,13 @@ def test_different_connections_do_not_wait_for_each_other(
     # The lock is per connection: a message held on the wire for one connection does not
     # delay another connection's message.
     client = make_client()
-    slow = client.post("/handshake", json={}).get_json()["connection_id"]
-    fast = client.post("/handshake", json={}).get_json()["connection_id"]
+    slow = client.post(HANDSHAKE, json={}).get_json()["connection_id"]
+    fast = client.post(HANDSHAKE, json={}).get_json()["connection_id"]
     held = threading.Event()
     release = threading.Event()
 
     def hold(path: str, body: dict[str, Any]) -> None:
-        if path == "/message" and body["connection_id"] == slow:
+        if path == MESSAGE and body["connection_id"] == slow:
             held.set()
             release.wait(10)
 
@@ -105,14 +107,12 @@ def test_different_connections_do_not_wait_for_each_other(
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(
             lambda: app.test_client().post(
-                "/message", json={"plaintext": "slow", "connection_id": slow}
+                MESSAGE, json={"plaintext": "slow", "connection_id": slow}
             )
         )
         assert held.wait(10)
         started = time.monotonic()
-        quick = app.test_client().post(
-            "/message", json={"plaintext": "fast", "connection_id": fast}
-        )
+        quick = app.test_client().post(MESSAGE, json={"plaintext": "fast", "connection_id": fast})
         elapsed = time.monotonic() - started
         release.set()
         assert pending.result(timeout=10).status_code == 200

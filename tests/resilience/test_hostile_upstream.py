@@ -34,6 +34,7 @@ from client_svc.config import ClientSettings
 from client_svc.upstream import HttpTransport, UpstreamError
 from kdf_lib.record import ContentType, RecordProtection
 from kdf_lib.suites import SUITES
+from lab_common.contract import HANDSHAKE, HELLO, MESSAGE
 from lab_common.settings import MAX_BODY_LIMIT
 
 from .hostile_peer import Behaviour, Exchange, HostilePeer, dribbled, head, oversized
@@ -83,7 +84,7 @@ def peer(lab: tuple[Service, HostilePeer]) -> Iterator[HostilePeer]:
 
 
 def _handshake(client: Service) -> dict[str, Any]:
-    status, answer = call_json(client.port, "POST", "/handshake", {})
+    status, answer = call_json(client.port, "POST", HANDSHAKE, {})
     assert status == 200, answer
     return dict(answer)
 
@@ -99,9 +100,9 @@ def _call_through_the_peer(
     the seconds it took)."""
     started = time.monotonic()
     if endpoint == "handshake":
-        status, answer = call_json(client.port, "POST", "/handshake", {})
+        status, answer = call_json(client.port, "POST", HANDSHAKE, {})
     else:
-        status, answer = call_json(client.port, "POST", "/message", _message(connection_id))
+        status, answer = call_json(client.port, "POST", MESSAGE, _message(connection_id))
     return status, answer["error"], time.monotonic() - started
 
 
@@ -171,7 +172,7 @@ def test_an_answer_over_the_bound_is_refused_without_swelling_the_worker(
     worker = client.worker_pid()
     assert worker is not None
     connection_id = _handshake(client)["connection_id"]  # warm: the worker's usual memory
-    path = "/handshake/hello" if endpoint == "handshake" else "/message"
+    path = HELLO if endpoint == "handshake" else MESSAGE
     peer.behaviours[path] = oversized(HUGE, framing, forward_first=endpoint == "message")
     before = _peak_memory_reset(worker)
     status, error, elapsed = _call_through_the_peer(client, endpoint, connection_id)
@@ -197,7 +198,7 @@ def test_an_answer_dribbled_a_byte_a_second_ends_at_the_read_timeout(
     """Every byte comes within the timeout; the answer as a whole does not. Today's socket
     timeout bounds each wait, so the call lasted as long as the peer liked (here 20 s)."""
     connection_id = _handshake(client)["connection_id"]
-    path = "/handshake/hello" if endpoint == "handshake" else "/message"
+    path = HELLO if endpoint == "handshake" else MESSAGE
     peer.behaviours[path] = dribbled(1.0, 20.0, forward_first=endpoint == "message")
     status, error, elapsed = _call_through_the_peer(client, endpoint, connection_id)
 
@@ -207,7 +208,7 @@ def test_an_answer_dribbled_a_byte_a_second_ends_at_the_read_timeout(
     if endpoint == "message":
         # It was processed (the peer forwarded it first), which is why it is not "not_delivered";
         # and the connection is closed, as after any failed message.
-        status, after = call_json(client.port, "POST", "/message", _message(connection_id))
+        status, after = call_json(client.port, "POST", MESSAGE, _message(connection_id))
         assert (status, after["error"]["code"]) == (409, "unexpected_message")
 
 

@@ -55,7 +55,7 @@ def client_url_for(ca: pki.Issued) -> Iterator[Any]:
 
     yield client_url
     for app in apps:
-        app.extensions["driver"].server.transport.close()
+        app.extensions["client_service"].server.transport.close()
 
 
 def test_a_clean_run_reports_every_kind_of_request_and_exits_0(

@@ -29,6 +29,7 @@ from helpers.served import (
 )
 
 from client_svc.upstream import HttpTransport
+from lab_common.contract import HANDSHAKE, HEALTH, MESSAGE, SESSION, path
 
 from .hostile_peer import HostilePeer, refused_from_headers
 
@@ -80,18 +81,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def _handshake(client: Service, **body: Any) -> str:
-    status, answer = call_json(client.port, "POST", "/handshake", body)
+    status, answer = call_json(client.port, "POST", HANDSHAKE, body)
     assert status == 200, answer
     return str(answer["connection_id"])
 
 
 def _send(client: Service, connection_id: str, plaintext: str) -> tuple[int, Any]:
     body = {"plaintext": plaintext, "connection_id": connection_id}
-    return call_json(client.port, "POST", "/message", body)
+    return call_json(client.port, "POST", MESSAGE, body)
 
 
 def _sequence_numbers(service: Service, connection_id: str) -> tuple[dict[str, int], int]:
-    status, view = call_json(service.port, "GET", f"/sessions/{connection_id}")
+    status, view = call_json(service.port, "GET", path(SESSION, connection_id))
     assert status == 200, view
     return view["sequence_numbers"], view["messages"]
 
@@ -193,14 +194,14 @@ def test_a_413_from_the_headers_then_a_reset_is_read_not_guessed(lab: Lab) -> No
     kernel resets the connection while client_svc is still writing."""
     client = lab.hostile
     connection_id = _handshake(client)
-    lab.peer.behaviours["/message"] = refused_from_headers
+    lab.peer.behaviours[MESSAGE] = refused_from_headers
     try:
         status, answer = _send(client, connection_id, EUROS)
     finally:
         lab.peer.behaviours.clear()
     error = answer["error"]
     assert (status, error["code"], error["delivery"]) == (413, "body_too_large", "not_delivered")
-    assert lab.peer.requests.count("/message") == 1
+    assert lab.peer.requests.count(MESSAGE) == 1
     status, after = _send(client, connection_id, "next")
     assert (status, after["error"]["code"]) == (409, "unexpected_message")
     _assert_delivered(client, _handshake(client), "next", (1, 1))
@@ -214,9 +215,9 @@ def test_after_a_413_the_next_call_gets_a_fresh_connection(lab: Lab) -> None:
     try:
         for _ in range(3):
             body = {"connection_id": "0" * 32, "record": "A" * 100_000}
-            status, _ = transport.request("POST", "/message", body)
+            status, _ = transport.request("POST", MESSAGE, body)
             assert status == 413
-            status, _ = transport.request("GET", "/healthz", None)
+            status, _ = transport.request("GET", HEALTH, None)
             assert status == 200
     finally:
         transport.close()

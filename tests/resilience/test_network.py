@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 
 from client_svc import create_app as create_client_app
 from kdf_lib import pki
+from lab_common.contract import HANDSHAKE, HEALTH, MESSAGE, SESSION, path
 
 from .netfaults import (
     FaultyProxy,
@@ -55,7 +56,7 @@ def http_client(ca: pki.Issued) -> Iterator[Callable[[int], FlaskClient]]:
 
     yield make
     for app in apps:  # close the pooled sockets now, not whenever the pool is collected
-        app.extensions["driver"].server.transport.close()
+        app.extensions["client_service"].server.transport.close()
 
 
 @pytest.fixture
@@ -72,14 +73,14 @@ def timed_post(client: FlaskClient, path: str, body: dict[str, Any]) -> tuple[fl
 
 
 def processed(server_app: Flask, connection_id: str) -> int:
-    return int(server_app.test_client().get(f"/sessions/{connection_id}").get_json()["messages"])
+    return int(server_app.test_client().get(path(SESSION, connection_id)).get_json()["messages"])
 
 
 def test_a_closed_port_is_upstream_unavailable_at_once(
     http_client: Callable[[int], FlaskClient],
 ) -> None:
     client = http_client(closed_port())
-    elapsed, status, answer = timed_post(client, "/handshake", {})
+    elapsed, status, answer = timed_post(client, HANDSHAKE, {})
     assert (status, answer["error"]["code"]) == (502, "upstream_unavailable")
     assert "unreachable" in answer["error"]["message"]
     assert elapsed < CONNECT_TIMEOUT + SLACK
@@ -90,7 +91,7 @@ def test_a_server_that_accepts_no_connection_is_upstream_timeout_within_the_conn
 ) -> None:
     with full_listener() as port:
         client = http_client(port)
-        elapsed, status, answer = timed_post(client, "/handshake", {})
+        elapsed, status, answer = timed_post(client, HANDSHAKE, {})
     assert (status, answer["error"]["code"]) == (504, "upstream_timeout")
     assert f"accept a connection within {CONNECT_TIMEOUT:g} s" in answer["error"]["message"]
     assert CONNECT_TIMEOUT <= elapsed < CONNECT_TIMEOUT + SLACK
@@ -101,7 +102,7 @@ def test_a_server_that_never_answers_is_upstream_timeout_within_the_read_timeout
 ) -> None:
     with silent_listener() as port:
         client = http_client(port)
-        elapsed, status, answer = timed_post(client, "/handshake", {})
+        elapsed, status, answer = timed_post(client, HANDSHAKE, {})
     assert (status, answer["error"]["code"]) == (504, "upstream_timeout")
     assert f"within {READ_TIMEOUT:g} s" in answer["error"]["message"]
     assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + SLACK
@@ -110,8 +111,8 @@ def test_a_server_that_never_answers_is_upstream_timeout_within_the_read_timeout
 def test_a_slow_server_within_the_timeout_is_fine(proxied: Any) -> None:
     client, proxy = proxied
     proxy.reply_delay = READ_TIMEOUT / 3
-    assert client.post("/handshake", json={"key_exchange": "ecdhe"}).status_code == 200
-    assert client.post("/message", json={"plaintext": "slowly"}).status_code == 200
+    assert client.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).status_code == 200
+    assert client.post(MESSAGE, json={"plaintext": "slowly"}).status_code == 200
 
 
 @pytest.fixture
@@ -123,9 +124,9 @@ def kept_alive(server_app: Flask, http_client: Callable[[int], FlaskClient]) -> 
 
 def test_requests_share_one_kept_alive_connection(kept_alive: Any) -> None:
     client, proxy = kept_alive
-    assert client.post("/handshake", json={"key_exchange": "rsa"}).status_code == 200
+    assert client.post(HANDSHAKE, json={"key_exchange": "rsa"}).status_code == 200
     for text in ("one", "two", "three"):
-        assert client.post("/message", json={"plaintext": text}).status_code == 200
+        assert client.post(MESSAGE, json={"plaintext": text}).status_code == 200
     assert proxy.accepted == 1  # two handshake steps and three messages on one connection
 
 
@@ -135,11 +136,11 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_not_an_unknown_ou
     # gunicorn closes idle keep-alive connections after a few seconds. The next message must
     # go out on a new connection and arrive, not fail as "the connection broke".
     client, proxy = kept_alive
-    connection_id = client.post("/handshake", json={}).get_json()["connection_id"]
+    connection_id = client.post(HANDSHAKE, json={}).get_json()["connection_id"]
     assert proxy.accepted == 1
     proxy.cut()
     time.sleep(0.2)  # the proxy's FIN reaches client_svc's idle socket
-    answer = client.post("/message", json={"plaintext": "after the close"})
+    answer = client.post(MESSAGE, json={"plaintext": "after the close"})
     assert answer.status_code == 200, answer.get_json()
     assert proxy.accepted == 2
     assert processed(server_app, connection_id) == 1
@@ -150,9 +151,9 @@ def test_a_server_that_stops_answering_mid_conversation_makes_the_outcome_unknow
 ) -> None:
     # The request reaches server_svc and is processed; the answer is lost on the way back.
     client, proxy = proxied
-    connection_id = client.post("/handshake", json={}).get_json()["connection_id"]
+    connection_id = client.post(HANDSHAKE, json={}).get_json()["connection_id"]
     proxy.mode = "drop_replies"
-    elapsed, status, answer = timed_post(client, "/message", {"plaintext": "lost answer"})
+    elapsed, status, answer = timed_post(client, MESSAGE, {"plaintext": "lost answer"})
     error = answer["error"]
     assert (status, error["code"], error["delivery"]) == (504, "outcome_unknown", "unknown")
     assert error["cause"] == "upstream_timeout"
@@ -166,10 +167,10 @@ def test_a_request_swallowed_on_the_way_is_also_an_unknown_outcome(
     # Same symptom for client_svc, opposite truth on the server: nothing was processed. The
     # client cannot tell the two apart, so it must say "unknown" in both.
     client, proxy = proxied
-    connection_id = client.post("/handshake", json={}).get_json()["connection_id"]
+    connection_id = client.post(HANDSHAKE, json={}).get_json()["connection_id"]
     proxy.mode = "blackhole"
     elapsed, status, answer = timed_post(
-        client, "/message", {"plaintext": "lost request", "auto_reconnect": True}
+        client, MESSAGE, {"plaintext": "lost request", "auto_reconnect": True}
     )
     assert (status, answer["error"]["code"]) == (504, "outcome_unknown")
     assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + SLACK
@@ -180,9 +181,9 @@ def test_a_refused_connection_mid_conversation_is_not_delivered(
     proxied: Any, server_app: Flask
 ) -> None:
     client, proxy = proxied
-    connection_id = client.post("/handshake", json={}).get_json()["connection_id"]
+    connection_id = client.post(HANDSHAKE, json={}).get_json()["connection_id"]
     proxy.refuse()
-    elapsed, status, answer = timed_post(client, "/message", {"plaintext": "refused"})
+    elapsed, status, answer = timed_post(client, MESSAGE, {"plaintext": "refused"})
     error = answer["error"]
     assert (status, error["code"]) == (502, "upstream_unavailable"), error
     assert error["delivery"] == "not_delivered"
@@ -193,11 +194,11 @@ def test_a_refused_connection_mid_conversation_is_not_delivered(
 def test_a_handshake_through_a_paused_server_times_out_and_keeps_nothing(proxied: Any) -> None:
     client, proxy = proxied
     proxy.mode = "blackhole"
-    elapsed, status, answer = timed_post(client, "/handshake", {"key_exchange": "rsa"})
+    elapsed, status, answer = timed_post(client, HANDSHAKE, {"key_exchange": "rsa"})
     assert (status, answer["error"]["code"]) == (504, "upstream_timeout")
     assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + SLACK
-    assert client.get("/healthz").get_json()["connections"] == 0
+    assert client.get(HEALTH).get_json()["connections"] == 0
     # The trouble passes: the next handshake and message work.
     proxy.mode = "forward"
-    assert client.post("/handshake", json={}).status_code == 200
-    assert client.post("/message", json={"plaintext": "back"}).status_code == 200
+    assert client.post(HANDSHAKE, json={}).status_code == 200
+    assert client.post(MESSAGE, json={"plaintext": "back"}).status_code == 200

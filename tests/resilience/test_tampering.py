@@ -26,6 +26,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from helpers.transport import FlaskTransport
 
+from lab_common.contract import ALERT, FINISH, HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
+
 ECDHE_GCM = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
 RSA_CBC_SHA256 = "TLS_RSA_WITH_AES_256_CBC_SHA256"
 RSA_CBC_SHA = "TLS_RSA_WITH_AES_128_CBC_SHA"
@@ -230,9 +232,9 @@ CASES = {
 }
 
 PATHS = {
-    "hello request": "/handshake/hello",
-    "hello answer": "/handshake/hello",
-    "finish answer": "/handshake/finish",
+    "hello request": HELLO,
+    "hello answer": HELLO,
+    "finish answer": FINISH,
 }
 
 
@@ -244,20 +246,20 @@ def assert_no_application_data(
     by_server: bool,
 ) -> None:
     connection_id = error["connection_id"]
-    assert "/message" not in transport.paths()
+    assert MESSAGE not in transport.paths()
     if by_server:
-        server_view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
+        server_view = server_app.test_client().get(path(SESSION, connection_id)).get_json()
         assert server_view["state"] == "failed"
-    view = client.get(f"/sessions/{connection_id}").get_json()
+    view = client.get(path(SESSION, connection_id)).get_json()
     assert view["failure"]["code"] == error["code"]
     assert view["closed"] in (None, True)
-    refused = client.post("/message", json={"plaintext": "secret", "connection_id": connection_id})
+    refused = client.post(MESSAGE, json={"plaintext": "secret", "connection_id": connection_id})
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "unexpected_message"
-    latest = client.post("/message", json={"plaintext": "secret"})
+    latest = client.post(MESSAGE, json={"plaintext": "secret"})
     assert latest.status_code == 409 and latest.get_json()["error"]["code"] == "no_connection"
-    assert "/message" not in transport.paths()
-    assert client.get("/healthz").get_json()["connections"] == 0
+    assert MESSAGE not in transport.paths()
+    assert client.get(HEALTH).get_json()["connections"] == 0
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -265,16 +267,16 @@ def test_tampering_in_transit_fails_the_handshake_and_no_data_flows(
     case: str, client: FlaskClient, transport: FlaskTransport, server_app: Flask
 ) -> None:
     tamper = CASES[case]
-    path = PATHS[tamper.where]
+    target = PATHS[tamper.where]
     if tamper.where == "hello request":
-        transport.request_edits[path] = tamper.change
+        transport.request_edits[target] = tamper.change
     else:
-        transport.answer_edits[path] = tamper.change
-    response = client.post("/handshake", json=tamper.request)
+        transport.answer_edits[target] = tamper.change
+    response = client.post(HANDSHAKE, json=tamper.request)
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (tamper.status, tamper.code), error
     assert error.get("peer") == ("server" if tamper.by_server else None)
-    assert ("/handshake/finish" in transport.paths()) is tamper.finish_sent
+    assert (FINISH in transport.paths()) is tamper.finish_sent
     assert_no_application_data(client, transport, server_app, error, tamper.by_server)
 
 
@@ -292,8 +294,8 @@ def test_a_server_key_exchange_replayed_from_an_older_handshake_is_refused(
         captured["server_key_exchange"] = body["server_key_exchange"]
         return body
 
-    transport.answer_edits["/handshake/hello"] = capture
-    older = make_client().post("/handshake", json={"key_exchange": "ecdhe"})
+    transport.answer_edits[HELLO] = capture
+    older = make_client().post(HANDSHAKE, json={"key_exchange": "ecdhe"})
     assert older.status_code == 200 and older.get_json()["fingerprints_match"] is True
     transport.received.clear()
 
@@ -302,12 +304,12 @@ def test_a_server_key_exchange_replayed_from_an_older_handshake_is_refused(
         body["server_key_exchange"] = captured["server_key_exchange"]
         return body
 
-    transport.answer_edits["/handshake/hello"] = replay
-    response = client.post("/handshake", json={"key_exchange": "ecdhe"})
+    transport.answer_edits[HELLO] = replay
+    response = client.post(HANDSHAKE, json={"key_exchange": "ecdhe"})
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (400, "decrypt_error"), error
     # No key exchange answered the replayed key: the hello, then the client's fatal alert.
-    assert transport.paths() == ["/handshake/hello", "/alert"]
+    assert transport.paths() == [HELLO, ALERT]
     assert_no_application_data(client, transport, server_app, error, by_server=False)
 
 
@@ -316,10 +318,10 @@ def test_an_untouched_wire_lets_data_flow(
     client: FlaskClient, transport: FlaskTransport, key_exchange: str
 ):
     # The control: the same wire without edits carries a handshake and a message.
-    assert client.post("/handshake", json={"key_exchange": key_exchange}).status_code == 200
-    answer = client.post("/message", json={"plaintext": "hello"})
+    assert client.post(HANDSHAKE, json={"key_exchange": key_exchange}).status_code == 200
+    answer = client.post(MESSAGE, json={"plaintext": "hello"})
     assert answer.status_code == 200
-    assert transport.paths() == ["/handshake/hello", "/handshake/finish", "/message"]
+    assert transport.paths() == [HELLO, FINISH, MESSAGE]
 
 
 def test_offering_several_suites_lets_the_server_take_the_first_it_supports(
@@ -327,6 +329,6 @@ def test_offering_several_suites_lets_the_server_take_the_first_it_supports(
 ) -> None:
     # The honest counterpart of the suite-dropping cases: with nobody in the middle the
     # strongest offered suite wins.
-    result = client.post("/handshake", json={"cipher_suites": [ECDHE_GCM, RSA_CBC_SHA]})
+    result = client.post(HANDSHAKE, json={"cipher_suites": [ECDHE_GCM, RSA_CBC_SHA]})
     assert result.status_code == 200
     assert result.get_json()["cipher_suite"] == ECDHE_GCM

@@ -11,20 +11,21 @@ from __future__ import annotations
 import pytest
 
 from kdf_lib.errors import ALERTS
+from lab_common.contract import ALERT, FINISH, HANDSHAKE, HELLO, MESSAGE, SESSION, path
 
 
 def _established(client):
-    answer = client.post("/handshake", json={"key_exchange": "ecdhe"}).get_json()
+    answer = client.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
     return answer["connection_id"], answer["session_id"]
 
 
 def _alert(server, connection_id, alert):
-    return server.post("/alert", json={"connection_id": connection_id, "alert": alert})
+    return server.post(ALERT, json={"connection_id": connection_id, "alert": alert})
 
 
 def test_a_fatal_alert_during_the_handshake_fails_it_at_once(server, transport):
     hello = server.post(
-        "/handshake/hello",
+        HELLO,
         json={"client_random": "11" * 32, "cipher_suites": ["TLS_RSA_WITH_AES_128_CBC_SHA256"]},
     ).get_json()
     connection_id = hello["connection_id"]
@@ -36,12 +37,12 @@ def test_a_fatal_alert_during_the_handshake_fails_it_at_once(server, transport):
         "state": "failed",
         "closed": True,
     }
-    view = server.get(f"/sessions/{connection_id}").get_json()
+    view = server.get(path(SESSION, connection_id)).get_json()
     assert view["state"] == "failed" and view["error"] == "bad_certificate"
     assert view["trace"][-1]["action"] == "receive alert bad_certificate"
     # Nothing more is accepted on it.
     finish = server.post(
-        "/handshake/finish",
+        FINISH,
         json={
             "connection_id": connection_id,
             "client_key_exchange": {"encrypted_pre_master_secret": "00" * 256},
@@ -57,13 +58,13 @@ def test_close_notify_closes_the_connection_and_keeps_the_session(client, server
     answer = _alert(server, connection_id, "close_notify")
     assert answer.status_code == 200
     assert answer.get_json()["closed"] is True and answer.get_json()["state"] == "established"
-    view = server.get(f"/sessions/{connection_id}").get_json()
+    view = server.get(path(SESSION, connection_id)).get_json()
     assert view["closed"] is True and view["error"] is None
     # A closed, not failed, connection: its session resumes (RFC 5246 §7.2.1).
-    resumed = client.post("/handshake", json={"resume": session_id}).get_json()
+    resumed = client.post(HANDSHAKE, json={"resume": session_id}).get_json()
     assert resumed["resumed"] is True, resumed
     # Data after close_notify is refused (and, as any unexpected message, fatal).
-    refused = client.post("/message", json={"connection_id": connection_id, "plaintext": "x"})
+    refused = client.post(MESSAGE, json={"connection_id": connection_id, "plaintext": "x"})
     assert refused.status_code in (409, 502)
     assert "close_notify" in str(refused.get_json()["error"])
 
@@ -73,10 +74,10 @@ def test_a_fatal_alert_on_an_established_connection_ends_its_session(client, ser
     answer = _alert(server, connection_id, "bad_record_mac")
     assert answer.status_code == 200
     assert answer.get_json()["closed"] is True
-    refused = client.post("/message", json={"connection_id": connection_id, "plaintext": "x"})
+    refused = client.post(MESSAGE, json={"connection_id": connection_id, "plaintext": "x"})
     assert refused.status_code in (409, 502)
     # The server forgot the session: the resumption offer becomes a full handshake.
-    again = client.post("/handshake", json={"resume": session_id}).get_json()
+    again = client.post(HANDSHAKE, json={"resume": session_id}).get_json()
     assert again["resumed"] is False, again
 
 
@@ -93,7 +94,7 @@ def test_a_fatal_alert_on_an_established_connection_ends_its_session(client, ser
     ],
 )
 def test_bad_alert_requests_are_refused_in_json(server, body, status, code):
-    answer = server.post("/alert", json=body)
+    answer = server.post(ALERT, json=body)
     assert answer.status_code == status, answer.get_json()
     assert answer.get_json()["error"]["code"] == code
 
@@ -103,4 +104,4 @@ def test_every_fatal_alert_name_is_taken(client, server):
         connection_id, _ = _established(client)
         answer = _alert(server, connection_id, name)
         assert answer.status_code == 200, (name, answer.get_json())
-        assert server.get(f"/sessions/{connection_id}").get_json()["error"] == name
+        assert server.get(path(SESSION, connection_id)).get_json()["error"] == name

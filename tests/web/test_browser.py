@@ -21,6 +21,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from lab_common.contract import DEMO_TAMPER
+
 from .chromium import WAIT_S, chromium
 
 pytestmark = pytest.mark.browser
@@ -305,12 +307,12 @@ def test_demo_answers_are_shown_readably(browser, lab):
     card = wait(
         browser,
         lambda: browser.find_elements(
-            By.CSS_SELECTOR, '#demo-output article[data-path="/demo/tamper"]'
+            By.CSS_SELECTOR, f'#demo-output article[data-path="{DEMO_TAMPER}"]'
         ),
         "no card for the tamper demo",
     )[0]
     assert card.find_element(By.TAG_NAME, "h3").text
-    assert 'POST /demo/tamper {"attack":"flip_record"}' in card.text
+    assert f'POST {DEMO_TAMPER} {{"attack":"flip_record"}}' in card.text
     card.find_element(By.CSS_SELECTOR, "details.raw summary").click()
     raw = json.loads(card.find_element(By.CSS_SELECTOR, "details.raw pre").text)
     if "error" in raw:  # an error is shown as it came, code and message

@@ -24,6 +24,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from lab_common.contract import DEMO_FORWARD_SECRECY, DEMO_PRIVATE_KEY, HANDSHAKE
+
 from .chromium import WAIT_S, chromium
 
 pytestmark = pytest.mark.browser
@@ -32,7 +34,7 @@ ATTACKER_ADDRESS = "127.0.0.2"
 REBINDING_NAME = "rebind.test"
 #: POSTs a page of any site can send without a preflight and without a body (the lab's
 #: /handshake and body-less demos take an empty body as "all defaults").
-TARGETS = ("/handshake", "/demo/forward-secrecy")
+TARGETS = (HANDSHAKE, DEMO_FORWARD_SECRECY)
 
 
 class AttackerSite:
@@ -162,7 +164,7 @@ def test_a_rebound_name_gets_421_instead_of_the_live_page(rebinding_browser, lab
 def test_a_rebound_name_cannot_fetch_the_server_s_private_key(rebinding_browser, lab):
     """With REVEAL_SECRETS=1 server_svc hands out its key, but only to the lab's own names."""
     port = address(lab.server_url)[1]
-    url = f"http://{REBINDING_NAME}:{port}/demo/private-key"
+    url = f"http://{REBINDING_NAME}:{port}{DEMO_PRIVATE_KEY}"
     rebinding_browser.get(url)
     shown = shown_json(rebinding_browser, url)
     assert "private_key_pem" not in shown

@@ -18,9 +18,23 @@ import pytest
 from helpers.rawhttp import address, call, connections, error_code, exchange, failures, scrape
 from helpers.served import LiveLab, start_lab, stop_lab
 
+from lab_common.contract import (
+    DEMO_FORWARD_SECRECY,
+    DEMO_PRIVATE_KEY,
+    HANDSHAKE,
+    HEALTH,
+    HELLO,
+    MESSAGE,
+    METRICS,
+    OPENAPI,
+    PAGE,
+    PRF_CALCULATOR,
+    SESSION,
+)
+
 #: Added to the defaults by the lab under test, in the forms an operator might write them.
 EXTRA_HOSTS = "lab.example, 2001:db8::1"
-HELLO = {"client_random": "00" * 32, "cipher_suites": ["TLS_RSA_WITH_AES_128_CBC_SHA256"]}
+HELLO_BODY = {"client_random": "00" * 32, "cipher_suites": ["TLS_RSA_WITH_AES_128_CBC_SHA256"]}
 PRF = {"secret": "00", "label": "test", "seed": "00", "length": 1}
 # A name nobody else sends: it must not show up in any log line or metric.
 MARKER_HOST = "leak-7f3a9c.rebind.example"
@@ -42,7 +56,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveLab]:
 @pytest.fixture(scope="module")
 def connection_id(lab: LiveLab) -> str:
     """A connection an allowed caller made: its secrets are what a rebinding page is after."""
-    status, _, body = call(lab.client_url, "POST", "/handshake")
+    status, _, body = call(lab.client_url, "POST", HANDSHAKE)
     assert status == 200, body
     return str(json.loads(body)["connection_id"])
 
@@ -50,20 +64,20 @@ def connection_id(lab: LiveLab) -> str:
 # -- DNS rebinding: the Host -----------------------------------------------------------------------
 
 ENDPOINTS = [
-    ("client", "GET", "/healthz", None),
-    ("client", "GET", "/metrics", None),
-    ("client", "GET", "/openapi.json", None),
-    ("client", "GET", "/", None),
-    ("client", "GET", "/sessions/{connection_id}", None),
-    ("client", "POST", "/handshake", None),
-    ("client", "POST", "/message", {"plaintext": "hello"}),
-    ("client", "POST", "/demo/forward-secrecy", None),
-    ("client", "POST", "/api/prf", PRF),
-    ("server", "GET", "/healthz", None),
-    ("server", "GET", "/metrics", None),
-    ("server", "GET", "/demo/private-key", None),
-    ("server", "GET", "/sessions/{connection_id}", None),
-    ("server", "POST", "/handshake/hello", HELLO),
+    ("client", "GET", HEALTH, None),
+    ("client", "GET", METRICS, None),
+    ("client", "GET", OPENAPI, None),
+    ("client", "GET", PAGE, None),
+    ("client", "GET", SESSION, None),
+    ("client", "POST", HANDSHAKE, None),
+    ("client", "POST", MESSAGE, {"plaintext": "hello"}),
+    ("client", "POST", DEMO_FORWARD_SECRECY, None),
+    ("client", "POST", PRF_CALCULATOR, PRF),
+    ("server", "GET", HEALTH, None),
+    ("server", "GET", METRICS, None),
+    ("server", "GET", DEMO_PRIVATE_KEY, None),
+    ("server", "GET", SESSION, None),
+    ("server", "POST", HELLO, HELLO_BODY),
 ]
 
 
@@ -105,7 +119,7 @@ def test_a_foreign_host_is_refused_on_every_endpoint(
 )
 def test_names_that_only_look_local_are_refused(lab, host):
     before = connections(lab)
-    answer = call(lab.client_url, "POST", "/handshake", host=host)
+    answer = call(lab.client_url, "POST", HANDSHAKE, host=host)
     assert answer[0] == 421 and error_code(answer) == "misdirected_request"
     assert connections(lab) == before
 
@@ -116,7 +130,7 @@ def test_names_that_only_look_local_are_refused(lab, host):
 )
 def test_a_malformed_host_gets_400(lab, host):
     before = connections(lab)
-    answer = call(lab.client_url, "POST", "/handshake", host=host)
+    answer = call(lab.client_url, "POST", HANDSHAKE, host=host)
     assert answer[0] == 400 and error_code(answer) == "invalid_host"
     assert connections(lab) == before
 
@@ -124,19 +138,19 @@ def test_a_malformed_host_gets_400(lab, host):
 @pytest.mark.parametrize("service", ["client", "server"])
 def test_http_1_1_without_a_host_or_with_two_gets_400(lab, service):
     base_url = lab.client_url if service == "client" else lab.server_url
-    answer = exchange(address(base_url), b"GET /healthz HTTP/1.1\r\n\r\n")
+    answer = exchange(address(base_url), f"GET {HEALTH} HTTP/1.1\r\n\r\n".encode())
     assert answer.status_code == 400, answer.body
     assert answer.headers["content-type"] == "application/json"
     assert answer.get_json()["error"]["code"] == "invalid_host"
     # Two Hosts: gunicorn refuses them itself (RFC 9110 §5.3); lab_common.origin would too.
     answer = exchange(
         address(base_url),
-        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: rebind.example\r\n\r\n",
+        f"GET {HEALTH} HTTP/1.1\r\nHost: localhost\r\nHost: rebind.example\r\n\r\n".encode(),
     )
     assert answer.status_code == 400, answer.body
     assert answer.get_json()["error"]["code"] in {"bad_request", "invalid_host"}
     # HTTP/1.0 may leave Host out (no browser does): the connection names the server.
-    answer = exchange(address(base_url), b"GET /healthz HTTP/1.0\r\n\r\n")
+    answer = exchange(address(base_url), f"GET {HEALTH} HTTP/1.0\r\n\r\n".encode())
     assert answer.status_code == 200, answer.body
 
 
@@ -144,7 +158,7 @@ def test_http_1_1_without_a_host_or_with_two_gets_400(lab, service):
 def test_a_foreign_host_is_refused_before_the_body_is_read(lab, service):
     """Only the head is sent; a service that read the body first would wait for it."""
     base_url = lab.client_url if service == "client" else lab.server_url
-    path = "/handshake" if service == "client" else "/handshake/hello"
+    path = HANDSHAKE if service == "client" else HELLO
     answer = exchange(
         address(base_url),
         f"POST {path} HTTP/1.1\r\nHost: rebind.example\r\n".encode()
@@ -177,13 +191,13 @@ def test_a_foreign_host_is_refused_before_the_body_is_read(lab, service):
 def test_the_lab_s_own_names_are_served(lab, service, host):
     """The other side of the allow-list: case, a trailing dot and any port do not matter."""
     base_url = lab.client_url if service == "client" else lab.server_url
-    status, _, body = call(base_url, "GET", "/healthz", host=host.format(port=address(base_url)[1]))
+    status, _, body = call(base_url, "GET", HEALTH, host=host.format(port=address(base_url)[1]))
     assert status == 200, body
 
 
 def test_a_handshake_on_an_allowed_name_runs(lab):
     before_client, before_server = connections(lab)
-    status, _, body = call(lab.client_url, "POST", "/handshake", host="LocalHost.:8001")
+    status, _, body = call(lab.client_url, "POST", HANDSHAKE, host="LocalHost.:8001")
     assert status == 200, body
     assert connections(lab) == (before_client + 1, before_server + 1)
 
@@ -193,9 +207,9 @@ def test_a_refused_host_is_counted_but_never_logged_or_labelled(lab):
         url: failures(url, "misdirected_request") for url in (lab.client_url, lab.server_url)
     }
     for base_url in (lab.client_url, lab.server_url):
-        assert call(base_url, "GET", "/healthz", host=MARKER_HOST)[0] == 421
-        assert call(base_url, "POST", "/handshake", host=MARKER_HOST)[0] == 421
-        answer = call(base_url, "POST", "/handshake", headers={"Origin": f"http://{MARKER_HOST}"})
+        assert call(base_url, "GET", HEALTH, host=MARKER_HOST)[0] == 421
+        assert call(base_url, "POST", HANDSHAKE, host=MARKER_HOST)[0] == 421
+        answer = call(base_url, "POST", HANDSHAKE, headers={"Origin": f"http://{MARKER_HOST}"})
         assert answer[0] == 403
     for base_url, before in counted.items():
         assert failures(base_url, "misdirected_request") == before + 2
@@ -230,10 +244,10 @@ CROSS_SITE = {
     "file-page": {"Origin": "file://"},
 }
 STATE_CHANGING = [
-    ("client", "/handshake", None),
-    ("client", "/demo/forward-secrecy", None),
-    ("client", "/message", {"plaintext": "hello"}),
-    ("server", "/handshake/hello", HELLO),
+    ("client", HANDSHAKE, None),
+    ("client", DEMO_FORWARD_SECRECY, None),
+    ("client", MESSAGE, {"plaintext": "hello"}),
+    ("server", HELLO, HELLO_BODY),
 ]
 
 
@@ -253,8 +267,8 @@ def test_a_cross_site_post_is_refused(lab, service, path, body, headers):
 def test_a_cross_site_post_is_refused_before_the_body_is_read(lab):
     answer = exchange(
         lab.client.address,
-        b"POST /handshake HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: null\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+        f"POST {HANDSHAKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: null\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode(),
     )
     assert answer.status_code == 403, answer.body
     assert answer.get_json()["error"]["code"] == "cross_site_request"
@@ -276,7 +290,7 @@ def test_the_lab_s_own_posts_still_run_a_handshake(lab, headers):
     port = str(address(lab.client_url)[1])
     headers = {name: value.format(port=port) for name, value in headers.items()}
     before_client, before_server = connections(lab)
-    status, _, body = call(lab.client_url, "POST", "/handshake", headers=headers)
+    status, _, body = call(lab.client_url, "POST", HANDSHAKE, headers=headers)
     assert status == 200, body
     # client_svc's own calls to server_svc (no Origin, no Sec-Fetch-Site) went through.
     assert connections(lab) == (before_client + 1, before_server + 1)
@@ -288,7 +302,7 @@ def test_safe_methods_are_not_checked_for_their_site(lab):
         status, _, _ = call(
             lab.client_url,
             method,
-            "/healthz",
+            HEALTH,
             headers={"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"},
         )
         assert status == 200

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 
 from client_svc.web import MAX_PRF_LENGTH
 from kdf_lib.suites import SUITES
+from lab_common.contract import HANDSHAKE, PAGE, PRF_CALCULATOR
 
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "prf.json").read_text(encoding="utf-8")
@@ -28,7 +29,7 @@ def _hmac(hash_name: str, key: bytes, data: bytes) -> bytes:
 
 
 def prf_request(client, **body):
-    return client.post("/api/prf", json=body)
+    return client.post(PRF_CALCULATOR, json=body)
 
 
 class _PageAudit(HTMLParser):
@@ -66,7 +67,7 @@ class _PageAudit(HTMLParser):
 
 
 def test_page_is_served_with_a_strict_content_security_policy(client):
-    response = client.get("/")
+    response = client.get(PAGE)
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     csp = response.headers["Content-Security-Policy"]
@@ -82,7 +83,7 @@ def test_page_is_served_with_a_strict_content_security_policy(client):
 
 def test_page_runs_no_inline_script_style_or_handler(client):
     audit = _PageAudit()
-    audit.feed(client.get("/").get_data(as_text=True))
+    audit.feed(client.get(PAGE).get_data(as_text=True))
     assert audit.scripts == ["/static/lab.js"]
     # The one script element without src is the page's JSON data block, which never runs.
     assert audit.inline_scripts == [{"type": "application/json", "id": "lab-page-data"}]
@@ -91,13 +92,13 @@ def test_page_runs_no_inline_script_style_or_handler(client):
 
 def test_every_input_on_the_page_has_a_label(client):
     audit = _PageAudit()
-    audit.feed(client.get("/").get_data(as_text=True))
+    audit.feed(client.get(PAGE).get_data(as_text=True))
     unlabelled = [i for i in audit.inputs if i not in audit.labels_for and i not in ("ems", "etm")]
     assert unlabelled == []  # ems and etm sit inside their <label>
 
 
 def test_page_offers_every_suite_under_its_key_exchange(client):
-    html = client.get("/").get_data(as_text=True)
+    html = client.get(PAGE).get_data(as_text=True)
     for name, suite in SUITES.items():
         assert f'<option value="{name}"' in html
         select = html.index(f'id="{suite.key_exchange.value}-suite"')
@@ -108,7 +109,7 @@ def test_page_offers_every_suite_under_its_key_exchange(client):
 
 
 def test_page_data_block_carries_the_suite_table(client):
-    html = client.get("/").get_data(as_text=True)
+    html = client.get(PAGE).get_data(as_text=True)
     start = html.index('id="lab-page-data">') + len('id="lab-page-data">')
     data = json.loads(html[start : html.index("</script>", start)])
     assert {suite["name"] for suite in data["suites"]} == set(SUITES)
@@ -221,7 +222,7 @@ def test_prf_calculator_reproduces_a_handshake_with_the_rfc_seed_orders(revealin
     # The presets of the page: the master secret takes client_random + server_random, the key
     # block server_random + client_random; the reverse order gives keys no TLS peer would use.
     hs = revealing_client.post(
-        "/handshake", json={"key_exchange": "rsa", "extended_master_secret": False}
+        HANDSHAKE, json={"key_exchange": "rsa", "extended_master_secret": False}
     ).get_json()
     pms = next(
         step["secrets"]["pre_master_secret"]
@@ -301,13 +302,13 @@ def test_prf_calculator_requires_its_fields(client, missing):
 
 def test_prf_calculator_refuses_duplicate_keys_and_non_json(client):
     duplicate = client.post(
-        "/api/prf",
+        PRF_CALCULATOR,
         data='{"secret": "00", "secret": "01", "label": "a", "seed": "", "length": 1}',
         content_type="application/json",
     )
     assert duplicate.status_code == 400
     assert duplicate.get_json()["error"]["code"] == "decode_error"
-    form = client.post("/api/prf", data="secret=00", content_type="text/plain")
+    form = client.post(PRF_CALCULATOR, data="secret=00", content_type="text/plain")
     assert form.status_code == 415
     assert form.get_json()["error"]["code"] == "unsupported_media_type"
 

@@ -39,6 +39,18 @@ from kdf_lib.prf import finished_verify_data, key_block, prf
 from kdf_lib.record import ContentType
 from kdf_lib.suites import SUITES, CipherSuite, key_block_layout, split_key_block
 from lab_analysis.recorded import RecordedHandshake, parse_exchanges
+from lab_common.contract import (
+    CONNECTION_ID_PATTERN,
+    DEMO_FORWARD_SECRECY,
+    DEMO_MISMATCH,
+    DEMO_TAMPER,
+    HANDSHAKE,
+    MESSAGE,
+    METRICS,
+    PAGE,
+    SESSION,
+    path,
+)
 
 SHORT = 16  # bytes: below this no value may have its plain SHA-256 published
 GCM = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
@@ -54,7 +66,7 @@ TAMPER_ATTACKS = ("flip_record", "replay_record", "edit_hello")
 HTTP_TIMEOUT_S = 60
 CLI_TIMEOUT_S = 120
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_CONNECTION_ID = re.compile(r"\b[0-9a-f]{32}\b")
+_CONNECTION_ID = re.compile(rf"\b{CONNECTION_ID_PATTERN}\b")
 _RANDOM = re.compile(r"[0-9a-f]{64}")
 
 
@@ -100,14 +112,14 @@ class Published:
 
 def _handshake(p: Published, body: dict[str, Any]) -> dict[str, Any]:
     client, server = p.lab.client_url, p.lab.server_url
-    status, answer = p.post(f"{client}/handshake", body)
+    status, answer = p.post(f"{client}{HANDSHAKE}", body)
     assert status == 200, answer
     cid = answer["connection_id"]
-    status, sent = p.post(f"{client}/message", {"connection_id": cid, "plaintext": "PIN 4711"})
+    status, sent = p.post(f"{client}{MESSAGE}", {"connection_id": cid, "plaintext": "PIN 4711"})
     assert status == 200, sent
-    status, client_view = p.get(f"{client}/sessions/{cid}")
+    status, client_view = p.get(f"{client}{path(SESSION, cid)}")
     assert status == 200, client_view
-    status, server_view = p.get(f"{server}/sessions/{cid}")
+    status, server_view = p.get(f"{server}{path(SESSION, cid)}")
     assert status == 200, server_view
     p.runs.append((answer, client_view, server_view))
     return answer
@@ -138,22 +150,27 @@ def _run_everything(p: Published, tmp: Path) -> None:
     answers = {name: _handshake(p, {"cipher_suite": name}) for name in SUITES}
     _handshake(p, {"resume": answers[GCM]["session_id"]})
     # Everything the live page shows comes from these answers; the page itself carries none.
-    for url in (f"{client}/", f"{client}/static/lab.js", f"{client}/metrics", f"{server}/metrics"):
+    for url in (
+        f"{client}{PAGE}",
+        f"{client}/static/lab.js",
+        f"{client}{METRICS}",
+        f"{server}{METRICS}",
+    ):
         p.get(url)
-    demos = [("mismatch", {"mistake": m}) for m in MISTAKES]
-    demos += [("tamper", {"attack": a}) for a in TAMPER_ATTACKS]
+    demos = [(DEMO_MISMATCH, {"mistake": m}) for m in MISTAKES]
+    demos += [(DEMO_TAMPER, {"attack": a}) for a in TAMPER_ATTACKS]
     demo_answers = []
     for demo, body in demos:
-        status, answer = p.post(f"{client}/demo/{demo}", body)
+        status, answer = p.post(f"{client}{demo}", body)
         assert status == 200, answer
         demo_answers.append(answer)
     # It needs server_svc's private key, which only REVEAL_SECRETS=1 hands out (else 409).
-    status, answer = p.post(f"{client}/demo/forward-secrecy", {"sessions": 1})
+    status, answer = p.post(f"{client}{DEMO_FORWARD_SECRECY}", {"sessions": 1})
     assert status == (200 if p.reveal else 409), answer
     demo_answers.append(answer)
     # The demos' own connections: server_svc still knows them (client_svc keeps them apart).
     for cid in sorted(set(_CONNECTION_ID.findall(json.dumps(demo_answers)))):
-        p.get(f"{server}/sessions/{cid}")
+        p.get(f"{server}{path(SESSION, cid)}")
     for suite in (GCM, CHACHA):
         session, records = tmp / f"{suite}.session.json", tmp / f"{suite}.records.json"
         common = ["--client", client, "--server", server, "--suite", suite, "--message", "hi"]
