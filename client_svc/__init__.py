@@ -13,9 +13,9 @@ from lab_common.app import configure_app, load_settings
 from lab_common.contract import OPENAPI
 
 from .config import ClientSettings
-from .driver import Driver, KeyLogWriter
 from .openapi import openapi_view
-from .store import ClientState
+from .service import ClientService, KeyLogWriter
+from .store import MemoryClientStore
 from .upstream import HttpTransport, ServerClient, Transport
 
 
@@ -32,16 +32,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     transport: Transport = app.config.get("TRANSPORT") or HttpTransport.from_settings(
         settings.server_url, settings
     )
-    state = ClientState(settings)
-    lab_metrics.gauge("tls_lab_connections", "Connections held", lambda: len(state.connections))
-    lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", lambda: len(state.sessions))
-    app.extensions["driver"] = Driver(
+    store = MemoryClientStore(settings)
+    lab_metrics.gauge("tls_lab_connections", "Connections held", store.connection_count)
+    lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", store.session_count)
+    app.extensions["client_service"] = ClientService(
+        settings,
         ServerClient(transport, max_request_bytes=settings.server_max_body_bytes),
-        state,
+        store,
         tuple(trust),
-        settings.server_name,
         KeyLogWriter(settings.sslkeylogfile),
-        settings.reveal_secrets,
+        lab_metrics,
     )
     from .views import bp
 

@@ -1,7 +1,7 @@
 """client_svc's demos: forward secrecy, tampered records and hellos, a derivation mismatch, a MITM.
 
-Each demo runs real handshakes with the client's own Driver over a WireTap, a Transport that
-records what crosses the wire and lets an attacker rewrite or inject requests. Every answer is
+Each demo runs real handshakes with a ClientService like the app's over a WireTap, a Transport
+that records what crosses the wire and lets an attacker rewrite or inject requests. Every answer is
 ``{demo, title, explanation, steps: [{side, action, detail}], outcome, ...}`` (docs/demos.md);
 lab_analysis.recorded rebuilds the recorded handshakes and lab_analysis.diagnose analyses them.
 """
@@ -25,6 +25,7 @@ from kdf_lib.messages import ClientHello, Fields, as_int, as_str, decode_b64, en
 from kdf_lib.prf import MASTER_SECRET_LENGTH, finished_verify_data, prf
 from kdf_lib.record import HEADER_LENGTH
 from kdf_lib.role import Role
+from kdf_lib.suites import KeyExchange
 from kdf_lib.trace import StepKind, fingerprint, fingerprint_kind
 from lab_analysis.diagnose import (
     DerivationInputs,
@@ -51,8 +52,8 @@ from lab_common.errors import ServiceError
 from lab_common.http import json_body
 
 from . import config
-from .driver import Driver, HandshakeRequest
-from .store import ClientConnection, ClientState
+from .service import ClientService
+from .store import ClientConnection, HandshakeRequest, MemoryClientStore
 from .upstream import HttpTransport, ServerClient, Transport
 
 bp = Blueprint("demos", __name__)
@@ -160,27 +161,28 @@ class Report:
         }
 
 
-def _app_driver() -> Driver:
-    driver: Driver = current_app.extensions["driver"]
-    return driver
+def _app_service() -> ClientService:
+    service: ClientService = current_app.extensions["client_service"]
+    return service
 
 
-def _tapped_driver(transport: Transport) -> tuple[Driver, WireTap]:
-    """A Driver like the app's (same trust store, name, key log), on a tapped wire and with a
-    state of its own, so demo connections never become the app's latest connection. It keeps
-    its handshakes' step traces as objects: the mismatch demo reads the client's own steps."""
-    app_driver = _app_driver()
+def _tapped_service(transport: Transport) -> tuple[ClientService, WireTap]:
+    """A ClientService like the app's (same settings, trust store, key log), on a tapped wire
+    and with a store of its own, so demo connections never become the app's latest connection.
+    It keeps its handshakes' step traces as objects: the mismatch demo reads the client's own
+    steps."""
+    app_service = _app_service()
     tap = WireTap(transport)
-    driver = Driver(
+    service = ClientService(
+        app_service.settings,
         ServerClient(tap),
-        ClientState(config.current()),
-        app_driver.trust_anchors,
-        app_driver.server_name,
-        app_driver.keylog,
-        app_driver.reveal_secrets,
+        MemoryClientStore(app_service.settings),
+        app_service.trust_anchors,
+        app_service.keylog,
+        app_service.metrics,
         keep_traces=True,
     )
-    return driver, tap
+    return service, tap
 
 
 def _alert(exc: TLSError | ServiceError) -> Alert:
@@ -225,13 +227,13 @@ def run_forward_secrecy(sessions: int) -> dict[str, Any]:
     report = Report(
         "forward-secrecy", "Forward secrecy: record now, steal the key later", FORWARD_SECRECY
     )
-    driver, tap = _tapped_driver(_app_driver().server.transport)
+    service, tap = _tapped_service(_app_service().server.transport)
     recorded: list[tuple[ClientConnection, str]] = []
-    for key_exchange in ("rsa", "ecdhe"):
+    for key_exchange in KeyExchange:
         for number in range(1, sessions + 1):
-            entry = driver.handshake(HandshakeRequest(key_exchange=key_exchange))
+            entry = service.handshake(HandshakeRequest(key_exchange=key_exchange))
             plaintext = f"{key_exchange} session {number}: {TRANSFER}, PIN 4711"
-            driver.send(entry.connection_id, plaintext.encode())
+            service.send(entry.connection_id, plaintext.encode())
             recorded.append((entry, plaintext))
             report.step(
                 "client",
@@ -359,10 +361,10 @@ TAMPER = {
 def run_tamper(attack: str) -> dict[str, Any]:
     title, explanation = TAMPER[attack]
     report = Report("tamper", title, explanation)
-    driver, tap = _tapped_driver(_app_driver().server.transport)
+    service, tap = _tapped_service(_app_service().server.transport)
     if attack == "edit_hello":
-        return _edit_hello(report, driver, tap)
-    entry = driver.handshake(HandshakeRequest())
+        return _edit_hello(report, service, tap)
+    entry = service.handshake(HandshakeRequest())
     conn = _connection_of(entry)
     cid = entry.connection_id
     report.step(
@@ -371,12 +373,12 @@ def run_tamper(attack: str) -> dict[str, Any]:
         f"connection {cid}: {conn.suite.name}, encrypt-then-MAC {'on' if conn.encrypt_then_mac else 'off'}",
     )
     if attack == "flip_record":
-        return _flip_record(report, driver, tap, entry)
-    return _replay_record(report, driver, tap, entry)
+        return _flip_record(report, service, tap, entry)
+    return _replay_record(report, service, tap, entry)
 
 
 def _flip_record(
-    report: Report, driver: Driver, tap: WireTap, entry: ClientConnection
+    report: Report, service: ClientService, tap: WireTap, entry: ClientConnection
 ) -> dict[str, Any]:
     cid = entry.connection_id
     offset = HEADER_LENGTH + _connection_of(entry).suite.record_iv_length
@@ -389,7 +391,7 @@ def _flip_record(
         return body
 
     tap.rewrite = flip_one_bit
-    alert = _refusal(lambda: driver.send(cid, TRANSFER.encode()))
+    alert = _refusal(lambda: service.send(cid, TRANSFER.encode()))
     tap.rewrite = None
     if alert is None:
         raise _demo_broke("server_svc accepted a record with a flipped bit")
@@ -402,14 +404,14 @@ def _flip_record(
         "and the explicit IV/nonce",
     )
     report.step("server", f"refuses: {alert['code']}", alert["message"])
-    again = _refusal(lambda: driver.server.call("POST", MESSAGE, original))
+    again = _refusal(lambda: service.server.call("POST", MESSAGE, original))
     if again is not None:
         report.step(
             "attacker",
             "sends the original, untouched record",
             f"refused too: {again['code']} ({again['message']}): the connection is closed",
         )
-    view = _server_view(driver, cid)
+    view = _server_view(service, cid)
     return report.answer(
         {
             "tampered_record_refused": True,
@@ -422,17 +424,17 @@ def _flip_record(
 
 
 def _replay_record(
-    report: Report, driver: Driver, tap: WireTap, entry: ClientConnection
+    report: Report, service: ClientService, tap: WireTap, entry: ClientConnection
 ) -> dict[str, Any]:
     cid = entry.connection_id
-    first = driver.send(cid, TRANSFER.encode())
+    first = service.send(cid, TRANSFER.encode())
     captured = tap.events[-1].delivered
     report.step(
         "server",
         "accepts the message",
         f"record at sequence number {first['sent']['seq']}: {first['reply']['plaintext']!r}",
     )
-    alert = _refusal(lambda: driver.server.call("POST", MESSAGE, captured))
+    alert = _refusal(lambda: service.server.call("POST", MESSAGE, captured))
     if alert is None:
         raise _demo_broke("server_svc accepted a replayed record")
     report.step(
@@ -446,7 +448,7 @@ def _replay_record(
         f"{alert['message']}: the MAC covers sequence number {first['sent']['seq']}, the server "
         f"now expects {first['sent']['seq'] + 1}",
     )
-    after = _refusal(lambda: driver.send(cid, b"the next message"))
+    after = _refusal(lambda: service.send(cid, b"the next message"))
     if after is not None:
         report.step(
             "client", "sends its next message", f"refused: {after['code']} ({after['message']})"
@@ -463,14 +465,14 @@ def _replay_record(
     )
 
 
-def _edit_hello(report: Report, driver: Driver, tap: WireTap) -> dict[str, Any]:
+def _edit_hello(report: Report, service: ClientService, tap: WireTap) -> dict[str, Any]:
     def strip_encrypt_then_mac(path: str, body: dict[str, Any]) -> dict[str, Any]:
         if path == HELLO:
             body["extensions"]["encrypt_then_mac"] = False
         return body
 
     tap.rewrite = strip_encrypt_then_mac
-    alert = _refusal(lambda: driver.handshake(HandshakeRequest()))
+    alert = _refusal(lambda: service.handshake(HandshakeRequest()))
     tap.rewrite = None
     if alert is None:
         raise _demo_broke("the handshake completed although its ClientHello was edited")
@@ -503,7 +505,7 @@ def _edit_hello(report: Report, driver: Driver, tap: WireTap) -> dict[str, Any]:
         'master secret = PRF(pms, "extended master secret", hash of the transcript the client saw)',
     )
     report.step(alert["side"], f"refuses the client Finished: {alert['code']}", alert["message"])
-    view = _server_view(driver, cid)
+    view = _server_view(service, cid)
     return report.answer(
         {
             "handshake_completed": False,
@@ -516,10 +518,10 @@ def _edit_hello(report: Report, driver: Driver, tap: WireTap) -> dict[str, Any]:
     )
 
 
-def _server_view(driver: Driver, connection_id: str) -> dict[str, Any]:
+def _server_view(service: ClientService, connection_id: str) -> dict[str, Any]:
     """server_svc's GET /sessions view of a connection, or {} if it has none."""
     try:
-        return driver.server.call("GET", path(SESSION, connection_id))
+        return service.server.call("GET", path(SESSION, connection_id))
     except ServiceError:
         return {}
 
@@ -583,8 +585,8 @@ MISMATCH = (
 def run_mismatch(mistake: str) -> dict[str, Any]:
     stage, ems, broken_formula = MISTAKES[mistake]
     report = Report("mismatch", f"Mismatch diagnosis: {mistake}", MISMATCH)
-    driver, tap = _tapped_driver(_app_driver().server.transport)
-    entry = driver.handshake(HandshakeRequest(extended_master_secret=ems))
+    service, tap = _tapped_service(_app_service().server.transport)
+    entry = service.handshake(HandshakeRequest(extended_master_secret=ems))
     conn = _connection_of(entry)
     report.step(
         "client",
@@ -619,7 +621,7 @@ def run_mismatch(mistake: str) -> dict[str, Any]:
         "correct": correct_fp,
         "broken": broken_fp,
     }
-    if _app_driver().reveal_secrets:
+    if _app_service().reveal_secrets:
         fields["secrets"] = {"correct": correct.hex(), "broken": broken.hex()}
     return report.answer(
         {
@@ -696,9 +698,9 @@ def run_mitm() -> dict[str, Any]:
     if not url:
         raise _mitm_unavailable("MITM_SERVER_URL is not set")
     report = Report("mitm", "A man in the middle with its own CA", MITM)
-    driver, tap = _tapped_driver(_mitm_transport(url))
+    service, tap = _tapped_service(_mitm_transport(url))
     try:
-        driver.handshake(HandshakeRequest())
+        service.handshake(HandshakeRequest())
     except (TLSError, ServiceError) as exc:
         error = _alert(exc)
     else:
@@ -709,13 +711,13 @@ def run_mitm() -> dict[str, Any]:
         raise ServiceError(error["code"], error["message"], 502, peer=error["side"])
     answer = tap.events[0].answer or {}
     leaf = pki.load_certificate_chain(answer["certificate_chain"][0])[0]
-    anchor = driver.trust_anchors[0]
+    anchor = service.trust_anchors[0]
     presented, trusted = _certificate_facts(leaf), _certificate_facts(anchor)
     paths = [f"{e.method} {e.path}" for e in tap.events]
     report.step(
         "client",
         "sends ClientHello to MITM_SERVER_URL",
-        f"{url}, expecting the server name {driver.server_name!r}",
+        f"{url}, expecting the server name {service.server_name!r}",
     )
     report.step(
         "mitm",

@@ -1,7 +1,7 @@
-"""client_svc's state: its connections (by connection ID) and resumable sessions (by session ID).
+"""client_svc's state behind one seam: its connections by connection ID, resumable sessions by ID.
 
-Connections whose handshake failed are kept apart (``failed``, small and expiring), so that
-GET /sessions can still show why and POST /message on them gets a clear refusal.
+:class:`ClientStore` is all the service knows of it; :class:`MemoryClientStore` keeps both in
+this process, bounded and expiring (lab_common.store).
 """
 
 from __future__ import annotations
@@ -9,33 +9,52 @@ from __future__ import annotations
 import json
 import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kdf_lib.handshake import ClientHandshake, Session
+from kdf_lib.suites import KeyExchange
 from lab_common.errors import ServiceError
 from lab_common.store import BoundedStore
 
 if TYPE_CHECKING:
     from .config import ClientSettings
-    from .driver import HandshakeRequest
 
 #: At most this many failed handshakes are kept for inspection (fewer if MAX_CONNECTIONS is lower).
 MAX_FAILED_HANDSHAKES = 1000
 
 
+@dataclass(frozen=True)
+class HandshakeRequest:
+    """What the caller of POST /handshake asked for; kept with its connection, so that a
+    reconnect asks for the same."""
+
+    key_exchange: KeyExchange | None = None
+    cipher_suite: str | None = None
+    #: Several suites, offered in this order (the server takes the first it supports).
+    cipher_suites: tuple[str, ...] | None = None
+    #: The session ID (hex) to resume.
+    resume: str | None = None
+    extended_master_secret: bool = True
+    encrypt_then_mac: bool = True
+
+
 @dataclass
 class ClientConnection:
+    """One connection with server_svc: its handshake (and, once established, its records),
+    what the server published, and the JSON that crossed the wire."""
+
     connection_id: str
     handshake: ClientHandshake
     server_view: dict[str, Any]
     #: The JSON that crossed the wire, while the handshake runs; :meth:`freeze` compacts it.
     exchanges: list[dict[str, Any]]
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     messages: int = 0
     #: What the caller asked for, so that a reconnect can ask for the same.
     request: HandshakeRequest | None = None
-    #: Why the connection can no longer be used: {"code", "message"}; None while it can.
+    #: Why client_svc no longer uses the connection: {"code", "message"}; None while it does.
     failure: dict[str, str] | None = None
     _frozen_exchanges: bytes | None = field(default=None, repr=False)
 
@@ -59,53 +78,155 @@ class ClientConnection:
         return exchanges
 
     def fail(self, code: str, message: str) -> None:
-        """Close the connection for good (the first failure is the one reported)."""
+        """Stop using the connection for good (the first failure is the one reported).
+
+        Only client_svc's own record of it: whether the protocol failed, which ends the
+        session too, is the handshake's to say (``handshake.failure``). A connection that
+        server_svc forgot, or a message whose fate is unknown, leaves its session resumable.
+        """
         if self.failure is None:
             self.failure = {"code": code, "message": message}
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more can be sent on it: client_svc stopped using it, or the protocol ended it."""
         conn = self.handshake.connection
-        if conn is not None:
-            conn.fail(code)
+        return self.failure is not None or (conn is not None and conn.closed)
 
 
-class ClientState:
+class ClientStore(Protocol):
+    """Where client_svc keeps its connections and resumable sessions; only the service uses it.
+
+    A connection enters the store when its handshake has ended (established or failed), so
+    the store never holds a half-open one. What each operation must guarantee, and why:
+
+    - ``update(connection_id)`` runs its block alone: no other ``update`` of the same
+      connection starts until the block has ended, in any process sharing the store. A
+      message seals with the next write sequence number and opens the reply with the next
+      read one; two messages interleaved would put the two sides' sequence numbers out of
+      step and fail the connection. What the block changed is kept when it ends, whether it
+      raised or not: a failure closes the connection for good. Reads that must not see half
+      a message (GET /sessions) run in such a block too.
+    - ``create(connection)`` makes a whole connection visible at once; an established one
+      becomes ``latest()`` in the same step. IDs come from server_svc, which never reuses one.
+    - ``forget_session(session_id)`` wins over a ``remember_session`` of the same ID that
+      was under way (a handshake that resumed the session and ends after the failure): a
+      session ended by a fatal alert is never resumable again (RFC 5246 §7.2.2).
+    - ``session``, ``latest`` and the counts read one value each and need no more than that.
+
+    :class:`MemoryClientStore` keeps these promises inside one process (gunicorn runs one
+    worker with threads): a lock per connection for ``update``, BoundedStore's own lock for
+    each map, and one more lock that orders remembering against forgetting.
+    """
+
+    def create(self, connection: ClientConnection) -> None:
+        """Keep a connection whose handshake ended: established, or failed (``failure`` set)."""
+        ...
+
+    def update(self, connection_id: str) -> AbstractContextManager[ClientConnection]:
+        """``with store.update(cid) as connection:`` the connection, held alone for the block.
+
+        Raises ServiceError ``unknown_connection`` (404) if it was never made or has expired.
+        """
+        ...
+
+    def latest(self) -> str | None:
+        """The ID of the connection established last, if any."""
+        ...
+
+    def connection_count(self) -> int:
+        """How many established connections the store holds (/healthz, the metrics)."""
+        ...
+
+    def session(self, session_id: str) -> Session | None:
+        """The resumable session with this ID (hex), if it is still held."""
+        ...
+
+    def remember_session(self, session: Session) -> None:
+        """Keep a session for resumption (after a full or a resumed handshake)."""
+        ...
+
+    def forget_session(self, session_id: str) -> None:
+        """Make the session with this ID (hex) unresumable, now and later."""
+        ...
+
+    def session_count(self) -> int:
+        """How many resumable sessions the store holds (/healthz, the metrics)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Held:
+    connection: ClientConnection
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class MemoryClientStore:
+    """The :class:`ClientStore` of one process: bounded maps that expire idle entries.
+
+    Connections whose handshake failed are kept apart (small and expiring), so that GET
+    /sessions can still show why, and POST /message on them gets a clear refusal; they are
+    never the latest connection and never counted as connections.
+    """
+
     def __init__(self, settings: ClientSettings) -> None:
-        self.connections: BoundedStore[ClientConnection] = BoundedStore(
+        self._connections: BoundedStore[_Held] = BoundedStore(
             capacity=settings.max_connections, ttl=settings.connection_ttl
         )
-        self.failed: BoundedStore[ClientConnection] = BoundedStore(
+        self._failed: BoundedStore[_Held] = BoundedStore(
             capacity=min(settings.max_connections, MAX_FAILED_HANDSHAKES),
             ttl=settings.connection_ttl,
         )
-        self.sessions: BoundedStore[Session] = BoundedStore(
+        self._sessions: BoundedStore[Session] = BoundedStore(
             capacity=settings.max_sessions, ttl=settings.session_ttl
         )
-        self.latest: str | None = None
+        # Sessions forgotten while they could still be remembered again: a handshake that
+        # resumes one remembers it when it ends, which may be after a failure forgot it.
+        self._forgotten: BoundedStore[bool] = BoundedStore(
+            capacity=settings.max_sessions, ttl=settings.session_ttl
+        )
+        self._latest: str | None = None
         self._latest_lock = threading.Lock()
+        self._sessions_lock = threading.Lock()
 
-    def add(self, connection: ClientConnection) -> None:
-        self.connections.put(connection.connection_id, connection, established=True)
+    def create(self, connection: ClientConnection) -> None:
+        held = _Held(connection)
+        if connection.failure is not None:
+            self._failed.put(connection.connection_id, held)
+            return
         with self._latest_lock:
-            self.latest = connection.connection_id
+            self._connections.put(connection.connection_id, held, established=True)
+            self._latest = connection.connection_id
 
-    def add_failed(self, connection: ClientConnection) -> None:
-        """A connection whose handshake failed: never the latest, never counted as a connection."""
-        self.failed.put(connection.connection_id, connection)
-
-    def connection(self, connection_id: str | None) -> ClientConnection:
-        key = connection_id or self.latest
-        if key is None:
-            raise ServiceError("no_connection", "run POST /handshake first", 409)
-        found = self.connections.get(key) or self.failed.get(key)
-        if found is None:
+    @contextmanager
+    def update(self, connection_id: str) -> Iterator[ClientConnection]:
+        held = self._connections.get(connection_id) or self._failed.get(connection_id)
+        if held is None:
             raise ServiceError(
                 "unknown_connection", "no such connection (never made or expired)", 404
             )
-        return found
+        with held.lock:
+            yield held.connection
 
-    def session(self, session_id: str) -> Session:
-        found = self.sessions.get(session_id)
-        if found is None:
-            raise ServiceError(
-                "unknown_session", "no such session to resume (never made or expired)", 404
-            )
-        return found
+    def latest(self) -> str | None:
+        return self._latest
+
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def session(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def remember_session(self, session: Session) -> None:
+        session_id = session.session_id.hex()
+        with self._sessions_lock:
+            if self._forgotten.get(session_id) is None:
+                self._sessions.put(session_id, session, established=True)
+
+    def forget_session(self, session_id: str) -> None:
+        with self._sessions_lock:
+            self._sessions.pop(session_id)
+            self._forgotten.put(session_id, True)
+
+    def session_count(self) -> int:
+        return len(self._sessions)

@@ -1,7 +1,8 @@
-"""client_svc's work behind the views: run a handshake against server_svc, send a message.
+"""client_svc's service object: handshakes against server_svc, messages, and what the views show.
 
-The protocol itself is kdf_lib's ClientHandshake; this module moves its messages over
-HTTP, keeps the connection, and writes key log lines when the operator asked for them.
+The protocol is kdf_lib's ClientHandshake; :class:`ClientService` carries its messages over HTTP,
+keeps connections in a :class:`~client_svc.store.ClientStore`, counts, logs, and writes key log
+lines when the operator asked for them.
 
 Every failed POST /message says what became of the message (``delivery``), and the connection
 is closed after it, as a TLS connection is after any error (RFC 5246 §7.2.2): its record's
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +31,17 @@ from kdf_lib.record import (
     RecordProtection,
 )
 from kdf_lib.role import Role
-from kdf_lib.suites import SUITES, CipherSuite
+from kdf_lib.suites import DEFAULT_SUITE, DEFAULT_SUITES, SUITES, CipherSuite
 from kdf_lib.trace import Trace
 from lab_common.contract import ALERT, FINISH, HELLO, MESSAGE, is_connection_id
 from lab_common.errors import ServiceError
+from lab_common.metrics import LabMetrics
 
-from .store import ClientConnection, ClientState
+from .config import ClientSettings
+from .store import ClientConnection, ClientStore, HandshakeRequest
 from .upstream import PeerError, ServerClient, UpstreamError, encode_body
 
 log = logging.getLogger("lab")
-
-DEFAULT_SUITES = {
-    "rsa": "TLS_RSA_WITH_AES_256_CBC_SHA256",
-    "ecdhe": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-}
 
 #: A refused server certificate is the upstream's fault, not the caller's: client_svc is a
 #: gateway here, so it answers 502 Bad Gateway (RFC 9110 §15.6.3).
@@ -56,30 +56,19 @@ UNKNOWN = "unknown"
 DELIVERED = "delivered"
 
 
-@dataclass(frozen=True)
-class HandshakeRequest:
-    key_exchange: str | None = None
-    cipher_suite: str | None = None
-    #: Several suites, offered in this order (the server takes the first it supports).
-    cipher_suites: tuple[str, ...] | None = None
-    resume: str | None = None
-    extended_master_secret: bool = True
-    encrypt_then_mac: bool = True
-
-
 def choose_suites(request: HandshakeRequest, session: Session | None) -> tuple[CipherSuite, ...]:
     """The suites the client offers: the session's, the ones asked for, or the default."""
     if session is not None:
         return (session.suite,)
     names = request.cipher_suites or ((request.cipher_suite,) if request.cipher_suite else ())
     if not names:
-        return (SUITES[DEFAULT_SUITES[request.key_exchange or "rsa"]],)
+        return (DEFAULT_SUITES[request.key_exchange] if request.key_exchange else DEFAULT_SUITE,)
     suites = []
     for name in names:
         suite = SUITES.get(name)
         if suite is None:
             raise IllegalParameter(f"unknown cipher suite {name!r}")
-        if request.key_exchange and suite.key_exchange.value != request.key_exchange:
+        if request.key_exchange and suite.key_exchange != request.key_exchange:
             raise IllegalParameter(f"{suite.name} does not use {request.key_exchange} key exchange")
         suites.append(suite)
     return tuple(suites)
@@ -116,17 +105,12 @@ class ConnectionLost(ServiceError):
         )
 
 
-def _failed_message(entry: ClientConnection, exc: TLSError, delivery: str) -> ServiceError:
+def _failed_message(entry: ClientConnection, exc: TLSError, delivery: str) -> TLSError:
     """Close ``entry`` for a record it could not seal or open; the error says what became of
     the message."""
     entry.fail(exc.code, exc.message)
-    return ServiceError(
-        exc.code,
-        exc.message,
-        exc.status,
-        connection_id=entry.connection_id,
-        delivery=delivery,
-    )
+    exc.details.update(connection_id=entry.connection_id, delivery=delivery)
+    return exc
 
 
 def sealed_length(writer: RecordProtection, plaintext_length: int) -> int:
@@ -158,28 +142,139 @@ def message_request_length(connection_id: str, record_length: int) -> int:
     return envelope + 4 * -(-record_length // 3)  # base64
 
 
-class Driver:
+class ClientService:
+    """What client_svc does: each view calls one method (``connect``, ``message``,
+    ``session``, ``health``); the demos drive ``handshake`` and ``send`` directly.
+
+    It owns the store and the per-connection locking, the metrics and the log lines.
+    """
+
     def __init__(
         self,
+        settings: ClientSettings,
         server: ServerClient,
-        state: ClientState,
+        store: ClientStore,
         trust_anchors: tuple[Any, ...],
-        server_name: str,
         keylog_writer: KeyLogWriter,
-        reveal_secrets: bool,
+        lab_metrics: LabMetrics,
         *,
         keep_traces: bool = False,
     ) -> None:
+        self.settings = settings
         self.server = server
-        self.state = state
+        self.store = store
         self.trust_anchors = trust_anchors
-        self.server_name = server_name
+        self.server_name = settings.server_name
+        self.reveal_secrets = settings.reveal_secrets
         self.keylog = keylog_writer
-        self.reveal_secrets = reveal_secrets
+        self.metrics = lab_metrics
         #: Keep each established handshake's step trace as objects, secret copies included,
         #: for a caller that reads them (the demos). Otherwise the trace is kept compressed,
         #: with secrets only under REVEAL_SECRETS, as server_svc keeps its own.
         self.keep_traces = keep_traces
+
+    # -- what the views call ------------------------------------------------------------------
+
+    def connect(self, request: HandshakeRequest) -> dict[str, Any]:
+        """POST /handshake: run a handshake, count it, and describe it."""
+        started = time.perf_counter()
+        try:
+            entry = self.handshake(request)
+        except (TLSError, ServiceError) as exc:
+            self.metrics.handshake(
+                resumed=request.resume is not None,
+                key_exchange=request.key_exchange or "unknown",
+                suite=request.cipher_suite or "default",
+                outcome=exc.code,
+            )
+            raise
+        answer = self._describe(entry)
+        self.metrics.handshake(
+            resumed=answer["resumed"],
+            key_exchange=answer["key_exchange"],
+            suite=answer["cipher_suite"],
+            outcome="established",
+            seconds=time.perf_counter() - started,
+        )
+        return answer
+
+    def message(
+        self, connection_id: str | None, plaintext: str, auto_reconnect: bool | None
+    ) -> dict[str, Any]:
+        """POST /message: send one message (on the latest connection if none is named), count
+        it. ``auto_reconnect`` None means the AUTO_RECONNECT setting."""
+        data = plaintext.encode("utf-8")
+        if auto_reconnect is None:
+            auto_reconnect = self.settings.auto_reconnect
+        try:
+            answer = self.send(connection_id, data, auto_reconnect=auto_reconnect)
+        except (TLSError, ServiceError) as exc:
+            self.metrics.message(exc.code)
+            raise
+        self.metrics.message(
+            "delivered", sent=len(data), received=len(answer["reply"]["plaintext"])
+        )
+        return answer
+
+    def session(self, connection_id: str) -> dict[str, Any]:
+        """GET /sessions/<connection_id>: what this side derived, recorded and exchanged."""
+        with self._locked(connection_id) as entry:
+            summary = entry.handshake.summary(reveal_secrets=self.reveal_secrets)
+            if summary["closed"] is not None:
+                summary["closed"] = entry.closed  # client_svc may have stopped using it
+            summary["messages"] = entry.messages
+            summary["failure"] = entry.failure
+            summary["connection_id"] = entry.connection_id
+            summary["server_fingerprints"] = entry.server_view.get("fingerprints")
+            summary["exchanges"] = entry.recorded_exchanges()
+        summary["secrets_revealed"] = self.reveal_secrets
+        return summary
+
+    def health(self) -> dict[str, Any]:
+        """GET /healthz: the settings that matter to a caller, and what the store holds."""
+        settings = self.settings
+        return {
+            "status": "ok",
+            "service": "client_svc",
+            "server_url": settings.server_url,
+            "server_name": self.server_name,
+            "connections": self.store.connection_count(),
+            "sessions": self.store.session_count(),
+            "keylog": bool(settings.sslkeylogfile),
+            "upstream_timeouts": {
+                "connect": settings.upstream_connect_timeout,
+                "read": settings.upstream_read_timeout,
+            },
+            "upstream_limits": {
+                "max_response_bytes": settings.upstream_max_response_bytes,
+                "server_max_body_bytes": settings.server_max_body_bytes,
+            },
+            "auto_reconnect": settings.auto_reconnect,
+        }
+
+    # -- the store ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, connection_id: str) -> Iterator[ClientConnection]:
+        """The connection, held alone for the block (:meth:`ClientStore.update`).
+
+        After the block, whether it raised or not: a fatal alert ends the session (RFC 5246
+        §7.2.2), so no later handshake may resume it. This is the one place that says so.
+        """
+        with self.store.update(connection_id) as entry:
+            try:
+                yield entry
+            finally:
+                conn = entry.handshake.connection
+                if conn is not None and entry.handshake.failure is not None:
+                    self.store.forget_session(conn.session_id.hex())
+
+    def _connection_id(self, connection_id: str | None) -> str:
+        """The connection named, or else the latest one."""
+        found = connection_id or self.store.latest()
+        if found is None:
+            raise ServiceError("no_connection", "run POST /handshake first", 409)
+        return found
 
     def _exchange(
         self, exchanges: list[dict[str, Any]], path: str, body: dict[str, Any]
@@ -193,7 +288,14 @@ class Driver:
     # -- handshakes ---------------------------------------------------------------------------
 
     def handshake(self, request: HandshakeRequest) -> ClientConnection:
-        session = self.state.session(request.resume) if request.resume else None
+        """Run a handshake against server_svc and keep its connection, established or failed."""
+        session = None
+        if request.resume:
+            session = self.store.session(request.resume)
+            if session is None:
+                raise ServiceError(
+                    "unknown_session", "no such session to resume (never made or expired)", 404
+                )
         config = ClientConfig(
             trust_anchors=self.trust_anchors,
             server_name=self.server_name,
@@ -226,11 +328,9 @@ class Driver:
         connection = machine.connection
         assert connection is not None
         if machine.session is not None:
-            self.state.sessions.put(
-                machine.session.session_id.hex(), machine.session, established=True
-            )
+            self.store.remember_session(machine.session)
         self.keylog.write(connection.client_random, connection.master_secret_for_keylog)
-        self.state.add(result)
+        self.store.create(result)
         log.info(
             "handshake complete",
             extra={
@@ -266,29 +366,33 @@ class Driver:
 
     def _handshake_failed(
         self, entry: ClientConnection, exc: TLSError | ServiceError
-    ) -> ServiceError:
+    ) -> TLSError | ServiceError:
         """Keep the failed handshake for GET /sessions; the error names its connection_id."""
-        code, message, status, details = exc.code, exc.message, exc.status, dict(exc.details)
         if isinstance(exc, TLSError) and exc.code in ALERTS:
             self._send_alert(entry, exc.code)
         if isinstance(exc, BadCertificate):
-            message = f"server certificate refused before any secret was sent: {message}"
-            status = CERTIFICATE_REFUSED_STATUS
-        if isinstance(exc, PeerError) and code == "unknown_connection":
-            code, status = "connection_lost", 409
-            message = (
+            exc.message = f"server certificate refused before any secret was sent: {exc.message}"
+            exc.status = CERTIFICATE_REFUSED_STATUS
+        if isinstance(exc, PeerError) and exc.code == "unknown_connection":
+            exc = ServiceError(
+                "connection_lost",
                 f"server_svc no longer knows connection {entry.connection_id} (it restarted, "
-                "or the handshake took longer than its half-open limit); run POST /handshake again"
+                "or the handshake took longer than its half-open limit); run POST /handshake again",
+                409,
             )
-            details = {}
-        entry.fail(code, message)
+        entry.fail(exc.code, exc.message)
         entry.freeze()
-        self.state.add_failed(entry)
+        self.store.create(entry)
         log.info(
             "handshake failed",
-            extra={"event": "handshake_failed", "connection_id": entry.connection_id, "code": code},
+            extra={
+                "event": "handshake_failed",
+                "connection_id": entry.connection_id,
+                "code": exc.code,
+            },
         )
-        return ServiceError(code, message, status, **details, connection_id=entry.connection_id)
+        exc.details["connection_id"] = entry.connection_id
+        return exc
 
     def _send_alert(self, entry: ClientConnection, alert: str) -> None:
         """Tell server_svc that this side ended the handshake (RFC 5246 §7.2), so that it drops
@@ -309,7 +413,7 @@ class Driver:
                 },
             )
 
-    def describe(self, entry: ClientConnection) -> dict[str, Any]:
+    def _describe(self, entry: ClientConnection) -> dict[str, Any]:
         """The /handshake answer: this side's results, the server's fingerprints, the merged ladder."""
         machine = entry.handshake
         summary = machine.summary(reveal_secrets=self.reveal_secrets)
@@ -357,16 +461,17 @@ class Driver:
         sent once more, on the new connection; that is safe because server_svc provably did
         not process it. An unknown outcome is never retried.
         """
-        entry = self.state.connection(connection_id)
-        try:
-            return self._send_on(entry, plaintext)
-        except ConnectionLost:
-            if not auto_reconnect:
-                raise
+        with self._locked(self._connection_id(connection_id)) as entry:
+            try:
+                return self._send_on(entry, plaintext)
+            except ConnectionLost:
+                if not auto_reconnect:
+                    raise
         fresh = self._reconnect(entry)
         try:
-            result = self._send_on(fresh, plaintext)
-        except ServiceError as exc:
+            with self._locked(fresh.connection_id) as current:
+                result = self._send_on(current, plaintext)
+        except (TLSError, ServiceError) as exc:
             exc.details["previous_connection_id"] = entry.connection_id
             raise
         conn = fresh.handshake.connection
@@ -386,7 +491,7 @@ class Driver:
         assert conn is not None
         before = lost.request or HandshakeRequest()
         session_id = conn.session_id.hex() if conn.session_id else None
-        resume = session_id if session_id and self.state.sessions.get(session_id) else None
+        resume = session_id if session_id and self.store.session(session_id) else None
         request = HandshakeRequest(
             cipher_suite=conn.suite.name,
             resume=resume,
@@ -395,14 +500,14 @@ class Driver:
         )
         try:
             fresh = self.handshake(request)
-        except ServiceError as exc:
+        except (TLSError, ServiceError) as exc:
             exc.details.update(previous_connection_id=lost.connection_id, delivery=NOT_DELIVERED)
             exc.message = f"{exc.message} (while replacing lost connection {lost.connection_id})"
             raise
         resumed = fresh.handshake.connection is not None and fresh.handshake.connection.resumed
         if resume and not resumed:
             # server_svc has forgotten the session too (a restart): offering it again is useless.
-            self.state.sessions.pop(resume)
+            self.store.forget_session(resume)
         log.info(
             "connection replaced",
             extra={
@@ -415,46 +520,48 @@ class Driver:
         return fresh
 
     def _send_on(self, entry: ClientConnection, plaintext: bytes) -> dict[str, Any]:
-        with entry.lock:  # one message at a time per connection: sequence numbers stay in step
-            conn = entry.handshake.connection
-            if conn is None or conn.closed:
-                raise self._closed(entry)
-            self._refuse_unsendable(entry, conn.writer, len(plaintext))
-            sent_seq = conn.writer.seq
-            try:
-                record = conn.seal(plaintext)
-            except TLSError as exc:  # the sequence number space is exhausted
-                raise _failed_message(entry, exc, NOT_DELIVERED) from None
-            try:
-                answer = self.server.call(
-                    "POST",
-                    MESSAGE,
-                    {"connection_id": entry.connection_id, "record": encode_b64(record)},
-                )
-            except ServiceError as exc:
-                # The record's sequence number is spent whether or not it arrived: the
-                # connection cannot go on safely (and a TLS connection would not either).
-                error = self._not_answered(entry, exc)
-                log.info(
-                    "message not answered; connection closed",
-                    extra={
-                        "event": "message_failed",
-                        "connection_id": entry.connection_id,
-                        "code": error.code,
-                        "delivery": error.details["delivery"],
-                    },
-                )
-                raise error from None
-            reply_seq = conn.reader.seq
-            try:
-                reply_record = decode_b64(answer.get("record"), "record")
-                reply = conn.open(reply_record)
-            except TLSError as exc:
-                # RFC 5246 §7.2.2: no resumption of a session ended by a fatal alert.
-                self.state.sessions.pop(conn.session_id.hex())
-                raise _failed_message(entry, exc, DELIVERED) from None
-            conn.release()  # no cipher objects kept while the connection is idle
-            entry.messages += 1
+        """One message on ``entry``, which the caller holds (one message at a time per
+        connection: sequence numbers stay in step)."""
+        conn = entry.handshake.connection
+        if conn is None or entry.closed:
+            raise self._closed(entry)
+        self._refuse_unsendable(entry, conn.writer, len(plaintext))
+        sent_seq = conn.writer.seq
+        try:
+            record = conn.seal(plaintext)
+        except TLSError as exc:  # the sequence number space is exhausted
+            raise _failed_message(entry, exc, NOT_DELIVERED) from None
+        try:
+            answer = self.server.call(
+                "POST",
+                MESSAGE,
+                {"connection_id": entry.connection_id, "record": encode_b64(record)},
+            )
+        except ServiceError as exc:
+            # The record's sequence number is spent whether or not it arrived: the
+            # connection cannot go on safely (and a TLS connection would not either).
+            error = self._not_answered(entry, exc)
+            log.info(
+                "message not answered; connection closed",
+                extra={
+                    "event": "message_failed",
+                    "connection_id": entry.connection_id,
+                    "code": error.code,
+                    "delivery": error.details["delivery"],
+                },
+            )
+            raise error from None
+        reply_seq = conn.reader.seq
+        try:
+            reply_record = decode_b64(answer.get("record"), "record")
+            reply = conn.open(reply_record)
+        except TLSError as exc:
+            # A fatal alert of this side's (a reply that is not even base64 too): the connection
+            # fails, and with it the session (see _locked).
+            conn.fail(exc.code)
+            raise _failed_message(entry, exc, DELIVERED) from None
+        conn.release()  # no cipher objects kept while the connection is idle
+        entry.messages += 1
         return {
             "connection_id": entry.connection_id,
             "sent": {
