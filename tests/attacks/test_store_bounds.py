@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from helpers.peer import RSA_SUITE, Peer
 
+from lab_common.contract import HEALTH, HELLO, SESSION, path
 from lab_common.store import BoundedStore
 
 
@@ -113,7 +114,7 @@ def test_a_hello_flood_leaves_memory_bounded_and_connections_working(make_server
     hello = json.dumps({"client_random": "ab" * 32, "cipher_suites": [RSA_SUITE]})
     first_flood_id = None
     for i in range(FLOOD):
-        answer = http.post("/handshake/hello", data=hello, content_type="application/json")
+        answer = http.post(HELLO, data=hello, content_type="application/json")
         assert answer.status_code == 200
         first_flood_id = first_flood_id or answer.get_json()["connection_id"]
         if i % 1000 == 0:
@@ -121,10 +122,10 @@ def test_a_hello_flood_leaves_memory_bounded_and_connections_working(make_server
             # Established connections stay usable in the middle of the flood.
             assert _echo(working[i // 1000 % 5], b"during the flood")
     assert len(state.connections) == CAPACITY
-    assert http.get("/healthz").get_json()["connections"] == CAPACITY
+    assert http.get(HEALTH).get_json()["connections"] == CAPACITY
     assert all(_echo(peer, b"after the flood") for peer in working)
     # The flood's own oldest half-open connections made room.
-    gone = http.get(f"/sessions/{first_flood_id}")
+    gone = http.get(path(SESSION, first_flood_id))
     assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "unknown_connection"
 
 

@@ -29,26 +29,27 @@ from helpers.transport import FlaskTransport
 
 from client_svc.upstream import UpstreamError
 from kdf_lib import pki
+from lab_common.contract import ALERT, FINISH, HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
 
 CHACHA = "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
 
 
 def start(client: FlaskClient, **body: Any) -> dict[str, Any]:
     """A handshake and one message that arrives: the conversation a fault interrupts."""
-    result = client.post("/handshake", json=body).get_json()
-    first = client.post("/message", json={"plaintext": "first"})
+    result = client.post(HANDSHAKE, json=body).get_json()
+    first = client.post(MESSAGE, json={"plaintext": "first"})
     assert first.status_code == 200
     return result
 
 
 def processed(server_app: Flask, connection_id: str) -> int:
     """How many messages server_svc opened and answered on the connection."""
-    view = server_app.test_client().get(f"/sessions/{connection_id}").get_json()
+    view = server_app.test_client().get(path(SESSION, connection_id)).get_json()
     return int(view["messages"])
 
 
 def send(client: FlaskClient, **body: Any) -> tuple[int, dict[str, Any]]:
-    response = client.post("/message", json={"plaintext": "the message", **body})
+    response = client.post(MESSAGE, json={"plaintext": "the message", **body})
     return response.status_code, response.get_json()
 
 
@@ -67,14 +68,14 @@ def test_a_restarted_server_is_reported_as_connection_lost(
     assert error["connection_id"] == old and error["delivery"] == "not_delivered"
     assert "no longer knows" in error["message"] and "POST /handshake" in error["message"]
     # The new server saw the record and refused it before opening anything.
-    assert transport.received[-1].path == "/message" and transport.received[-1].status == 404
-    assert fresh_server.test_client().get("/healthz").get_json()["connections"] == 0
+    assert transport.received[-1].path == MESSAGE and transport.received[-1].status == 404
+    assert fresh_server.test_client().get(HEALTH).get_json()["connections"] == 0
     # The connection stays lost: the same answer again, without another request to the server.
     requests = len(transport.received)
     status, again = send(client, connection_id=old)
     assert (status, again["error"]["code"]) == (409, "connection_lost")
     assert len(transport.received) == requests
-    assert client.get(f"/sessions/{old}").get_json()["failure"]["code"] == "connection_lost"
+    assert client.get(path(SESSION, old)).get_json()["failure"]["code"] == "connection_lost"
 
 
 def test_auto_reconnect_replaces_a_lost_connection_and_sends_the_message_once(
@@ -98,10 +99,10 @@ def test_auto_reconnect_replaces_a_lost_connection_and_sends_the_message_once(
     }
     assert answer["reply"]["plaintext"].endswith("the message")
     assert [(r.path, r.status) for r in transport.received] == [
-        ("/message", 404),
-        ("/handshake/hello", 200),
-        ("/handshake/finish", 200),
-        ("/message", 200),
+        (MESSAGE, 404),
+        (HELLO, 200),
+        (FINISH, 200),
+        (MESSAGE, 200),
     ]
     # It offered the old session first, then fell back to a full handshake.
     assert transport.received[1].body["session_id"] == before["session_id"]
@@ -110,7 +111,7 @@ def test_auto_reconnect_replaces_a_lost_connection_and_sends_the_message_once(
     # The new connection is now the latest; the dead session is no longer offered.
     status, later = send(client)
     assert status == 200 and later["connection_id"] == new and later["reconnected"] is None
-    resume = client.post("/handshake", json={"resume": before["session_id"]})
+    resume = client.post(HANDSHAKE, json={"resume": before["session_id"]})
     assert resume.status_code == 404 and resume.get_json()["error"]["code"] == "unknown_session"
 
 
@@ -143,7 +144,7 @@ def test_auto_reconnect_can_be_the_configured_default(
     make_server: Callable[..., Flask],
 ) -> None:
     client = make_client(AUTO_RECONNECT=True)
-    assert client.get("/healthz").get_json()["auto_reconnect"] is True
+    assert client.get(HEALTH).get_json()["auto_reconnect"] is True
     start(client)
     transport.restart(make_server())
     status, answer = send(client)
@@ -162,7 +163,7 @@ def test_a_message_is_resent_at_most_once(
     old = start(client)["connection_id"]
 
     def restart_first(path: str, body: dict[str, Any]) -> None:
-        if path == "/message":
+        if path == MESSAGE:
             transport.restart(make_server())
 
     transport.before.append(restart_first)
@@ -172,7 +173,7 @@ def test_a_message_is_resent_at_most_once(
     assert (status, error["code"]) == (409, "connection_lost")
     assert error["previous_connection_id"] == old and error["connection_id"] != old
     assert error["delivery"] == "not_delivered"
-    assert [r.path for r in transport.received].count("/message") == 2
+    assert [r.path for r in transport.received].count(MESSAGE) == 2
 
 
 def test_a_failed_reconnect_reports_the_message_not_delivered(
@@ -190,22 +191,22 @@ def test_a_failed_reconnect_reports_the_message_not_delivered(
     error = answer["error"]
     assert (status, error["code"]) == (502, "unknown_ca")
     assert error["previous_connection_id"] == old and error["delivery"] == "not_delivered"
-    assert [r.path for r in transport.received] == ["/message", "/handshake/hello", "/alert"]
+    assert [r.path for r in transport.received] == [MESSAGE, HELLO, ALERT]
 
 
 def test_a_restart_between_hello_and_finish_fails_the_handshake_as_connection_lost(
     client: FlaskClient, transport: FlaskTransport, make_server: Callable[..., Flask]
 ) -> None:
     def restart_before_finish(path: str, body: dict[str, Any]) -> None:
-        if path == "/handshake/finish":
+        if path == FINISH:
             transport.restart(make_server())
 
     transport.before.append(restart_before_finish)
-    response = client.post("/handshake", json={})
+    response = client.post(HANDSHAKE, json={})
     error = response.get_json()["error"]
     assert (response.status_code, error["code"]) == (409, "connection_lost")
     assert "run POST /handshake again" in error["message"]
-    assert client.get("/healthz").get_json()["connections"] == 0
+    assert client.get(HEALTH).get_json()["connections"] == 0
 
 
 # --- the three delivery outcomes --------------------------------------------------------------
@@ -217,7 +218,7 @@ def test_a_request_that_never_left_is_not_delivered(
     connection_id = start(client)["connection_id"]
 
     def refuse(path: str, body: dict[str, Any]) -> None:
-        if path == "/message":
+        if path == MESSAGE:
             raise UpstreamError("upstream_unavailable", "no connection", 502, sent=False)
 
     transport.before.append(refuse)
@@ -228,7 +229,7 @@ def test_a_request_that_never_left_is_not_delivered(
     assert processed(server_app, connection_id) == 1  # only the first message
     # Not a lost connection, so no reconnect; and the connection is closed: its record's
     # sequence number is spent on this side only.
-    assert transport.paths().count("/handshake/hello") == 1
+    assert transport.paths().count(HELLO) == 1
     transport.before.clear()
     status, after = send(client)
     assert (status, after["error"]["code"]) == (409, "unexpected_message")
@@ -242,7 +243,7 @@ def test_an_answer_lost_after_sending_is_outcome_unknown_and_never_resent(
     connection_id = start(client)["connection_id"]
 
     def lose_answer(path: str, body: dict[str, Any]) -> None:
-        if path == "/message":
+        if path == MESSAGE:
             raise UpstreamError(cause, "no answer", 504, sent=True)
 
     transport.after.append(lose_answer)
@@ -254,10 +255,7 @@ def test_an_answer_lost_after_sending_is_outcome_unknown_and_never_resent(
     # It was processed, which is why client_svc must not call it "not delivered" ...
     assert processed(server_app, connection_id) == 2
     # ... and why it is not resent, even with auto_reconnect.
-    assert (
-        transport.paths().count("/message") == 2
-        and transport.paths().count("/handshake/hello") == 1
-    )
+    assert transport.paths().count(MESSAGE) == 2 and transport.paths().count(HELLO) == 1
     transport.after.clear()
     status, after = send(client, connection_id=connection_id, auto_reconnect=True)
     assert (status, after["error"]["code"]) == (409, "unexpected_message")
@@ -290,12 +288,12 @@ def test_unusable_answers_are_classified_by_what_the_server_may_have_done(
     delivery: str | None,
 ) -> None:
     start(client)
-    transport.replacements["/message"] = replacement
+    transport.replacements[MESSAGE] = replacement
     got, answer = send(client, auto_reconnect=True)
     error = answer["error"]
     assert (got, error["code"]) == (status, code)
     assert error["delivery"] == (delivery or "not_delivered")
-    assert transport.paths().count("/message") == 2  # never resent
+    assert transport.paths().count(MESSAGE) == 2  # never resent
 
 
 def test_a_record_the_server_refuses_is_not_delivered(
@@ -309,7 +307,7 @@ def test_a_record_the_server_refuses_is_not_delivered(
         body["record"] = base64.b64encode(bytes(record)).decode()
         return body
 
-    transport.request_edits["/message"] = corrupt
+    transport.request_edits[MESSAGE] = corrupt
     status, answer = send(client)
     error = answer["error"]
     assert (status, error["code"], error["peer"]) == (502, "bad_record_mac", "server")
@@ -329,12 +327,12 @@ def test_a_reply_that_cannot_be_opened_was_still_delivered(
         body["record"] = base64.b64encode(bytes(record)).decode()
         return body
 
-    transport.answer_edits["/message"] = corrupt
+    transport.answer_edits[MESSAGE] = corrupt
     status, answer = send(client)
     error = answer["error"]
     assert (status, error["code"]) == (400, "bad_record_mac")
     assert error["delivery"] == "delivered" and error["connection_id"] == connection_id
     assert processed(server_app, connection_id) == 2
     # A fatal alert: the session cannot be resumed (RFC 5246 §7.2.2).
-    resume = client.post("/handshake", json={"resume": result["session_id"]})
+    resume = client.post(HANDSHAKE, json={"resume": result["session_id"]})
     assert resume.status_code == 404

@@ -17,6 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from helpers.transport import FlaskTransport
 
+from lab_common.contract import HANDSHAKE, MESSAGE
+
 CAP = 16
 WARM_UP_CYCLES = 60
 MEASURED_CYCLES = 240
@@ -26,12 +28,12 @@ ALLOWED_GROWTH_BYTES = 512 * 1024
 
 def cycle(client: FlaskClient, number: int) -> None:
     kind = ("rsa", "ecdhe")[number % 2]
-    result = client.post("/handshake", json={"key_exchange": kind})
+    result = client.post(HANDSHAKE, json={"key_exchange": kind})
     assert result.status_code == 200, result.get_json()
     if number % 3 == 0:
         session_id = result.get_json()["session_id"]
-        assert client.post("/handshake", json={"resume": session_id}).status_code == 200
-    answer = client.post("/message", json={"plaintext": f"message {number}"})
+        assert client.post(HANDSHAKE, json={"resume": session_id}).status_code == 200
+    answer = client.post(MESSAGE, json={"plaintext": f"message {number}"})
     assert answer.status_code == 200
 
 
@@ -44,13 +46,13 @@ def test_memory_is_flat_once_the_capped_stores_are_full(
     server_app = make_server(**caps)
     transport.restart(server_app)
     client = make_client(**caps)
-    client_store = client.application.extensions["client_service"].store
+    driver_state = client.application.extensions["driver"].state
     server_state = server_app.extensions["server_state"]
     tracemalloc.start()  # before the warm-up: what the stores hold then is traced too
     try:
         for number in range(WARM_UP_CYCLES):
             cycle(client, number)
-        assert client_store.connection_count() == CAP and len(server_state.connections) == CAP
+        assert len(driver_state.connections) == CAP and len(server_state.connections) == CAP
         transport.received.clear()  # the transport's record of requests is the test's, not a service's
         transport.record = False
         gc.collect()
@@ -64,5 +66,5 @@ def test_memory_is_flat_once_the_capped_stores_are_full(
     growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     top = after.compare_to(before, "lineno")[:5]
     assert growth < ALLOWED_GROWTH_BYTES, "\n".join(str(stat) for stat in top)
-    assert client_store.connection_count() == CAP and len(server_state.connections) == CAP
-    assert client_store.session_count() <= CAP and len(server_state.sessions) <= CAP
+    assert len(driver_state.connections) == CAP and len(server_state.connections) == CAP
+    assert len(driver_state.sessions) <= CAP and len(server_state.sessions) <= CAP

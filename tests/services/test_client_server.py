@@ -14,10 +14,21 @@ import pytest
 from client_svc import create_app as create_client_app
 from kdf_lib import keylog, pki
 from kdf_lib.suites import SUITES
+from lab_common.contract import (
+    FINISH,
+    HANDSHAKE,
+    HEALTH,
+    HELLO,
+    MESSAGE,
+    RECORDS,
+    RECORDS_MEDIA_TYPE,
+    SESSION,
+    path,
+)
 
 
 def handshake(client, **body):
-    response = client.post("/handshake", json=body)
+    response = client.post(HANDSHAKE, json=body)
     assert response.status_code == 200, response.get_json()
     return response.get_json()
 
@@ -26,7 +37,7 @@ def handshake(client, **body):
 def test_both_sides_derive_the_same_keys_for_every_suite(client, server, suite):
     result = handshake(client, cipher_suite=suite)
     assert result["cipher_suite"] == suite
-    server_view = server.get(f"/sessions/{result['connection_id']}").get_json()
+    server_view = server.get(path(SESSION, result["connection_id"])).get_json()
     assert server_view["state"] == "established"
     assert server_view["fingerprints"] == result["fingerprints"]
     assert result["fingerprints_match"] is True
@@ -61,7 +72,7 @@ def test_resumption_keeps_the_master_secret_and_changes_the_keys(client, server)
     assert second["fingerprints"]["master_secret"] == first["fingerprints"]["master_secret"]
     assert second["fingerprints"]["key_block"] != first["fingerprints"]["key_block"]
     assert second["client_random"] != first["client_random"]
-    server_view = server.get(f"/sessions/{second['connection_id']}").get_json()
+    server_view = server.get(path(SESSION, second["connection_id"])).get_json()
     assert server_view["resumed"] is True
     assert server_view["fingerprints"] == second["fingerprints"]
     # An abbreviated handshake has no certificate and no key exchange.
@@ -71,15 +82,15 @@ def test_resumption_keeps_the_master_secret_and_changes_the_keys(client, server)
 
 
 def test_resuming_an_unknown_session_is_a_clear_404(client):
-    response = client.post("/handshake", json={"resume": "ab" * 32})
+    response = client.post(HANDSHAKE, json={"resume": "ab" * 32})
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "unknown_session"
 
 
 def test_messages_travel_both_ways_with_rising_sequence_numbers(client, server):
     result = handshake(client)
-    first = client.post("/message", json={"plaintext": "hello server"}).get_json()
-    second = client.post("/message", json={"plaintext": "again"}).get_json()
+    first = client.post(MESSAGE, json={"plaintext": "hello server"}).get_json()
+    second = client.post(MESSAGE, json={"plaintext": "again"}).get_json()
     assert first["connection_id"] == result["connection_id"]
     # The Finished records used sequence number 0 in each direction.
     assert (first["sent"]["seq"], first["reply"]["seq"]) == (1, 1)
@@ -88,28 +99,28 @@ def test_messages_travel_both_ways_with_rising_sequence_numbers(client, server):
     record = base64.b64decode(first["sent"]["record"])
     assert record[:3] == b"\x17\x03\x03"  # application_data, TLS 1.2
     assert b"hello server" not in record
-    view = server.get(f"/sessions/{result['connection_id']}").get_json()
+    view = server.get(path(SESSION, result["connection_id"])).get_json()
     assert view["sequence_numbers"] == {"read": 3, "write": 3}
 
 
 def test_a_large_message_spans_several_records(client):
     handshake(client, key_exchange="ecdhe")
     text = "x" * 40_000
-    answer = client.post("/message", json={"plaintext": text}).get_json()
+    answer = client.post(MESSAGE, json={"plaintext": text}).get_json()
     assert answer["sent"]["records"] == 3  # 2^14-byte fragments
     assert answer["reply"]["plaintext"].endswith(text)
 
 
 def test_no_secret_appears_in_any_response_or_log(client, server, client_app, capsys):
     result = handshake(client)
-    client.post("/message", json={"plaintext": "secret-free"})
+    client.post(MESSAGE, json={"plaintext": "secret-free"})
     log_text = Path(client_app.extensions["settings"].sslkeylogfile).read_text()
     master = keylog.find_master_secret(log_text, bytes.fromhex(result["client_random"]))
     assert master is not None
     bodies = [
         json.dumps(result),
-        server.get(f"/sessions/{result['connection_id']}").get_data(as_text=True),
-        client.get(f"/sessions/{result['connection_id']}").get_data(as_text=True),
+        server.get(path(SESSION, result["connection_id"])).get_data(as_text=True),
+        client.get(path(SESSION, result["connection_id"])).get_data(as_text=True),
         capsys.readouterr().out,
     ]
     assert (
@@ -130,7 +141,7 @@ def test_key_log_lines_let_a_third_party_reproduce_the_keys(client, client_app):
 def test_no_key_log_is_written_unless_configured(ca, transport, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = create_client_app({"TRUST_ANCHORS": (ca.certificate,), "TRANSPORT": transport})
-    assert app.test_client().post("/handshake", json={}).status_code == 200
+    assert app.test_client().post(HANDSHAKE, json={}).status_code == 200
     assert list(tmp_path.iterdir()) == []
 
 
@@ -138,8 +149,8 @@ def test_revealed_secrets_are_equal_on_both_sides(make_server, make_client_app, 
     server_app = make_server(REVEAL_SECRETS=True)
     transport.restart(server_app)
     client_app = make_client_app(REVEAL_SECRETS=True)
-    result = client_app.test_client().post("/handshake", json={"key_exchange": "ecdhe"}).get_json()
-    server_view = server_app.test_client().get(f"/sessions/{result['connection_id']}").get_json()
+    result = client_app.test_client().post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
+    server_view = server_app.test_client().get(path(SESSION, result["connection_id"])).get_json()
     assert result["secrets_revealed"] is True
     assert len(result["secrets"]["master_secret"]) == 96
     assert result["secrets"] == server_view["secrets"]
@@ -148,10 +159,10 @@ def test_revealed_secrets_are_equal_on_both_sides(make_server, make_client_app, 
 def test_an_untrusted_server_certificate_aborts_before_any_secret_is_sent(transport):
     other_ca = pki.create_ca("Some Other CA", now=datetime.now(UTC))
     app = create_client_app({"TRUST_ANCHORS": (other_ca.certificate,), "TRANSPORT": transport})
-    response = app.test_client().post("/handshake", json={})
+    response = app.test_client().post(HANDSHAKE, json={})
     assert response.status_code == 502
     assert response.get_json()["error"]["code"] == "unknown_ca"
-    assert ("POST", "/handshake/finish") not in transport.calls
+    assert ("POST", FINISH) not in transport.calls
 
 
 def test_a_certificate_for_another_name_is_refused(ca, transport):
@@ -159,21 +170,21 @@ def test_a_certificate_for_another_name_is_refused(ca, transport):
         {"TRUST_ANCHORS": (ca.certificate,), "TRANSPORT": transport, "SERVER_NAME": "bank.example"}
     )
     # Flask's test client would send SERVER_NAME, here the TLS name, as the Host.
-    response = app.test_client().post("/handshake", json={}, base_url="http://localhost")
+    response = app.test_client().post(HANDSHAKE, json={}, base_url="http://localhost")
     assert response.status_code == 502
     assert response.get_json()["error"]["code"] == "bad_certificate"
-    assert ("POST", "/handshake/finish") not in transport.calls
+    assert ("POST", FINISH) not in transport.calls
 
 
 def test_an_unknown_suite_is_refused_with_illegal_parameter(client):
-    response = client.post("/handshake", json={"cipher_suite": "TLS_NULL_WITH_NULL_NULL"})
+    response = client.post(HANDSHAKE, json={"cipher_suite": "TLS_NULL_WITH_NULL_NULL"})
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "illegal_parameter"
 
 
 def test_a_suite_that_contradicts_the_key_exchange_is_refused(client):
     response = client.post(
-        "/handshake",
+        HANDSHAKE,
         json={"key_exchange": "ecdhe", "cipher_suite": "TLS_RSA_WITH_AES_128_CBC_SHA"},
     )
     assert response.status_code == 400
@@ -181,7 +192,7 @@ def test_a_suite_that_contradicts_the_key_exchange_is_refused(client):
 
 
 def test_message_before_any_handshake_is_a_clear_409(client):
-    response = client.post("/message", json={"plaintext": "too early"})
+    response = client.post(MESSAGE, json={"plaintext": "too early"})
     assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "no_connection"
 
@@ -211,7 +222,7 @@ def test_message_before_any_handshake_is_a_clear_409(client):
 )
 def test_bad_message_requests_get_json_errors(client, body, content_type, status, code):
     handshake(client)
-    response = client.post("/message", data=body, content_type=content_type)
+    response = client.post(MESSAGE, data=body, content_type=content_type)
     assert response.status_code == status
     assert response.is_json
     assert response.get_json()["error"]["code"] == code
@@ -224,7 +235,7 @@ def test_handshake_request_fields_are_strict(client):
         {"resume": "xyz"},
         {"nope": 1},
     ):
-        response = client.post("/handshake", json=body)
+        response = client.post(HANDSHAKE, json=body)
         assert response.status_code == 400, body
         assert response.get_json()["error"]["code"] == "decode_error"
 
@@ -233,7 +244,7 @@ def test_unknown_paths_and_methods_answer_in_json(client, server):
     for app_client in (client, server):
         missing = app_client.get("/no/such/thing")
         assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
-        wrong = app_client.get("/message")
+        wrong = app_client.get(MESSAGE)
         assert wrong.status_code == 405
         assert wrong.get_json()["error"]["code"] == "method_not_allowed"
 
@@ -241,35 +252,35 @@ def test_unknown_paths_and_methods_answer_in_json(client, server):
 def test_a_body_over_the_limit_is_refused_with_413(server_app):
     server_app.config["MAX_CONTENT_LENGTH"] = 2048
     response = server_app.test_client().post(
-        "/message", data=b"{" + b" " * 4096 + b"}", content_type="application/json"
+        MESSAGE, data=b"{" + b" " * 4096 + b"}", content_type="application/json"
     )
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "body_too_large"
 
 
 def test_healthz(client, server):
-    assert client.get("/healthz").get_json()["status"] == "ok"
-    health = server.get("/healthz").get_json()
+    assert client.get(HEALTH).get_json()["status"] == "ok"
+    health = server.get(HEALTH).get_json()
     assert health["status"] == "ok" and health["certificate"]["subject"] == "CN=server"
 
 
 def test_a_tampered_record_ends_the_connection_and_its_session(client, server):
     result = handshake(client)
-    sent = client.post("/message", json={"plaintext": "first"}).get_json()["sent"]
+    sent = client.post(MESSAGE, json={"plaintext": "first"}).get_json()["sent"]
     record = bytearray(base64.b64decode(sent["record"]))
     record[-1] ^= 1
     tampered = {
         "connection_id": result["connection_id"],
         "record": base64.b64encode(bytes(record)).decode(),
     }
-    refused = server.post("/message", json=tampered)
+    refused = server.post(MESSAGE, json=tampered)
     assert refused.status_code == 400
     assert refused.get_json()["error"] == {
         "code": "bad_record_mac",
         "message": "record authentication failed",
     }
     # The connection is now closed on the server, and the session is not resumable (RFC 5246 §7.2.2).
-    after = client.post("/message", json={"plaintext": "second"})
+    after = client.post(MESSAGE, json={"plaintext": "second"})
     assert after.status_code == 502 and after.get_json()["error"]["code"] == "unexpected_message"
     again = handshake(client, resume=result["session_id"])
     assert again["resumed"] is False
@@ -278,9 +289,9 @@ def test_a_tampered_record_ends_the_connection_and_its_session(client, server):
 def test_protected_data_appears_in_both_traces_for_the_first_messages_only(client, server):
     result = handshake(client, key_exchange="ecdhe")
     for i in range(6):
-        client.post("/message", json={"plaintext": f"message {i}"})
-    server_steps = server.get(f"/sessions/{result['connection_id']}").get_json()["trace"]
-    client_steps = client.get(f"/sessions/{result['connection_id']}").get_json()["trace"]
+        client.post(MESSAGE, json={"plaintext": f"message {i}"})
+    server_steps = server.get(path(SESSION, result["connection_id"])).get_json()["trace"]
+    client_steps = client.get(path(SESSION, result["connection_id"])).get_json()["trace"]
     server_data = [s for s in server_steps if s["action"].endswith("protected data")]
     client_data = [s for s in client_steps if s["action"].endswith("protected data")]
     # The first two exchanges (open + seal on each side), then the trace stops growing.
@@ -294,18 +305,17 @@ def test_the_binary_records_endpoint_carries_the_same_echo_without_json(client, 
     from kdf_lib.record import ContentType, split_records
 
     result = handshake(client, key_exchange="ecdhe")
-    client.post("/message", json={"plaintext": "first, through JSON"})
+    client.post(MESSAGE, json={"plaintext": "first, through JSON"})
     # Seal the next record the way client_svc would, with a second in-memory client would be
     # needed; instead take the client's own connection object and send its record raw.
-    service = client.application.extensions["client_service"]
-    with service.store.update(result["connection_id"]) as entry:
-        conn = entry.handshake.connection
+    driver = client.application.extensions["driver"]
+    conn = driver.state.connection(result["connection_id"]).handshake.connection
     record = conn.seal(b"x" * 20_000)
     answer = server.post(
-        f"/records/{result['connection_id']}", data=record, content_type="application/tls-records"
+        path(RECORDS, result["connection_id"]), data=record, content_type=RECORDS_MEDIA_TYPE
     )
     assert answer.status_code == 200
-    assert answer.mimetype == "application/tls-records"
+    assert answer.mimetype == RECORDS_MEDIA_TYPE
     assert answer.headers["TLS-Received-Seq"] == "2"
     assert answer.headers["TLS-Received-Records"] == "2"
     reply = conn.open(answer.get_data())
@@ -314,11 +324,11 @@ def test_the_binary_records_endpoint_carries_the_same_echo_without_json(client, 
         h.content_type == ContentType.application_data for h, _ in split_records(answer.get_data())
     )
     wrong_type = server.post(
-        f"/records/{result['connection_id']}", data=record, content_type="text/plain"
+        path(RECORDS, result["connection_id"]), data=record, content_type="text/plain"
     )
     assert wrong_type.status_code == 415
     replayed = server.post(
-        f"/records/{result['connection_id']}", data=record, content_type="application/tls-records"
+        path(RECORDS, result["connection_id"]), data=record, content_type=RECORDS_MEDIA_TYPE
     )
     assert replayed.status_code == 400 and replayed.get_json()["error"]["code"] == "bad_record_mac"
 
@@ -332,12 +342,11 @@ def test_idle_connections_keep_no_cipher_objects_on_either_side(client, server_a
     answer = handshake(client, cipher_suite=suite)
     connection_id = answer["connection_id"]
     server_state = server_app.extensions["server_state"]
-    client_store = client.application.extensions["client_service"].store
+    client_state = client.application.extensions["driver"].state
 
     def layers():
         server_conn = server_state.connections.get(connection_id).handshake.connection
-        with client_store.update(connection_id) as entry:
-            client_conn = entry.handshake.connection
+        client_conn = client_state.connections.get(connection_id).handshake.connection
         return [server_conn.writer, server_conn.reader, client_conn.writer, client_conn.reader]
 
     def idle(layer):
@@ -345,7 +354,7 @@ def test_idle_connections_keep_no_cipher_objects_on_either_side(client, server_a
 
     assert all(idle(layer) for layer in layers())
     for text in ("one", "two"):
-        response = client.post("/message", json={"connection_id": connection_id, "plaintext": text})
+        response = client.post(MESSAGE, json={"connection_id": connection_id, "plaintext": text})
         assert response.status_code == 200, response.get_json()
         assert all(idle(layer) for layer in layers())
 
@@ -356,8 +365,8 @@ def test_client_svc_keeps_only_what_an_established_connection_needs(client, serv
     # What GET /sessions shows must not change.
     answer = handshake(client, key_exchange="ecdhe")
     connection_id = answer["connection_id"]
-    with client.application.extensions["client_service"].store.update(connection_id) as entry:
-        machine = entry.handshake
+    entry = client.application.extensions["driver"].state.connections.get(connection_id)
+    machine = entry.handshake
     assert machine.transcript == b"" and machine._schedule is None
     assert machine._leaf is None and machine._ske is None
     assert entry.exchanges == [] and entry._frozen_exchanges is not None
@@ -368,18 +377,18 @@ def test_client_svc_keeps_only_what_an_established_connection_needs(client, serv
     secrets = machine.connection.reveal_secrets()
     assert secrets["master_secret"] not in frozen and secrets["key_block"] not in frozen
     assert '"secrets"' not in frozen
-    view = client.get(f"/sessions/{connection_id}").get_json()
+    view = client.get(path(SESSION, connection_id)).get_json()
     # Both sides hashed the same transcript (the server's came from its own full copy).
-    server_view = server.get(f"/sessions/{connection_id}").get_json()
+    server_view = server.get(path(SESSION, connection_id)).get_json()
     assert view["transcript_sha256"] == server_view["transcript_sha256"]
     assert [e["request"]["path"] for e in view["exchanges"]] == [
-        "/handshake/hello",
-        "/handshake/finish",
+        HELLO,
+        FINISH,
     ]
     assert view["fingerprints"] == answer["fingerprints"]
     assert [s["action"] for s in view["trace"]] == [
         s["action"] for s in answer["trace"] if s["actor"] == "client"
     ]
     # And the connection still carries messages.
-    sent = client.post("/message", json={"connection_id": connection_id, "plaintext": "hi"})
+    sent = client.post(MESSAGE, json={"connection_id": connection_id, "plaintext": "hi"})
     assert sent.status_code == 200, sent.get_json()
