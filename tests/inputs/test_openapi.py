@@ -34,6 +34,7 @@ from lab_common.contract import (
     MESSAGE,
     OPENAPI,
     PRF_CALCULATOR,
+    RECORDS_MEDIA_TYPE,
     SESSION,
     path,
 )
@@ -75,7 +76,7 @@ def _apps(**server_settings: Any) -> tuple[Any, Any]:
 # fuzzed are made at import time; each fuzzed operation shares them, as a real server would.
 FUZZED_SERVER, FUZZED_CLIENT = _apps()
 # server_svc's binary /records body is raw bytes, like application/octet-stream.
-schemathesis.serializer.alias("application/tls-records", "application/octet-stream")
+schemathesis.serializer.alias(RECORDS_MEDIA_TYPE, "application/octet-stream")
 SERVER_SCHEMA = schemathesis.openapi.from_wsgi(OPENAPI, FUZZED_SERVER)
 CLIENT_SCHEMA = schemathesis.openapi.from_wsgi(OPENAPI, FUZZED_CLIENT)
 

@@ -30,6 +30,7 @@ from helpers.served import (
 
 from client_svc.upstream import HttpTransport
 from lab_common.contract import HANDSHAKE, HEALTH, MESSAGE, SESSION, path
+from lab_common.settings import MAX_BODY_LIMIT
 
 from .hostile_peer import HostilePeer, refused_from_headers
 
@@ -58,7 +59,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "server_svc", workdir, server_settings(certificates, MAX_BODY_BYTES=str(SMALL_LIMIT))
     )
     default_server = launch("server_svc", workdir, server_settings(certificates))
-    eight_mib = str(8 * 1024 * 1024)
+    largest_limit = str(MAX_BODY_LIMIT)
 
     def client(port: int, **settings: str) -> Service:
         return launch("client_svc", workdir, client_settings(certificates, port, **settings))
@@ -70,9 +71,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             aware=client(
                 small.port, SERVER_MAX_BODY_BYTES=str(SMALL_LIMIT), MAX_BODY_BYTES=str(1 << 20)
             ),
-            unaware=client(small.port, SERVER_MAX_BODY_BYTES=eight_mib, MAX_BODY_BYTES=eight_mib),
+            unaware=client(
+                small.port, SERVER_MAX_BODY_BYTES=largest_limit, MAX_BODY_BYTES=largest_limit
+            ),
             default=client(default_server.port),
-            hostile=client(peer.port, SERVER_MAX_BODY_BYTES=eight_mib, MAX_BODY_BYTES=eight_mib),
+            hostile=client(
+                peer.port, SERVER_MAX_BODY_BYTES=largest_limit, MAX_BODY_BYTES=largest_limit
+            ),
             peer=peer,
         )
         services = [small, default_server, lab.aware, lab.unaware, lab.default, lab.hostile]
