@@ -14,7 +14,8 @@ from kdf_lib.handshake import ServerConfig
 from lab_common.app import configure_app, load_settings
 
 from .config import ServerSettings
-from .store import ServerState
+from .service import ServerService
+from .store import MemoryServerStore
 
 
 def load_server_config(chain_path: str, key_path: str) -> ServerConfig:
@@ -28,22 +29,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The app factory. ``config`` overrides environment settings (by variable name, see
     :class:`~server_svc.config.ServerSettings`); other keys go to Flask's config, and tests may
     pass ``SERVER_CONFIG`` (a ready kdf_lib ServerConfig) instead of file paths, and
-    ``STORE_CLOCK`` (a monotonic clock) to drive the stores' expiry."""
+    ``STORE_CLOCK`` (a monotonic clock) to drive the store's expiry. The views reach the
+    connections and sessions through ``app.extensions["server_service"]`` only."""
     app = Flask(__name__)
     settings = load_settings(app, ServerSettings, config)
     lab_metrics = configure_app(app, "server_svc", settings)
     server_config = app.config.get("SERVER_CONFIG") or load_server_config(
         settings.server_cert_chain, settings.server_key
     )
-    app.extensions["server_config"] = server_config
-    state = ServerState(settings, clock=app.config.get("STORE_CLOCK") or time.monotonic)
-    app.extensions["server_state"] = state
-    lab_metrics.gauge(
-        "tls_lab_connections",
-        "Connections held (half-open and established)",
-        lambda: len(state.connections),
+    store = MemoryServerStore(settings, clock=app.config.get("STORE_CLOCK") or time.monotonic)
+    app.extensions["server_service"] = ServerService(
+        server_config, store, lab_metrics, reveal_secrets=settings.reveal_secrets
     )
-    lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", lambda: len(state.sessions))
     from .views import bp
 
     app.register_blueprint(bp)

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, current_app, jsonify
 
 from kdf_lib import pki
-from kdf_lib.handshake import ServerConfig
 from lab_common.contract import DEMO_PRIVATE_KEY
 from lab_common.errors import ServiceError
 
 from . import config
+from .service import ServerService
 
 bp = Blueprint("demo", __name__)
 log = logging.getLogger("lab")
@@ -32,7 +32,8 @@ def private_key() -> Any:
             "with REVEAL_SECRETS=1 (REVEAL_SECRETS=1 docker compose up -d)",
             403,
         )
-    identity: ServerConfig = current_app.extensions["server_config"]
+    service: ServerService = current_app.extensions["server_service"]
+    identity = service.identity
     pem = identity.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

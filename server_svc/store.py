@@ -1,16 +1,16 @@
-"""server_svc's state: live connections by connection ID, resumable sessions by session ID.
-
-Both live in this process's memory (gunicorn runs one worker with threads), bounded
-and expiring (see lab_common.store). Each connection has its own lock, so two requests
-for one connection run one after the other while different connections run in parallel.
+"""server_svc's state behind a seam: live connections by connection ID, resumable sessions by
+session ID. :class:`ServerStore` is what the service needs; :class:`MemoryServerStore` keeps both
+in this process's memory (gunicorn runs one worker with threads), bounded and expiring.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kdf_lib.handshake import ServerHandshake, Session
 from lab_common.contract import new_connection_id
@@ -22,17 +22,92 @@ from .config import ServerSettings
 
 @dataclass
 class ServerConnection:
+    """One connection's state: its handshake (then its record layers) and the messages echoed."""
+
     connection_id: str
     handshake: ServerHandshake
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     messages: int = 0
 
 
-class ServerState:
+class ServerStore(Protocol):
+    """What server_svc keeps between requests; only :class:`~server_svc.service.ServerService`
+    reaches it. A connection idle past CONNECTION_TTL (HALF_OPEN_TTL before it is established)
+    or a session past SESSION_TTL is gone as if never made; a full store makes room by dropping
+    half-open connections first (lab_common.store).
+
+    What must be atomic, and why:
+
+    - ``update(connection_id)`` holds the connection for the whole ``with`` block: no other
+      ``update`` of that connection runs until the block has ended, whether it raised or not,
+      and the next one sees everything it changed. The record layers' sequence numbers are read
+      and advanced inside it, so a record is accepted at most once (docs/security.md,
+      Concurrency); across replicas this needs a lock in the shared store, and the state written
+      back on exit, before the lock is released, by a holder that still owns it. Updates of
+      different connections never wait for each other.
+    - ``create`` never hands out an ID in use: a request for one connection must never reach
+      another one's keys.
+    - ``remember_session``, ``forget_session`` and ``session`` are each atomic. Once
+      ``forget_session`` has returned, ``session`` finds nothing under that ID, until a later
+      ``remember_session`` of it. The service remembers a session when a handshake is
+      established: a full handshake's under a fresh random ID, a resumed one's under the ID its
+      hello found in the store; only the latter, finishing while another connection of the same
+      session fails, could bring a forgotten session back. A shared store should close that
+      window (the forget wins, e.g. by a marker kept for SESSION_TTL).
+
+    :class:`MemoryServerStore` gives these within one process: a lock per connection, held for
+    the block (the stored object is the state, so there is nothing to write back), IDs of 128
+    bits from the OS's CSPRNG (a collision is not checked: one is expected only after about 2^64 IDs), and
+    each map operation under its BoundedStore's own lock.
+    """
+
+    def create(self, handshake: ServerHandshake) -> ServerConnection:
+        """A new connection, half-open, under a new connection ID."""
+        ...
+
+    def update(self, connection_id: str) -> AbstractContextManager[ServerConnection]:
+        """``with store.update(connection_id) as connection:`` the connection, held for the
+        block. Raises the ``unknown_connection`` ServiceError if the store does not hold it."""
+        ...
+
+    def mark_established(self, connection_id: str) -> None:
+        """The connection's handshake finished: it now expires after CONNECTION_TTL."""
+        ...
+
+    def session(self, session_id: bytes) -> Session | None:
+        """The resumable session with this ID (for a ClientHello that offers it), if held."""
+        ...
+
+    def remember_session(self, session: Session) -> None:
+        """Keep an established handshake's session for resumption."""
+        ...
+
+    def forget_session(self, session_id: bytes) -> None:
+        """The session can no longer be resumed (RFC 5246 §7.2.2)."""
+        ...
+
+    def connection_count(self) -> int:
+        """Connections held, half-open and established (/healthz, the metrics gauge)."""
+        ...
+
+    def session_count(self) -> int:
+        """Resumable sessions held."""
+        ...
+
+
+@dataclass
+class _Held:
+    connection: ServerConnection
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class MemoryServerStore:
+    """A :class:`ServerStore` in this process's memory, bounded by MAX_CONNECTIONS and
+    MAX_SESSIONS. ``connections`` and ``sessions`` are its maps, by ID in hex."""
+
     def __init__(
         self, settings: ServerSettings, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.connections: BoundedStore[ServerConnection] = BoundedStore(
+        self.connections: BoundedStore[_Held] = BoundedStore(
             capacity=settings.max_connections,
             ttl=settings.connection_ttl,
             half_open_ttl=settings.half_open_ttl,
@@ -42,22 +117,27 @@ class ServerState:
             capacity=settings.max_sessions, ttl=settings.session_ttl, clock=clock
         )
 
-    def new_connection(self, handshake: ServerHandshake) -> ServerConnection:
+    def create(self, handshake: ServerHandshake) -> ServerConnection:
         connection = ServerConnection(new_connection_id(), handshake)
-        self.connections.put(connection.connection_id, connection)
+        self.connections.put(connection.connection_id, _Held(connection))
         return connection
 
-    def connection(self, connection_id: str) -> ServerConnection:
-        found = self.connections.get(connection_id)
-        if found is None:
+    @contextmanager
+    def update(self, connection_id: str) -> Iterator[ServerConnection]:
+        held = self.connections.get(connection_id)
+        if held is None:
             raise ServiceError(
                 "unknown_connection",
                 "no such connection (never made, expired, or the server restarted)",
                 404,
             )
-        return found
+        with held.lock:
+            yield held.connection
 
-    def lookup_session(self, session_id: bytes) -> Session | None:
+    def mark_established(self, connection_id: str) -> None:
+        self.connections.mark_established(connection_id)
+
+    def session(self, session_id: bytes) -> Session | None:
         return self.sessions.get(session_id.hex())
 
     def remember_session(self, session: Session) -> None:
@@ -65,3 +145,9 @@ class ServerState:
 
     def forget_session(self, session_id: bytes) -> None:
         self.sessions.pop(session_id.hex())
+
+    def connection_count(self) -> int:
+        return len(self.connections)
+
+    def session_count(self) -> int:
+        return len(self.sessions)

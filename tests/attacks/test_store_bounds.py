@@ -109,7 +109,7 @@ def _echo(peer: Peer, text: bytes) -> bool:
 def test_a_hello_flood_leaves_memory_bounded_and_connections_working(make_server):
     app = make_server(MAX_CONNECTIONS=CAPACITY)
     http = app.test_client()
-    state = app.extensions["server_state"]
+    store = app.extensions["server_service"].store
     working = [Peer(http, RSA_SUITE).complete() for _ in range(5)]
     hello = json.dumps({"client_random": "ab" * 32, "cipher_suites": [RSA_SUITE]})
     first_flood_id = None
@@ -118,10 +118,10 @@ def test_a_hello_flood_leaves_memory_bounded_and_connections_working(make_server
         assert answer.status_code == 200
         first_flood_id = first_flood_id or answer.get_json()["connection_id"]
         if i % 1000 == 0:
-            assert len(state.connections) <= CAPACITY
+            assert store.connection_count() <= CAPACITY
             # Established connections stay usable in the middle of the flood.
             assert _echo(working[i // 1000 % 5], b"during the flood")
-    assert len(state.connections) == CAPACITY
+    assert store.connection_count() == CAPACITY
     assert http.get(HEALTH).get_json()["connections"] == CAPACITY
     assert all(_echo(peer, b"after the flood") for peer in working)
     # The flood's own oldest half-open connections made room.

@@ -120,7 +120,7 @@ def test_auto_reconnect_resumes_when_only_the_connection_was_forgotten(
 ) -> None:
     # The server expired the connection (CONNECTION_TTL) but still holds the session.
     before = start(client, key_exchange="ecdhe")
-    server_app.extensions["server_state"].connections.pop(before["connection_id"])
+    server_app.extensions["server_service"].store.connections.pop(before["connection_id"])
     status, answer = send(client, auto_reconnect=True)
     assert status == 200, answer
     assert answer["reconnected"]["resumed"] is True

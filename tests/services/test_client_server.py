@@ -341,11 +341,12 @@ def test_idle_connections_keep_no_cipher_objects_on_either_side(client, server_a
     # idle connections must not keep them between messages (docs/performance.md, memory).
     answer = handshake(client, cipher_suite=suite)
     connection_id = answer["connection_id"]
-    server_state = server_app.extensions["server_state"]
+    server_store = server_app.extensions["server_service"].store
     client_state = client.application.extensions["driver"].state
 
     def layers():
-        server_conn = server_state.connections.get(connection_id).handshake.connection
+        with server_store.update(connection_id) as server_entry:
+            server_conn = server_entry.handshake.connection
         client_conn = client_state.connections.get(connection_id).handshake.connection
         return [server_conn.writer, server_conn.reader, client_conn.writer, client_conn.reader]
 

@@ -1,0 +1,281 @@
+"""server_svc's work behind the views: each request run against the store, counted and logged.
+
+The protocol is kdf_lib's ServerHandshake; :class:`ServerService` keeps its connections in a
+:class:`~server_svc.store.ServerStore`, runs one request at a time per connection, and ends a
+session on a fatal alert (RFC 5246 §7.2.2) in one place, :meth:`ServerService._locked`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from kdf_lib.errors import TLSError, UnexpectedMessage
+from kdf_lib.handshake import ServerConfig, ServerHandshake
+from kdf_lib.messages import ClientFinish, ClientHello, ServerFlight
+from kdf_lib.record import count_records
+from kdf_lib.role import Role
+from kdf_lib.trace import Trace
+from lab_common.contract import MAX_RECORDS_PER_REQUEST
+from lab_common.errors import ServiceError
+from lab_common.metrics import LabMetrics
+
+from .store import ServerConnection, ServerStore
+
+log = logging.getLogger("lab")
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A new half-open connection and the server's flight for it."""
+
+    connection_id: str
+    flight: ServerFlight
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An established handshake: the server's Finished record (None when resumed: it went out
+    with the hello) and the server's summary (fingerprints and trace)."""
+
+    reply: bytes | None
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlertReceived:
+    """What a client's alert left: the handshake's state, and whether the connection is closed."""
+
+    state: str
+    closed: bool
+
+
+@dataclass(frozen=True)
+class Echo:
+    """The echo of one request's records: the body of both /message (JSON) and /records."""
+
+    reply: bytes
+    first_seq: int
+    records: int
+    received: int
+    reply_seq: int
+
+
+def _fragments(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+
+
+class ServerService:
+    """server_svc's one service object: the views call one method each."""
+
+    def __init__(
+        self,
+        identity: ServerConfig,
+        store: ServerStore,
+        metrics: LabMetrics,
+        *,
+        reveal_secrets: bool,
+    ) -> None:
+        self.identity = identity
+        #: Reached by this object only (and by tests that look inside).
+        self.store = store
+        self.metrics = metrics
+        self.reveal_secrets = reveal_secrets
+        metrics.gauge(
+            "tls_lab_connections",
+            "Connections held (half-open and established)",
+            store.connection_count,
+        )
+        metrics.gauge("tls_lab_sessions", "Resumable sessions held", store.session_count)
+
+    @contextmanager
+    def _locked(self, connection_id: str) -> Iterator[ServerConnection]:
+        """The connection, held for one request (:meth:`ServerStore.update`).
+
+        Afterwards, whether the block raised or not, RFC 5246 §7.2.2: a fatal alert ends the
+        session, received from the client or sent as this request's error answer (a record on
+        a connection closed by close_notify, say), so that it can no longer be resumed. That
+        matters for a resumed session and for one whose connection had finished already; a new
+        full handshake's session is stored only once it is established.
+        """
+        with self.store.update(connection_id) as connection:
+            alert_sent = False
+            try:
+                yield connection
+            except TLSError:
+                alert_sent = True
+                raise
+            finally:
+                handshake = connection.handshake
+                ended = alert_sent or handshake.failure is not None
+                if ended and handshake.server_hello is not None:
+                    self.store.forget_session(handshake.server_hello.session_id)
+
+    def _count_handshake(
+        self, handshake: ServerHandshake, outcome: str, seconds: float | None = None
+    ) -> None:
+        hello = handshake.server_hello
+        suite = hello.cipher_suite if hello is not None else None
+        self.metrics.handshake(
+            resumed=handshake.connection.resumed if handshake.connection else False,
+            key_exchange=suite.key_exchange.value if suite else "unknown",
+            suite=suite.name if suite else "none",
+            outcome=outcome,
+            seconds=seconds,
+        )
+
+    def hello(self, hello: ClientHello) -> Hello:
+        """Answer a ClientHello with the server's flight, on a new half-open connection."""
+        handshake = ServerHandshake(
+            self.identity, lookup_session=self.store.session, trace=Trace(Role.SERVER)
+        )
+        try:
+            flight = handshake.receive_client_hello(hello)
+        except TLSError as exc:
+            self._count_handshake(handshake, exc.code)
+            raise
+        connection = self.store.create(handshake)
+        log.info(
+            "ServerHello sent",
+            extra={
+                "event": "server_hello",
+                "connection_id": connection.connection_id,
+                "cipher_suite": flight.server_hello.cipher_suite.name,
+                "resumed": flight.resumed,
+            },
+        )
+        return Hello(connection.connection_id, flight)
+
+    def finish(self, connection_id: str, request: ClientFinish) -> Finished:
+        """The client's key exchange and Finished: the handshake is established, its session
+        kept for resumption."""
+        started = time.perf_counter()
+        with self._locked(connection_id) as connection:
+            handshake = connection.handshake
+            try:
+                reply = handshake.receive_client_finish(
+                    request.client_key_exchange, request.finished_record
+                )
+            except TLSError as exc:
+                self._count_handshake(handshake, exc.code)
+                raise
+            finally:
+                log.info(
+                    "client Finished processed",
+                    extra={
+                        "event": "finish",
+                        "connection_id": connection_id,
+                        "state": handshake.state.value,
+                        "alert": handshake.error.code if handshake.error else None,
+                    },
+                )
+            assert handshake.connection is not None and handshake.session is not None
+            self._count_handshake(handshake, "established", time.perf_counter() - started)
+            self.store.mark_established(connection_id)
+            self.store.remember_session(handshake.session)
+            summary = handshake.summary(reveal_secrets=self.reveal_secrets)
+            # Thousands of connections may stay open: keep only what they still need.
+            handshake.compact(reveal_secrets=self.reveal_secrets)
+        return Finished(reply, summary)
+
+    def alert(self, connection_id: str, description: str) -> AlertReceived:
+        """The client's alert (RFC 5246 §7.2): a fatal one ends the handshake or connection and
+        its session at once, instead of leaving a half-open connection to expire; close_notify
+        closes an established connection and keeps its session resumable."""
+        with self._locked(connection_id) as connection:
+            handshake = connection.handshake
+            was_established = handshake.connection is not None
+            was_failed = handshake.error is not None
+            handshake.receive_alert(description)
+            if not was_established and not was_failed:
+                self._count_handshake(handshake, description)
+            conn = handshake.connection
+            received = AlertReceived(
+                handshake.state.value, conn.closed if conn is not None else True
+            )
+        log.info(
+            "alert received",
+            extra={"event": "alert_received", "connection_id": connection_id, "alert": description},
+        )
+        return received
+
+    def message(self, connection_id: str, records: bytes, fragment_size: int) -> Echo:
+        """Open the client's records on a connection and seal the echo, in records of at most
+        ``fragment_size`` bytes of plaintext."""
+        if count_records(records, MAX_RECORDS_PER_REQUEST) > MAX_RECORDS_PER_REQUEST:
+            raise ServiceError(
+                "too_many_records",
+                f"one request may carry at most {MAX_RECORDS_PER_REQUEST} records",
+                413,
+            )
+        with self._locked(connection_id) as connection:
+            handshake = connection.handshake
+            conn = handshake.connection
+            if conn is None:
+                # Application data in the middle of a handshake is a fatal unexpected_message
+                # (RFC 5246 §7.2.2): the handshake fails and accepts nothing more.
+                error = UnexpectedMessage("the handshake on this connection is not finished")
+                handshake.abort(error)  # marks the handshake failed, then raises error
+                raise error
+            first_seq = conn.reader.seq
+            try:
+                plaintext = conn.open(records)
+            except TLSError as exc:
+                self.metrics.message(exc.code)
+                log.info(
+                    "record refused; connection closed",
+                    extra={
+                        "event": "message_refused",
+                        "connection_id": connection_id,
+                        "alert": exc.code,
+                    },
+                )
+                raise
+            last_seq = conn.reader.seq - 1
+            header = (
+                f"server_svc received {len(plaintext)} bytes in records {first_seq}..{last_seq}: "
+            )
+            reply_seq = conn.writer.seq
+            pieces = _fragments(header.encode() + plaintext, fragment_size)
+            reply = b"".join(conn.seal(piece) for piece in pieces)
+            # The cipher objects hold OpenSSL state; an idle connection should not (a few KB each).
+            conn.release()
+            connection.messages += 1
+        self.metrics.message("echoed", received=len(plaintext), sent=sum(map(len, pieces)))
+        log.info(
+            "message echoed",
+            extra={
+                "event": "message",
+                "connection_id": connection_id,
+                "bytes": len(plaintext),
+                "seq": first_seq,
+            },
+        )
+        return Echo(reply, first_seq, last_seq - first_seq + 1, len(plaintext), reply_seq)
+
+    def session(self, connection_id: str) -> dict[str, Any]:
+        """This side's view of a connection (GET /sessions): its handshake's summary."""
+        with self._locked(connection_id) as connection:
+            summary = connection.handshake.summary(reveal_secrets=self.reveal_secrets)
+            summary["messages"] = connection.messages
+        summary["connection_id"] = connection_id
+        summary["secrets_revealed"] = self.reveal_secrets
+        return summary
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz answers: the connections and sessions held, the certificate served."""
+        leaf = self.identity.certificate_chain[0]
+        return {
+            "status": "ok",
+            "service": "server_svc",
+            "connections": self.store.connection_count(),
+            "sessions": self.store.session_count(),
+            "certificate": {
+                "subject": leaf.subject.rfc4514_string(),
+                "not_after": leaf.not_valid_after_utc.isoformat(),
+            },
+        }
