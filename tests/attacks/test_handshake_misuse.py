@@ -18,6 +18,7 @@ from kdf_lib.errors import IllegalParameter
 from kdf_lib.handshake import ClientState
 from kdf_lib.messages import ClientKeyExchange, Finished, ServerFlight
 from kdf_lib.record import ContentType
+from kdf_lib.role import Role
 from kdf_lib.suites import SUITES
 
 pytestmark = pytest.mark.parametrize("suite", [RSA_SUITE, ECDHE_SUITE])
@@ -47,34 +48,34 @@ def _assert_dead(peer: Peer) -> None:
 BAD_FINISHED: dict[str, tuple[Callable[[Peer], bytes], str]] = {
     "record flipped": (lambda p: _flipped(p.second_flight.finished_record), "bad_record_mac"),  # type: ignore[union-attr]
     "verify_data flipped": (
-        lambda p: p.client_finished_record(_flipped(p.verify_data("client"))),
+        lambda p: p.client_finished_record(_flipped(p.verify_data(Role.CLIENT))),
         "decrypt_error",
     ),
     "verify_data of 11 bytes": (
-        lambda p: p.client_finished_record(p.verify_data("client")[:11]),
+        lambda p: p.client_finished_record(p.verify_data(Role.CLIENT)[:11]),
         "decode_error",
     ),
     "verify_data of 13 bytes": (
-        lambda p: p.client_finished_record(p.verify_data("client") + b"\x00"),
+        lambda p: p.client_finished_record(p.verify_data(Role.CLIENT) + b"\x00"),
         "decode_error",
     ),
     "the server's label": (
-        lambda p: p.client_finished_record(p.verify_data("server")),
+        lambda p: p.client_finished_record(p.verify_data(Role.SERVER)),
         "decrypt_error",
     ),
     "sealed at sequence number 1": (
-        lambda p: p.client_finished_record(p.verify_data("client"), seq=1),
+        lambda p: p.client_finished_record(p.verify_data(Role.CLIENT), seq=1),
         "bad_record_mac",
     ),
     "sent as application data": (
         lambda p: p.fresh_writer().seal(
-            ContentType.application_data, Finished(p.verify_data("client")).encode()
+            ContentType.application_data, Finished(p.verify_data(Role.CLIENT)).encode()
         ),
         "unexpected_message",
     ),
     "two Finished messages in one record": (
         lambda p: p.fresh_writer().seal(
-            ContentType.handshake, Finished(p.verify_data("client")).encode() * 2
+            ContentType.handshake, Finished(p.verify_data(Role.CLIENT)).encode() * 2
         ),
         "decode_error",
     ),
@@ -94,7 +95,7 @@ def test_a_bad_client_finished_fails_the_handshake_for_good(peer, suite, case):
 def test_the_hand_made_finished_is_accepted_when_right(peer, suite):
     """The control for the forgeries above: the same construction with the right values works."""
     honest = _ready(peer, suite)
-    record = honest.client_finished_record(honest.verify_data("client"))
+    record = honest.client_finished_record(honest.verify_data(Role.CLIENT))
     assert honest.finish(honest.finish_body(finished_record=record)).status == 200
     assert honest.send(b"fine")[1].status == 200
 
@@ -173,7 +174,7 @@ def test_a_bad_finished_on_resumption_ends_the_session(peer, suite):
     resumed = peer(suite, resume=session)
     assert resumed.hello().status == 200 and resumed.hello_json["resumed"] is True
     resumed.second_flight = resumed.handshake.receive_server_flight(resumed.flight)  # type: ignore[arg-type]
-    bad = resumed.client_finished_record(_flipped(resumed.verify_data("client")))
+    bad = resumed.client_finished_record(_flipped(resumed.verify_data(Role.CLIENT)))
     answer = resumed.finish(resumed.finish_body(finished_record=bad))
     assert answer.code == "decrypt_error"
     # RFC 5246 §7.2.2: a session whose handshake ended in a fatal alert is not resumed again.

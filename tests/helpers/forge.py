@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from kdf_lib.record import ContentType
+from kdf_lib.role import Role
 from kdf_lib.suites import CipherSuite
 
 from .peer import Peer
@@ -35,7 +36,7 @@ class ClientWriteKeys:
 def client_write_keys(peer: Peer) -> ClientWriteKeys:
     schedule = peer.handshake._schedule
     assert schedule is not None and peer.connection is not None
-    mac_key, enc_key, _ = schedule.keys.for_writer("client")
+    mac_key, enc_key, _ = schedule.keys.for_writer(Role.CLIENT)
     return ClientWriteKeys(schedule.suite, mac_key, enc_key, peer.connection.encrypt_then_mac)
 
 

@@ -20,6 +20,7 @@ from kdf_lib.handshake import (
 from kdf_lib.kex import NamedGroup
 from kdf_lib.messages import DEFAULT_GROUPS, ClientFinish, ClientKeyExchange, Finished, ServerFlight
 from kdf_lib.record import ContentType, RecordProtection, connection_record_layers
+from kdf_lib.role import Role
 from kdf_lib.suites import SUITES
 from kdf_lib.trace import Trace
 from lab_common.contract import FINISH, HELLO, MESSAGE, SESSION, path
@@ -92,7 +93,7 @@ class Peer:
             encrypt_then_mac=etm,
             groups=groups,
         )
-        self.handshake = ClientHandshake(self.config, resume=resume, trace=Trace("client"))
+        self.handshake = ClientHandshake(self.config, resume=resume, trace=Trace(Role.CLIENT))
         self.connection_id = ""
         self.flight: ServerFlight | None = None
         self.hello_json: dict[str, Any] = {}
@@ -170,9 +171,9 @@ class Peer:
         writer.seq = seq
         return writer.seal(ContentType.handshake, Finished(verify_data).encode())
 
-    def verify_data(self, label: str) -> bytes:
-        """verify_data for ``label`` ("client" or "server") over the transcript up to the
-        client's Finished, as the client computed it."""
+    def verify_data(self, label: Role) -> bytes:
+        """verify_data for ``label`` (the client's or the server's) over the transcript up to
+        the client's Finished, as the client computed it."""
         schedule = self.handshake._schedule
         assert schedule is not None
         transcript = self.handshake.transcript
@@ -186,7 +187,7 @@ class Peer:
         assert schedule is not None
         writer, _ = connection_record_layers(
             schedule.keys,
-            "client",
+            Role.CLIENT,
             encrypt_then_mac=bool(
                 self.flight and self.flight.server_hello.extensions.encrypt_then_mac
             ),

@@ -171,7 +171,7 @@ class Service:
 
 
 def _children(pid: int) -> list[int]:
-    found = []
+    found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         with suppress(OSError):
             found.extend(int(child) for child in (task / "children").read_text().split())

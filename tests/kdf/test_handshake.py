@@ -34,6 +34,7 @@ from kdf_lib.handshake import (
     Session,
 )
 from kdf_lib.messages import ClientHello, ClientKeyExchange, ServerExtensions, ServerFlight
+from kdf_lib.role import Role
 from kdf_lib.suites import SUITES
 from kdf_lib.tickets import TicketKey, TicketKeys
 from kdf_lib.trace import StepKind, Trace, fingerprint, fingerprint_key, keyed_fingerprint
@@ -94,7 +95,7 @@ def test_every_step_carries_a_stable_kind_in_the_documented_order_of_fields():
     server.receive_client_hello(client.client_hello())
     server.receive_alert("unknown_ca")
     assert server.trace.steps[-1].kind is StepKind.RECEIVE_ALERT
-    refused = ServerHandshake(server_config(), trace=Trace("server"))
+    refused = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     with pytest.raises(UnexpectedMessage):
         refused.receive_client_finish(None, b"")
     assert refused.trace.steps[-1].kind is StepKind.ABORT
@@ -103,8 +104,8 @@ def test_every_step_carries_a_stable_kind_in_the_documented_order_of_fields():
 
 
 def _start(suite="TLS_RSA_WITH_AES_256_CBC_SHA256", **kw):
-    client = ClientHandshake(client_config(suite, **kw), trace=Trace("client"))
-    server = ServerHandshake(server_config(), trace=Trace("server"))
+    client = ClientHandshake(client_config(suite, **kw), trace=Trace(Role.CLIENT))
+    server = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     return client, server
 
 
@@ -205,9 +206,11 @@ def test_a_server_key_exchange_replayed_from_another_handshake_aborts_the_client
 
 def test_an_expired_certificate_aborts_before_the_key_exchange():
     client = ClientHandshake(
-        client_config(), now=lambda: datetime.now(UTC) + timedelta(days=3650), trace=Trace("client")
+        client_config(),
+        now=lambda: datetime.now(UTC) + timedelta(days=3650),
+        trace=Trace(Role.CLIENT),
     )
-    server = ServerHandshake(server_config(), trace=Trace("server"))
+    server = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     with pytest.raises(CertificateExpired):
         client.receive_server_flight(server.receive_client_hello(client.client_hello()))
     assert client.state is ClientState.FAILED
@@ -227,13 +230,17 @@ def test_a_bad_client_finished_is_refused(mutation):
     writer = RecordProtection(
         keys.suite, keys.client_write_mac_key, keys.client_write_key, keys.client_write_iv
     )
-    verify = schedule.verify_data("client", client.transcript[: -len(Finished(b"x" * 12).encode())])
+    verify = schedule.verify_data(
+        Role.CLIENT, client.transcript[: -len(Finished(b"x" * 12).encode())]
+    )
     body = {
         "flip": Finished(bytes([verify[0] ^ 1]) + verify[1:]).encode(),
         "short": b"\x14\x00\x00\x0b" + verify[:11],
         "long": b"\x14\x00\x00\x0d" + verify + b"\x00",
         "other_label": Finished(
-            schedule.verify_data("server", client.transcript[: -len(Finished(b"x" * 12).encode())])
+            schedule.verify_data(
+                Role.SERVER, client.transcript[: -len(Finished(b"x" * 12).encode())]
+            )
         ).encode(),
     }[mutation]
     record = writer.seal(ContentType.handshake, body)
@@ -243,7 +250,7 @@ def test_a_bad_client_finished_is_refused(mutation):
 
 
 def test_finish_twice_and_finish_before_hello_are_unexpected():
-    server = ServerHandshake(server_config(), trace=Trace("server"))
+    server = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     with pytest.raises(UnexpectedMessage):
         server.receive_client_finish(None, b"\x16\x03\x03\x00\x00")
     assert server.state is ServerState.FAILED
@@ -272,8 +279,8 @@ def test_resumption_with_ems_session_but_no_ems_in_hello_is_aborted():
     full = connect(ems=True, sessions=sessions)
     session = full.client.session
     assert session is not None
-    client = ClientHandshake(client_config(ems=False), resume=session, trace=Trace("client"))
-    server = ServerHandshake(server_config(), lookup_session=sessions.get, trace=Trace("server"))
+    client = ClientHandshake(client_config(ems=False), resume=session, trace=Trace(Role.CLIENT))
+    server = ServerHandshake(server_config(), lookup_session=sessions.get, trace=Trace(Role.SERVER))
     with pytest.raises(HandshakeFailure):
         server.receive_client_hello(client.client_hello())
 
@@ -283,15 +290,15 @@ def test_a_non_ems_session_is_not_resumed_by_an_ems_hello():
     full = connect(ems=False, sessions=sessions)
     session = full.client.session
     assert session is not None
-    client = ClientHandshake(client_config(ems=True), resume=session, trace=Trace("client"))
-    server = ServerHandshake(server_config(), lookup_session=sessions.get, trace=Trace("server"))
+    client = ClientHandshake(client_config(ems=True), resume=session, trace=Trace(Role.CLIENT))
+    server = ServerHandshake(server_config(), lookup_session=sessions.get, trace=Trace(Role.SERVER))
     flight = server.receive_client_hello(client.client_hello())
     assert not flight.resumed  # RFC 7627 §5.3: a full handshake instead
 
 
 def test_an_unknown_session_id_gives_a_full_handshake():
-    client = ClientHandshake(client_config(), trace=Trace("client"))
-    server = ServerHandshake(server_config(), trace=Trace("server"))
+    client = ClientHandshake(client_config(), trace=Trace(Role.CLIENT))
+    server = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     hello = dataclasses.replace(client.client_hello(), session_id=b"\x01" * 32)
     flight = server.receive_client_hello(hello)
     assert not flight.resumed and flight.server_hello.session_id != hello.session_id
@@ -392,9 +399,9 @@ _server_calls = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_server_calls, min_size=1, max_size=5))
 def test_the_server_machine_only_ever_raises_protocol_errors(calls):
-    server = ServerHandshake(server_config(), trace=Trace("server"))
+    server = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     client = ClientHandshake(
-        client_config("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), trace=Trace("client")
+        client_config("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), trace=Trace(Role.CLIENT)
     )
     hello = client.client_hello()
     failed = False
@@ -423,9 +430,9 @@ def test_the_server_machine_only_ever_raises_protocol_errors(calls):
 )
 def test_the_client_machine_only_ever_raises_local_or_remote_protocol_errors(calls):
     client = ClientHandshake(
-        client_config("TLS_RSA_WITH_AES_128_CBC_SHA256"), trace=Trace("client")
+        client_config("TLS_RSA_WITH_AES_128_CBC_SHA256"), trace=Trace(Role.CLIENT)
     )
-    server = ServerHandshake(server_config(), trace=Trace("server"))
+    server = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     flight: ServerFlight | None = None
     failed = False
     for call in calls:
@@ -483,7 +490,7 @@ def test_a_trace_frozen_with_its_secrets_shows_them_only_when_asked():
 
 
 def test_only_an_established_handshake_can_be_compacted():
-    server = ServerHandshake(server_config(), trace=Trace("server"))
+    server = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     with pytest.raises(LocalProtocolError):
         server.compact()
 
@@ -503,8 +510,8 @@ def test_sealing_on_a_closed_connection_is_a_local_error_and_opening_a_remote_on
 def test_a_received_alert_ends_the_machine_as_rfc_5246_7_2_says():
     # Fatal: the handshake fails with the peer's alert as its error; nothing more is accepted.
     client, server = (
-        ClientHandshake(client_config(), trace=Trace("client")),
-        ServerHandshake(server_config(), trace=Trace("server")),
+        ClientHandshake(client_config(), trace=Trace(Role.CLIENT)),
+        ServerHandshake(server_config(), trace=Trace(Role.SERVER)),
     )
     server.receive_client_hello(client.client_hello())
     server.receive_alert("unknown_ca")
@@ -512,9 +519,9 @@ def test_a_received_alert_ends_the_machine_as_rfc_5246_7_2_says():
     with pytest.raises(TLSError):
         server.receive_client_finish(ClientKeyExchange(b"\x00" * 256), b"")
     # close_notify before Finished ends the handshake too; after it, it only closes.
-    half_open = ServerHandshake(server_config(), trace=Trace("server"))
+    half_open = ServerHandshake(server_config(), trace=Trace(Role.SERVER))
     half_open.receive_client_hello(
-        ClientHandshake(client_config(), trace=Trace("client")).client_hello()
+        ClientHandshake(client_config(), trace=Trace(Role.CLIENT)).client_hello()
     )
     half_open.receive_alert("close_notify")
     assert half_open.state is ServerState.FAILED

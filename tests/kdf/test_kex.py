@@ -17,6 +17,7 @@ from kdf_lib.errors import BadRecordMac, DecodeError, IllegalParameter
 from kdf_lib.handshake import ClientHandshake, ServerConfig, ServerHandshake
 from kdf_lib.kex import NamedGroup
 from kdf_lib.messages import ClientKeyExchange
+from kdf_lib.role import Role
 from kdf_lib.trace import Trace
 
 WYCHEPROOF = Path(__file__).parent.parent / "vectors" / "wycheproof" / "rsa_pkcs1_2048_test.json"
@@ -79,8 +80,8 @@ def _server_outcome(key: rsa.RSAPrivateKey, ciphertext: bytes | None) -> tuple[t
     """Run a handshake whose ClientKeyExchange is replaced by ``ciphertext`` and report how
     the server refused it (None = a valid encryption of a *different* pre-master secret)."""
     config = _wycheproof_server(key)
-    client = ClientHandshake(client_config(), trace=Trace("client"))
-    server = ServerHandshake(config, trace=Trace("server"))
+    client = ClientHandshake(client_config(), trace=Trace(Role.CLIENT))
+    server = ServerHandshake(config, trace=Trace(Role.SERVER))
     finish = client.receive_server_flight(server.receive_client_hello(client.client_hello()))
     if ciphertext is None:
         other = kex.new_rsa_pre_master_secret()

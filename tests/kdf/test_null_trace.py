@@ -8,6 +8,7 @@ from helpers.pair import Pair, client_config, connect
 from helpers.pki import server_config
 
 from kdf_lib.handshake import ClientHandshake, ServerHandshake, Session
+from kdf_lib.role import Role
 from kdf_lib.trace import NullTrace, StepKind, Trace
 
 SUITES = ("TLS_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
@@ -98,7 +99,7 @@ def test_the_null_trace_never_holds_a_secret(suite):
 
 
 def test_the_null_trace_drops_steps_without_fingerprinting_them():
-    trace = NullTrace("client")
+    trace = NullTrace(Role.CLIENT)
     trace.add(StepKind.MASTER_SECRET, "m", "p", secrets={"master_secret": b"\x01" * 48}, x=1)
     trace.freeze(reveal_secrets=True)
     assert trace.steps == [] and trace.to_json(reveal_secrets=True) == []
@@ -106,6 +107,6 @@ def test_the_null_trace_drops_steps_without_fingerprinting_them():
 
 def test_a_trace_for_the_other_side_is_refused():
     with pytest.raises(ValueError, match="client trace"):
-        ClientHandshake(client_config(), trace=Trace("server"))
+        ClientHandshake(client_config(), trace=Trace(Role.SERVER))
     with pytest.raises(ValueError, match="server trace"):
-        ServerHandshake(server_config(), trace=Trace("client"))
+        ServerHandshake(server_config(), trace=Trace(Role.CLIENT))
