@@ -621,7 +621,7 @@ def run_mismatch(mistake: str) -> dict[str, Any]:
         "correct": correct_fp,
         "broken": broken_fp,
     }
-    if _app_service().reveal_secrets:
+    if _app_service().settings.reveal_secrets:
         fields["secrets"] = {"correct": correct.hex(), "broken": broken.hex()}
     return report.answer(
         {
@@ -717,7 +717,7 @@ def run_mitm() -> dict[str, Any]:
     report.step(
         "client",
         "sends ClientHello to MITM_SERVER_URL",
-        f"{url}, expecting the server name {service.server_name!r}",
+        f"{url}, expecting the server name {service.settings.server_name!r}",
     )
     report.step(
         "mitm",

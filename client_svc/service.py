@@ -164,8 +164,6 @@ class ClientService:
         self.server = server
         self.store = store
         self.trust_anchors = trust_anchors
-        self.server_name = settings.server_name
-        self.reveal_secrets = settings.reveal_secrets
         self.keylog = keylog_writer
         self.metrics = lab_metrics
         #: Keep each established handshake's step trace as objects, secret copies included,
@@ -219,7 +217,7 @@ class ClientService:
     def session(self, connection_id: str) -> dict[str, Any]:
         """GET /sessions/<connection_id>: what this side derived, recorded and exchanged."""
         with self._locked(connection_id) as entry:
-            summary = entry.handshake.summary(reveal_secrets=self.reveal_secrets)
+            summary = entry.handshake.summary(reveal_secrets=self.settings.reveal_secrets)
             if summary["closed"] is not None:
                 summary["closed"] = entry.closed  # client_svc may have stopped using it
             summary["messages"] = entry.messages
@@ -227,7 +225,7 @@ class ClientService:
             summary["connection_id"] = entry.connection_id
             summary["server_fingerprints"] = entry.server_view.get("fingerprints")
             summary["exchanges"] = entry.recorded_exchanges()
-        summary["secrets_revealed"] = self.reveal_secrets
+        summary["secrets_revealed"] = self.settings.reveal_secrets
         return summary
 
     def health(self) -> dict[str, Any]:
@@ -237,7 +235,7 @@ class ClientService:
             "status": "ok",
             "service": "client_svc",
             "server_url": settings.server_url,
-            "server_name": self.server_name,
+            "server_name": settings.server_name,
             "connections": self.store.connection_count(),
             "sessions": self.store.session_count(),
             "keylog": bool(settings.sslkeylogfile),
@@ -298,7 +296,7 @@ class ClientService:
                 )
         config = ClientConfig(
             trust_anchors=self.trust_anchors,
-            server_name=self.server_name,
+            server_name=self.settings.server_name,
             cipher_suites=choose_suites(request, session),
             extended_master_secret=(
                 session.extended_master_secret if session else request.extended_master_secret
@@ -324,7 +322,9 @@ class ClientService:
         except (TLSError, ServiceError) as exc:
             raise self._handshake_failed(result, exc) from None
         result.freeze()
-        machine.compact(reveal_secrets=self.reveal_secrets, freeze_trace=not self.keep_traces)
+        machine.compact(
+            reveal_secrets=self.settings.reveal_secrets, freeze_trace=not self.keep_traces
+        )
         connection = machine.connection
         assert connection is not None
         if machine.session is not None:
@@ -416,7 +416,7 @@ class ClientService:
     def _describe(self, entry: ClientConnection) -> dict[str, Any]:
         """The /handshake answer: this side's results, the server's fingerprints, the merged ladder."""
         machine = entry.handshake
-        summary = machine.summary(reveal_secrets=self.reveal_secrets)
+        summary = machine.summary(reveal_secrets=self.settings.reveal_secrets)
         conn = machine.connection
         assert conn is not None
         server_fingerprints = entry.server_view.get("fingerprints")
@@ -443,9 +443,9 @@ class ClientService:
             "fingerprints_match": server_fingerprints == summary["fingerprints"],
             "key_block_layout": summary["key_block_layout"],
             "trace": ladder,
-            "secrets_revealed": self.reveal_secrets,
+            "secrets_revealed": self.settings.reveal_secrets,
         }
-        if self.reveal_secrets:
+        if self.settings.reveal_secrets:
             out["secrets"] = summary.get("secrets")
         return out
 

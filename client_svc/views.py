@@ -1,4 +1,7 @@
-"""client_svc's HTTP API: run handshakes against server_svc and send protected messages."""
+"""client_svc's HTTP API: run handshakes against server_svc and send protected messages.
+
+Each view decodes its request, calls one :class:`~client_svc.service.ClientService` method, answers.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from kdf_lib.errors import DecodeError
 from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
 from kdf_lib.suites import SUITES, KeyExchange
 from lab_common.contract import (
+    CONNECTION_ID_LENGTH,
     HANDSHAKE,
     HEALTH,
     MAX_PLAINTEXT_CHARS,
@@ -58,7 +62,9 @@ def _suite_names(value: object, name: str) -> tuple[str, ...]:
 def _connection_id(value: object, name: str) -> str:
     if not is_connection_id(value):
         raise ServiceError(
-            "malformed_connection_id", f"{name} must be 32 lowercase hex digits", 400
+            "malformed_connection_id",
+            f"{name} must be {CONNECTION_ID_LENGTH} lowercase hex digits",
+            400,
         )
     return value
 
