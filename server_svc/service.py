@@ -38,7 +38,7 @@ class Hello:
 
 
 @dataclass(frozen=True)
-class Finished:
+class Established:
     """An established handshake: the server's Finished record (None when resumed: it went out
     with the hello) and the server's summary (fingerprints and trace)."""
 
@@ -150,7 +150,7 @@ class ServerService:
         )
         return Hello(connection.connection_id, flight)
 
-    def finish(self, connection_id: str, request: ClientFinish) -> Finished:
+    def finish(self, connection_id: str, request: ClientFinish) -> Established:
         """The client's key exchange and Finished: the handshake is established, its session
         kept for resumption."""
         started = time.perf_counter()
@@ -180,7 +180,7 @@ class ServerService:
             summary = handshake.summary(reveal_secrets=self.reveal_secrets)
             # Thousands of connections may stay open: keep only what they still need.
             handshake.compact(reveal_secrets=self.reveal_secrets)
-        return Finished(reply, summary)
+        return Established(reply, summary)
 
     def alert(self, connection_id: str, description: str) -> AlertReceived:
         """The client's alert (RFC 5246 §7.2): a fatal one ends the handshake or connection and
