@@ -51,7 +51,7 @@ class LiveResponse:
 
 class LiveHttp:
     """A stand-in for Flask's test client (``open``, ``post``, ``get``) that talks to a real
-    server, so :class:`attacks.peer.Peer` can run handshakes over the network."""
+    server, so :class:`helpers.peer.Peer` can run handshakes over the network."""
 
     def __init__(self, address: tuple[str, int], timeout: float = TIMEOUT_S) -> None:
         self.address = address
