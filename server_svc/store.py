@@ -56,8 +56,8 @@ class ServerStore(Protocol):
 
     :class:`MemoryServerStore` gives these within one process: a lock per connection, held for
     the block (the stored object is the state, so there is nothing to write back), IDs of 128
-    bits from the OS's CSPRNG (a collision is not checked: one is expected only after about 2^64 IDs), and
-    each map operation under its BoundedStore's own lock.
+    bits from the OS's CSPRNG (a collision is not checked: one is expected only after about
+    2^64 IDs), and each map operation under its BoundedStore's own lock.
     """
 
     def create(self, handshake: ServerHandshake) -> ServerConnection:
