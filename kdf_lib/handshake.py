@@ -277,6 +277,7 @@ class _Machine:
         self.connection: Connection | None = None
         self.hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
+        self._closed_by_peer = False
         #: The session this handshake made or resumed, once established.
         self.session: Session | None = None
         self._transcript_sha256: str | None = None
@@ -325,6 +326,7 @@ class _Machine:
             "side": self.side.value,
             "state": self.state.value,
             "error": _error_state(self.error),
+            "closed_by_peer": self._closed_by_peer,
             "transcript": self.transcript.hex(),
             "transcript_sha256": self._transcript_sha256,
             "hello": self.hello.to_json() if self.hello else None,
@@ -357,6 +359,7 @@ class _Machine:
             raise ValueError(f"not a saved {self.side} handshake")
         self.state = type(self.state)(state["state"])
         self.error = _error_from_state(state["error"])
+        self._closed_by_peer = bool(state["closed_by_peer"])
         self.transcript = bytes.fromhex(state["transcript"])
         self._transcript_sha256 = state["transcript_sha256"]
         self.hello = ClientHello.from_json(state["hello"]) if state["hello"] else None
@@ -408,8 +411,10 @@ class _Machine:
             if self.connection is not None:
                 self.connection.fail("close_notify")
             else:
-                # A close_notify before the handshake finished ends it like any other alert.
+                # A close_notify before the handshake finished ends it like any other alert,
+                # but it is no error: a session it was resuming stays resumable (§7.2.1).
                 self._end(UnexpectedMessage("the peer closed the connection during the handshake"))
+                self._closed_by_peer = True
             return
         self.trace.add(
             StepKind.RECEIVE_ALERT,
@@ -589,6 +594,8 @@ class _Machine:
         """The code of the error that ended this handshake or its connection, on either side;
         None while it works or after a close_notify. Once set, the session must not be resumed
         (RFC 5246 §7.2.2): the services forget it in the one place that checks this."""
+        if self._closed_by_peer:
+            return None
         if self.error is not None:
             return self.error.code
         conn = self.connection

@@ -566,3 +566,16 @@ def test_failure_names_the_error_that_ended_the_handshake_or_its_connection():
     with pytest.raises(UnexpectedMessage):
         server.receive_client_finish(None, b"\x16\x03\x03\x00\x00")
     assert server.failure == "unexpected_message"
+
+
+def test_a_close_notify_during_a_resumption_keeps_the_session_resumable():
+    sessions: dict[bytes, Session] = {}
+    full = connect(sessions=sessions)
+    client = ClientHandshake(client_config(), resume=full.client.session, trace=Trace("client"))
+    server = ServerHandshake(server_config(), lookup_session=sessions.get, trace=Trace("server"))
+    assert server.receive_client_hello(client.client_hello()).resumed
+    server.receive_alert("close_notify")
+    assert server.state is ServerState.FAILED  # the handshake is over ...
+    assert server.failure is None  # ... but by no error: RFC 5246 §7.2.1
+    server.receive_alert("handshake_failure")
+    assert server.failure is None  # the first ending stands
