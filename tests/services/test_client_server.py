@@ -308,8 +308,9 @@ def test_the_binary_records_endpoint_carries_the_same_echo_without_json(client, 
     client.post(MESSAGE, json={"plaintext": "first, through JSON"})
     # Seal the next record the way client_svc would, with a second in-memory client would be
     # needed; instead take the client's own connection object and send its record raw.
-    driver = client.application.extensions["driver"]
-    conn = driver.state.connection(result["connection_id"]).handshake.connection
+    service = client.application.extensions["client_service"]
+    with service.store.update(result["connection_id"]) as entry:
+        conn = entry.handshake.connection
     record = conn.seal(b"x" * 20_000)
     answer = server.post(
         path(RECORDS, result["connection_id"]), data=record, content_type=RECORDS_MEDIA_TYPE
@@ -342,12 +343,13 @@ def test_idle_connections_keep_no_cipher_objects_on_either_side(client, server_a
     answer = handshake(client, cipher_suite=suite)
     connection_id = answer["connection_id"]
     server_store = server_app.extensions["server_service"].store
-    client_state = client.application.extensions["driver"].state
+    client_store = client.application.extensions["client_service"].store
 
     def layers():
         with server_store.update(connection_id) as server_entry:
             server_conn = server_entry.handshake.connection
-        client_conn = client_state.connections.get(connection_id).handshake.connection
+        with client_store.update(connection_id) as entry:
+            client_conn = entry.handshake.connection
         return [server_conn.writer, server_conn.reader, client_conn.writer, client_conn.reader]
 
     def idle(layer):
@@ -366,8 +368,8 @@ def test_client_svc_keeps_only_what_an_established_connection_needs(client, serv
     # What GET /sessions shows must not change.
     answer = handshake(client, key_exchange="ecdhe")
     connection_id = answer["connection_id"]
-    entry = client.application.extensions["driver"].state.connections.get(connection_id)
-    machine = entry.handshake
+    with client.application.extensions["client_service"].store.update(connection_id) as entry:
+        machine = entry.handshake
     assert machine.transcript == b"" and machine._schedule is None
     assert machine._leaf is None and machine._ske is None
     assert entry.exchanges == [] and entry._frozen_exchanges is not None
