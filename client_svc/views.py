@@ -13,18 +13,15 @@ from kdf_lib.errors import DecodeError
 from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
 from kdf_lib.suites import SUITES, KeyExchange
 from lab_common.contract import (
-    CONNECTION_ID_LENGTH,
     HANDSHAKE,
     HEALTH,
     MAX_PLAINTEXT_CHARS,
     MESSAGE,
     SESSION,
-    is_connection_id,
     is_session_id,
     route,
 )
-from lab_common.errors import ServiceError
-from lab_common.http import json_body, refuse_oversized_body
+from lab_common.http import connection_id_field, json_body, refuse_oversized_body
 
 from .service import ClientService
 from .store import HandshakeRequest
@@ -59,16 +56,6 @@ def _suite_names(value: object, name: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _connection_id(value: object, name: str) -> str:
-    if not is_connection_id(value):
-        raise ServiceError(
-            "malformed_connection_id",
-            f"{name} must be {CONNECTION_ID_LENGTH} lowercase hex digits",
-            400,
-        )
-    return value
-
-
 @bp.post(HANDSHAKE)
 def handshake() -> Any:
     with Fields(json_body(optional=True), "handshake request") as f:
@@ -91,14 +78,14 @@ def message() -> Any:
         plaintext = f.required(
             "plaintext", lambda v, n: as_str(v, n, max_length=MAX_PLAINTEXT_CHARS)
         )
-        connection_id = f.optional("connection_id", _connection_id, None)
+        connection_id = f.optional("connection_id", connection_id_field, None)
         auto_reconnect = f.optional("auto_reconnect", as_bool, None)
     return jsonify(_service().message(connection_id, plaintext, auto_reconnect))
 
 
 @bp.get(route(SESSION))
 def session(connection_id: str) -> Any:
-    return jsonify(_service().session(_connection_id(connection_id, "connection_id")))
+    return jsonify(_service().session(connection_id_field(connection_id, "connection_id")))
 
 
 @bp.get(HEALTH)

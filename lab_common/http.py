@@ -17,6 +17,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from kdf_lib.messages import parse_json
 
+from .contract import CONNECTION_ID_LENGTH, is_connection_id
 from .errors import ServiceError
 
 #: The CPU time (seconds) a worker may spend reading one chunked body. gunicorn parses the
@@ -112,3 +113,15 @@ def binary_body(media_type: str) -> bytes:
     if request.mimetype != media_type:
         raise ServiceError("unsupported_media_type", f"send the body as {media_type}", 415)
     return request_body()
+
+
+def connection_id_field(value: object, name: str) -> str:
+    """A field reader (kdf_lib.messages.Fields) for a connection id; anything else is a 400
+    ``malformed_connection_id``, in a body and in a path alike."""
+    if not is_connection_id(value):
+        raise ServiceError(
+            "malformed_connection_id",
+            f"{name} must be {CONNECTION_ID_LENGTH} lowercase hex digits",
+            400,
+        )
+    return value

@@ -33,11 +33,9 @@ from lab_common.contract import (
     RECORDS,
     RECORDS_MEDIA_TYPE,
     SESSION,
-    is_connection_id,
     route,
 )
-from lab_common.errors import ServiceError
-from lab_common.http import binary_body, json_body, refuse_oversized_body
+from lab_common.http import binary_body, connection_id_field, json_body, refuse_oversized_body
 
 from .openapi import document
 from .service import ServerService
@@ -50,14 +48,6 @@ bp.before_app_request(refuse_oversized_body)
 def _service() -> ServerService:
     service: ServerService = current_app.extensions["server_service"]
     return service
-
-
-def connection_id_field(value: object, name: str) -> str:
-    if not is_connection_id(value):
-        raise ServiceError(
-            "malformed_connection_id", "connection_id must be 32 lowercase hex digits", 400
-        )
-    return value
 
 
 def _reply_fragment_size(value: object, name: str) -> int:
