@@ -25,9 +25,9 @@ from pathlib import Path
 from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerHandshake
 from kdf_lib.role import Role
 from kdf_lib.trace import Trace
-from lab_common.store import BoundedStore
 from server_svc import load_server_config
-from server_svc.store import ServerConnection
+from server_svc.config import ServerSettings
+from server_svc.store import MemoryServerStore
 
 from .lab_client import client_config, handshake
 from .report import Ceiling, Row
@@ -116,16 +116,22 @@ def _read(server: GunicornApp) -> Reading:
 def _in_process_bytes(certs: Certificates, count: int) -> float:
     """Python heap per established connection, server side, built in-process (tracemalloc).
 
-    The same objects server_svc keeps: a ServerConnection holding the compacted ServerHandshake
-    in a BoundedStore, and its Session in another. tracemalloc sees Python allocations only, not
-    OpenSSL's cipher contexts, so this is a floor.
+    The same objects server_svc keeps, in its own store: the compacted ServerHandshake of each
+    connection and its Session. tracemalloc sees Python allocations only, not OpenSSL's cipher
+    contexts, so this is a floor.
     """
     server_config = load_server_config(str(certs.chain), str(certs.key))
     config = client_config(certs, SUITE)
-    connections: BoundedStore[ServerConnection] = BoundedStore(capacity=count + 1, ttl=3600)
-    sessions: BoundedStore[object] = BoundedStore(capacity=count + 1, ttl=3600)
+    store = MemoryServerStore(
+        ServerSettings(
+            max_connections=count + 1,
+            max_sessions=count + 1,
+            connection_ttl=3600.0,
+            session_ttl=3600.0,
+        )
+    )
 
-    def one(index: int) -> None:
+    def one() -> None:
         client = ClientHandshake(config, trace=Trace(Role.CLIENT))
         server = ServerHandshake(server_config, trace=Trace(Role.SERVER))
         finish = client.receive_server_flight(server.receive_client_hello(client.client_hello()))
@@ -133,18 +139,17 @@ def _in_process_bytes(certs: Certificates, count: int) -> float:
             server.receive_client_finish(finish.client_key_exchange, finish.finished_record)
         )
         server.compact()  # as server_svc does once a handshake is established
-        key = f"{index:032x}"
-        connections.put(key, ServerConnection(key, server), established=True)
+        store.mark_established(store.create(server).connection_id)
         assert server.session is not None
-        sessions.put(server.session.session_id.hex(), server.session, established=True)
+        store.remember_session(server.session)
 
-    one(-1)  # warm caches before the measurement
+    one()  # warm caches before the measurement
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for index in range(count):
-            one(index)
+        for _ in range(count):
+            one()
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
     finally:
