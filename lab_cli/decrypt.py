@@ -384,6 +384,31 @@ def _plaintext_text(data: bytes | None) -> str | None:
     return text if all(c.isprintable() or c in "\t\n\r" for c in text) else None
 
 
+def _record_lines(record: OpenedRecord, style: Style) -> list[str]:
+    """One record of the report: its direction and sequence number, then what it held."""
+    width = style.width
+    direction = _ARROWS[record.sender] if record.sender else "direction unknown"
+    direction = direction.replace("→", style.glyphs.to)
+    seq = f"seq {record.seq}" if record.seq is not None else "seq ?"
+    head = f"{direction}  {seq}  {_content_type_name(record.content_type)}  {record.length} bytes"
+    out = [f"  {style.mark(record.ok)} " + style.paint(head, "bold")]
+    indent = " " * 6
+    if record.verify_data:
+        lines = wrap(f"Finished, verify_data {record.verify_data}", width, indent)
+        if record.ok:
+            lines += wrap(f"= {record.verify_formula}", width, indent, indent + "  ")
+        out.extend(style.paint(line, "green" if record.ok else "red") for line in lines)
+    elif record.ok and record.plaintext is not None:
+        text = _plaintext_text(record.plaintext)
+        shown = json.dumps(text, ensure_ascii=False) if text is not None else None
+        out.extend(wrap(shown or f"hex {record.plaintext.hex()}", width, indent))
+    for note in record.notes:
+        out.extend(style.paint(line, "yellow") for line in wrap(f"note: {note}", width, indent))
+    if record.problem:
+        out.extend(style.paint(line, "red") for line in wrap(record.problem, width, indent))
+    return out
+
+
 def render_report(report: DecryptReport, keylog_name: str, style: Style) -> list[str]:
     hs = report.handshake
     width = style.width
@@ -438,27 +463,7 @@ def render_report(report: DecryptReport, keylog_name: str, style: Style) -> list
         fact("handshake", "abbreviated (resumed): the server's Finished comes first")
     out.append("")
     for record in report.records:
-        direction = _ARROWS[record.sender] if record.sender else "direction unknown"
-        direction = direction.replace("→", arrow)
-        seq = f"seq {record.seq}" if record.seq is not None else "seq ?"
-        head = (
-            f"{direction}  {seq}  {_content_type_name(record.content_type)}  {record.length} bytes"
-        )
-        out.append(f"  {style.mark(record.ok)} " + style.paint(head, "bold"))
-        indent = " " * 6
-        if record.verify_data:
-            lines = wrap(f"Finished, verify_data {record.verify_data}", width, indent)
-            if record.ok:
-                lines += wrap(f"= {record.verify_formula}", width, indent, indent + "  ")
-            out.extend(style.paint(line, "green" if record.ok else "red") for line in lines)
-        elif record.ok and record.plaintext is not None:
-            text = _plaintext_text(record.plaintext)
-            shown = json.dumps(text, ensure_ascii=False) if text is not None else None
-            out.extend(wrap(shown or f"hex {record.plaintext.hex()}", width, indent))
-        for note in record.notes:
-            out.extend(style.paint(line, "yellow") for line in wrap(f"note: {note}", width, indent))
-        if record.problem:
-            out.extend(style.paint(line, "red") for line in wrap(record.problem, width, indent))
+        out.extend(_record_lines(record, style))
     failed = sum(1 for r in report.records if not r.ok)
     out.append("")
     if report.ok:

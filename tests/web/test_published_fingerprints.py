@@ -38,6 +38,7 @@ from kdf_lib.messages import Finished
 from kdf_lib.prf import finished_verify_data, key_block, prf
 from kdf_lib.record import ContentType
 from kdf_lib.suites import SUITES, CipherSuite, key_block_layout, split_key_block
+from kdf_lib.trace import StepKind
 from lab_analysis.recorded import RecordedHandshake, parse_exchanges
 from lab_common.contract import (
     CONNECTION_ID_PATTERN,
@@ -286,10 +287,10 @@ def _short_values(p: Published) -> tuple[set[bytes], int, int]:
             short |= set(_verify_data_of_recording(recorded, p.masters[recorded.client_random]))
             checked += 1
     # The demos' connections have no recording on client_svc: their verify_data follows from
-    # the transcript hash each "send ... Finished" step shows (RFC 5246 §7.4.9).
+    # the transcript hash each send_finished step shows (RFC 5246 §7.4.9).
     hashes_shown = set()
     for step in (o for v in _json_values(p.texts) for o in _objects(v)):
-        data = step.get("data") if str(step.get("action", "")).endswith("Finished") else None
+        data = step.get("data") if step.get("kind") == StepKind.SEND_FINISHED.value else None
         shown = data.get("transcript_hash") if isinstance(data, dict) else None
         if isinstance(shown, str):
             hashes_shown.add(shown)
