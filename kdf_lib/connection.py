@@ -6,13 +6,13 @@ RFC 5246 §6.2.3 (protected records) and §7.2.2 (any failure to open a record i
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
-from .errors import LocalProtocolError, TLSError, UnexpectedMessage
+from .errors import LocalProtocolError, SequenceExhausted, TLSError, UnexpectedMessage
 from .prf import key_block
-from .record import ContentType, RecordProtection, connection_record_layers
+from .record import MAX_SEQUENCE, ContentType, RecordProtection, connection_record_layers
 from .role import Role
 from .suites import SUITES, CipherSuite, KeyMaterial, key_block_layout, split_key_block
 from .trace import (
@@ -175,6 +175,27 @@ class Connection:
             first_seq,
             self.writer.seq - first_seq,
             len(data),
+        )
+        return sealed
+
+    def seal_durably(self, pieces: Sequence[bytes], persist: Callable[[], None]) -> bytes:
+        """Seal each of ``pieces`` (at most 2^14 bytes each) as one record, but only after
+        ``persist()`` has returned: it runs with the write sequence number already advanced past
+        all of them, so a store outside the process keeps that advance before any record under
+        those numbers exists. No crash or restart can then make anyone seal two records under
+        one key and sequence number (for GCM, a nonce used twice). If ``persist`` raises, no
+        record is sealed and the numbers stay spent."""
+        if self.closed:
+            raise LocalProtocolError(f"cannot seal on a closed connection ({self.close_reason})")
+        first = self.writer.seq
+        if first + len(pieces) - 1 > MAX_SEQUENCE:
+            raise SequenceExhausted("sequence number space exhausted; run a new handshake")
+        self.writer.seq = first + len(pieces)
+        persist()
+        self.writer.seq = first
+        sealed = b"".join(self.writer.seal(ContentType.application_data, piece) for piece in pieces)
+        self._trace_data(
+            StepKind.SEAL_DATA, "seal protected data", first, len(pieces), sum(map(len, pieces))
         )
         return sealed
 

@@ -137,3 +137,22 @@ def test_foreign_or_mismatched_state_is_refused():
     data["format"] = 999
     with pytest.raises(ValueError):
         ServerHandshake.from_state(json.dumps(data).encode(), server_config())
+
+
+def test_records_are_sealed_only_after_their_sequence_numbers_were_persisted():
+    pair = connect(SUITES[1])
+    seen: list[int] = []
+    sealed = pair.server_conn.seal_durably(
+        [b"one", b"two", b""], lambda: seen.append(pair.server_conn.writer.seq)
+    )
+    assert seen == [3]  # persisted with the numbers of all three records already spent
+    assert pair.client_conn.open(sealed) == b"onetwo"
+    assert pair.client_conn.reader.seq == 3 == pair.server_conn.writer.seq
+
+    def store_down() -> None:
+        raise ConnectionError("the store did not take it")
+
+    with pytest.raises(ConnectionError):
+        pair.server_conn.seal_durably([b"lost"], store_down)
+    # Nothing was sealed, and the number stays spent: the next record has the next one.
+    assert pair.server_conn.writer.seq == 4
