@@ -80,7 +80,7 @@ def test_established_connections_go_on_with_their_sequence_numbers(suite):
     assert client.connection.open(server.connection.seal(b"reply")) == b"reply"
     # The originals, had they gone on too, would have used the same sequence numbers: what
     # the saved state must never allow is two processes sealing with them (the stores' job).
-    assert pair.server_conn.writer.seq == 4
+    assert pair.server_conn.writer.seq == first + 4
 
 
 def test_a_failed_machine_stays_failed_with_its_error():
@@ -141,13 +141,14 @@ def test_foreign_or_mismatched_state_is_refused():
 
 def test_records_are_sealed_only_after_their_sequence_numbers_were_persisted():
     pair = connect(SUITES[1])
+    first = pair.server_conn.writer.seq  # 1: the Finished had 0
     seen: list[int] = []
     sealed = pair.server_conn.seal_durably(
         [b"one", b"two", b""], lambda: seen.append(pair.server_conn.writer.seq)
     )
-    assert seen == [3]  # persisted with the numbers of all three records already spent
+    assert seen == [first + 3]  # persisted with all three records' numbers already spent
     assert pair.client_conn.open(sealed) == b"onetwo"
-    assert pair.client_conn.reader.seq == 3 == pair.server_conn.writer.seq
+    assert pair.client_conn.reader.seq == first + 3 == pair.server_conn.writer.seq
 
     def store_down() -> None:
         raise ConnectionError("the store did not take it")
@@ -155,4 +156,4 @@ def test_records_are_sealed_only_after_their_sequence_numbers_were_persisted():
     with pytest.raises(ConnectionError):
         pair.server_conn.seal_durably([b"lost"], store_down)
     # Nothing was sealed, and the number stays spent: the next record has the next one.
-    assert pair.server_conn.writer.seq == 4
+    assert pair.server_conn.writer.seq == first + 4
