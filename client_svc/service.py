@@ -33,7 +33,7 @@ from kdf_lib.record import (
 from kdf_lib.role import Role
 from kdf_lib.suites import DEFAULT_SUITE, DEFAULT_SUITES, SUITES, CipherSuite
 from kdf_lib.trace import Trace
-from lab_common.contract import ALERT, FINISH, HELLO, MESSAGE, is_connection_id
+from lab_common.contract import ALERT, FINISH, HELLO, MESSAGE, NOT_PROCESSED_CODES, is_connection_id
 from lab_common.errors import ServiceError
 from lab_common.metrics import LabMetrics
 
@@ -637,9 +637,13 @@ class ClientService:
         sent = exc.sent if isinstance(exc, UpstreamError) else True
         peer_status = exc.details.get("peer_status")
         # server_svc checks a request and opens its record before it changes anything, and
-        # answers 4xx when it refuses: a 4xx means not processed. A 5xx, or an answer that
-        # is not server_svc's JSON, can come after the record was opened.
-        refused = isinstance(peer_status, int) and 400 <= peer_status < 500
+        # answers 4xx when it refuses: a 4xx means not processed, and so do the 5xx codes of
+        # a state store it could not use. Another 5xx, or an answer that is not server_svc's
+        # JSON, can come after the record was opened.
+        refused = isinstance(peer_status, int) and (
+            400 <= peer_status < 500
+            or (isinstance(exc, PeerError) and exc.code in NOT_PROCESSED_CODES)
+        )
         if isinstance(exc, PeerError) and exc.code == "body_too_large":
             exc.message = (
                 f"{exc.message}: the message was not delivered, but its record's sequence number "

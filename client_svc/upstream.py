@@ -51,7 +51,13 @@ def encode_body(body: dict[str, Any]) -> bytes:
 
 #: The status of a refusal by server_svc that client_svc passes on as its own: the caller can
 #: act on these (handshake again; send less). Any other refusal is a 502.
-_PEER_STATUSES = {"unknown_connection": 409, "body_too_large": 413}
+_PEER_STATUSES = {
+    "unknown_connection": 409,
+    "body_too_large": 413,
+    # Passed on as they are: the client can try again (docs/scaling.md).
+    "state_unavailable": 503,
+    "connection_busy": 503,
+}
 
 
 class PeerError(ServiceError):

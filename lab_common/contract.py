@@ -35,6 +35,7 @@ __all__ = [
     "MESSAGE",
     "METRICS",
     "MIN_REPLY_FRAGMENT",
+    "NOT_PROCESSED_CODES",
     "OPENAPI",
     "PAGE",
     "PRF_CALCULATOR",
@@ -120,6 +121,11 @@ MAX_RECORDS_PER_REQUEST = 8192
 #: The plaintext limit for one client_svc /message call (it is split into 2^14-byte records).
 MAX_PLAINTEXT_CHARS = 2 * 1024 * 1024
 
+
+#: server_svc's 5xx codes that mean it changed nothing: its state store could not be reached
+#: or the connection was held by another request (lab_common.redis_state). Like a 4xx, the
+#: request was not processed.
+NOT_PROCESSED_CODES = frozenset({"state_unavailable", "connection_busy"})
 
 #: Every answer of both services names the replica that made it (docs/scaling.md).
 REPLICA_HEADER = "Lab-Replica"

@@ -62,6 +62,9 @@ SERVICE_CODES = frozenset(
         "cross_site_request",  # lab_common.origin
         "too_many_records",  # server_svc: more records in one request than it opens
         "body_too_fragmented",  # lab_common.http: a chunked body too costly to read
+        "state_unavailable",  # lab_common.redis_state: the shared state store cannot be reached
+        "state_conflict",  # lab_common.redis_state: a stale replica's write was fenced off
+        "connection_busy",  # lab_common.redis_state: a connection's lock was held too long
     }
 )
 

@@ -19,6 +19,8 @@ from typing import Any, Self, get_type_hints
 MAX_BODY_LIMIT = 8 * 1024 * 1024
 #: And never below this: an error body or a handshake request must still fit.
 MIN_BODY_LIMIT = 1024
+#: The state stores a service can run on.
+STATE_BACKENDS = ("memory", "redis")
 #: Words that switch a boolean setting on; anything else switches it off.
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
@@ -68,6 +70,13 @@ class Settings:
     #: (localhost, 127.0.0.1, [::1], the compose services); any other Host gets 421.
     allowed_hosts: str = ""
     log_level: str = "INFO"
+    #: Where connections and sessions live: "memory" (this process) or "redis" (shared by
+    #: replicas, docs/scaling.md).
+    state_backend: str = "memory"
+    #: The Redis of the "redis" backend, e.g. redis://redis:6379/0.
+    redis_url: str = ""
+    #: The key-encryption key that seals state in Redis (32 bytes; the compose certs step).
+    state_key_file: str = ""
 
     def __post_init__(self) -> None:
         if not MIN_BODY_LIMIT <= self.max_body_bytes <= MAX_BODY_LIMIT:
@@ -82,6 +91,12 @@ class Settings:
                 raise ValueError(f"{name.upper()} must be at least 1")
         if not isinstance(logging.getLevelName(self.log_level.upper()), int):
             raise ValueError(f"LOG_LEVEL must be a logging level name, not {self.log_level!r}")
+        if self.state_backend not in STATE_BACKENDS:
+            raise ValueError(f"STATE_BACKEND must be one of {', '.join(STATE_BACKENDS)}")
+        if self.state_backend == "redis" and not self.redis_url.startswith("redis://"):
+            raise ValueError("STATE_BACKEND=redis needs REDIS_URL=redis://host:port/db")
+        if self.state_backend == "redis" and not self.state_key_file:
+            raise ValueError("STATE_BACKEND=redis needs STATE_KEY_FILE (the key-encryption key)")
 
     @classmethod
     def variables(cls) -> frozenset[str]:

@@ -12,10 +12,12 @@ from flask import Flask
 from kdf_lib import pki
 from kdf_lib.handshake import ServerConfig
 from lab_common.app import configure_app, load_settings
+from lab_common.redis_state import RedisState
+from lab_common.sealing import StateSealer
 
 from .config import ServerSettings
 from .service import ServerService
-from .store import MemoryServerStore
+from .store import MemoryServerStore, RedisServerStore, ServerStore
 
 
 def load_server_config(chain_path: str, key_path: str) -> ServerConfig:
@@ -37,9 +39,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     server_config = app.config.get("SERVER_CONFIG") or load_server_config(
         settings.server_cert_chain, settings.server_key
     )
-    store = MemoryServerStore(settings, clock=app.config.get("STORE_CLOCK") or time.monotonic)
+    store: ServerStore
+    if settings.state_backend == "redis":
+        state = RedisState(
+            settings.redis_url, StateSealer.from_file(settings.state_key_file), "lab:server"
+        )
+        store = RedisServerStore(settings, state, server_config)
+    else:
+        store = MemoryServerStore(settings, clock=app.config.get("STORE_CLOCK") or time.monotonic)
     app.extensions["server_service"] = ServerService(
-        server_config, store, lab_metrics, reveal_secrets=settings.reveal_secrets
+        server_config,
+        store,
+        lab_metrics,
+        reveal_secrets=settings.reveal_secrets,
+        state_backend=settings.state_backend,
     )
     from .views import bp
 

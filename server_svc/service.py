@@ -8,8 +8,9 @@ session on a fatal alert (RFC 5246 §7.2.2) in one place, :meth:`ServerService._
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from kdf_lib.messages import ClientFinish, ClientHello, ServerFlight
 from kdf_lib.record import count_records
 from kdf_lib.role import Role
 from kdf_lib.trace import Trace
-from lab_common.contract import MAX_RECORDS_PER_REQUEST
+from lab_common.contract import MAX_RECORDS_PER_REQUEST, replica_name
 from lab_common.errors import ServiceError
 from lab_common.metrics import LabMetrics
 
@@ -65,6 +66,14 @@ class Echo:
     reply_seq: int
 
 
+def _count_or_nan(count: Callable[[], int]) -> float:
+    """A gauge's value: NaN while a shared store cannot be counted (Prometheus's "no value")."""
+    try:
+        return float(count())
+    except ServiceError:
+        return math.nan
+
+
 def _fragments(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
@@ -79,18 +88,24 @@ class ServerService:
         metrics: LabMetrics,
         *,
         reveal_secrets: bool,
+        state_backend: str = "memory",
     ) -> None:
         self.identity = identity
         #: Reached by this object only (and by tests that look inside).
         self.store = store
         self.metrics = metrics
         self.reveal_secrets = reveal_secrets
+        self.state_backend = state_backend
         metrics.gauge(
             "tls_lab_connections",
             "Connections held (half-open and established)",
-            store.connection_count,
+            lambda: _count_or_nan(store.connection_count),
         )
-        metrics.gauge("tls_lab_sessions", "Resumable sessions held", store.session_count)
+        metrics.gauge(
+            "tls_lab_sessions",
+            "Resumable sessions held",
+            lambda: _count_or_nan(store.session_count),
+        )
 
     @contextmanager
     def _locked(self, connection_id: str) -> Iterator[ServerConnection]:
@@ -176,7 +191,8 @@ class ServerService:
             assert handshake.connection is not None and handshake.session is not None
             self._count_handshake(handshake, "established", time.perf_counter() - started)
             self.store.mark_established(connection_id)
-            self.store.remember_session(handshake.session)
+            if handshake.session_to_cache is not None:
+                self.store.remember_session(handshake.session_to_cache)
             summary = handshake.summary(reveal_secrets=self.reveal_secrets)
             # Thousands of connections may stay open: keep only what they still need.
             handshake.compact(reveal_secrets=self.reveal_secrets)
@@ -241,10 +257,13 @@ class ServerService:
             )
             reply_seq = conn.writer.seq
             pieces = _fragments(header.encode() + plaintext, fragment_size)
-            reply = b"".join(conn.seal(piece) for piece in pieces)
+            # Both sequence numbers' advance is kept before any reply record exists: neither a
+            # replayed request nor a restart can make this or another replica seal again under
+            # the same numbers.
+            connection.messages += 1
+            reply = conn.seal_durably(pieces, lambda: self.store.save(connection))
             # The cipher objects hold OpenSSL state; an idle connection should not (a few KB each).
             conn.release()
-            connection.messages += 1
         self.metrics.message("echoed", received=len(plaintext), sent=sum(map(len, pieces)))
         log.info(
             "message echoed",
@@ -267,13 +286,25 @@ class ServerService:
         return summary
 
     def health(self) -> dict[str, Any]:
-        """What /healthz answers: the connections and sessions held, the certificate served."""
+        """What /healthz answers: the replica, its state store and what it holds, the
+        certificate served. The process is alive even when a shared store is not: then the
+        counts are null and ``state`` says so (requests that need it answer 503)."""
         leaf = self.identity.certificate_chain[0]
+        try:
+            counts: dict[str, Any] = {
+                "connections": self.store.connection_count(),
+                "sessions": self.store.session_count(),
+            }
+            reachable = "ok"
+        except ServiceError:
+            counts, reachable = {"connections": None, "sessions": None}, "unavailable"
         return {
             "status": "ok",
             "service": "server_svc",
-            "connections": self.store.connection_count(),
-            "sessions": self.store.session_count(),
+            "replica": replica_name(),
+            "state_backend": self.state_backend,
+            "state": reachable,
+            **counts,
             "certificate": {
                 "subject": leaf.subject.rfc4514_string(),
                 "not_after": leaf.not_valid_after_utc.isoformat(),

@@ -5,16 +5,20 @@ in this process's memory (gunicorn runs one worker with threads), bounded and ex
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kdf_lib.handshake import ServerHandshake, Session
+from kdf_lib.handshake import ServerConfig, ServerHandshake, Session
+from kdf_lib.tickets import TicketKeys
 from lab_common.contract import new_connection_id
 from lab_common.errors import ServiceError
+from lab_common.redis_state import Entry, RedisState, state_unavailable
 from lab_common.store import BoundedStore
 
 from .config import ServerSettings
@@ -67,6 +71,13 @@ class ServerStore(Protocol):
     def update(self, connection_id: str) -> AbstractContextManager[ServerConnection]:
         """``with store.update(connection_id) as connection:`` the connection, held for the
         block. Raises the ``unknown_connection`` ServiceError if the store does not hold it."""
+        ...
+
+    def save(self, connection: ServerConnection) -> None:
+        """Inside ``update``: keep the connection's state as it is now, before going on (a
+        record is sealed only once its sequence number's advance is kept). Raises a
+        ServiceError if this holder can no longer write it (``state_conflict``: another replica
+        moved it on; ``state_unavailable``)."""
         ...
 
     def mark_established(self, connection_id: str) -> None:
@@ -134,6 +145,9 @@ class MemoryServerStore:
         with held.lock:
             yield held.connection
 
+    def save(self, connection: ServerConnection) -> None:
+        """Nothing to do: the stored object is the state."""
+
     def mark_established(self, connection_id: str) -> None:
         self.connections.mark_established(connection_id)
 
@@ -151,3 +165,124 @@ class MemoryServerStore:
 
     def session_count(self) -> int:
         return len(self.sessions)
+
+
+log = logging.getLogger("lab")
+
+
+class RedisServerStore:
+    """A :class:`ServerStore` in Redis, shared by every replica (lab_common.redis_state).
+
+    Each connection is its handshake saved by kdf_lib (``to_state``), sealed with the
+    key-encryption key, under a lock while a request holds it and written back with fencing
+    when the request ends, and in between whenever the service calls :meth:`save`. Any replica
+    can serve any request of any connection; the replica's own ``identity`` (the same
+    certificate everywhere) restores it.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        state: RedisState,
+        identity: ServerConfig,
+        *,
+        tickets: TicketKeys | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.identity = identity
+        self.tickets = tickets
+        self._held: dict[int, Entry] = {}
+
+    def _key(self, connection_id: str) -> str:
+        return self.state.key("conn", connection_id)
+
+    def _ttl(self, handshake: ServerHandshake) -> float:
+        if handshake.connection is not None:
+            return self.settings.connection_ttl
+        return self.settings.half_open_ttl
+
+    def _saved(self, handshake: ServerHandshake) -> bytes:
+        return handshake.to_state(reveal_secrets=self.settings.reveal_secrets)
+
+    def create(self, handshake: ServerHandshake) -> ServerConnection:
+        connection_id = new_connection_id()
+        created = self.state.create(
+            self._key(connection_id), self._saved(handshake), self._ttl(handshake)
+        )
+        if not created:  # 128 random bits: never expected, but never two connections in one
+            raise ServiceError("internal_error", "a connection ID was drawn twice", 500)
+        return ServerConnection(connection_id, handshake)
+
+    @contextmanager
+    def update(self, connection_id: str) -> Iterator[ServerConnection]:
+        with self.state.locked(self._key(connection_id)) as entry:
+            try:
+                handshake = ServerHandshake.from_state(
+                    entry.state,
+                    self.identity,
+                    lookup_session=self.session,
+                    tickets=self.tickets,
+                )
+            except (ValueError, KeyError) as exc:
+                raise state_unavailable(f"unreadable state: {type(exc).__name__}") from None
+            connection = ServerConnection(connection_id, handshake, int(entry.fields.get("m", "0")))
+            self._held[id(connection)] = entry
+            try:
+                yield connection
+            except BaseException:
+                # What the request changed before it failed is kept (a failure ends the
+                # connection for good); a store that cannot take it has its own error.
+                with suppress(ServiceError):
+                    self._write(entry, connection)
+                raise
+            else:
+                try:
+                    self._write(entry, connection)
+                except ServiceError:
+                    if not entry.saved:
+                        raise
+                    # What matters (the sequence numbers) was saved before the reply was
+                    # sealed: the answer stands; only the trace's and the count's last
+                    # change are lost.
+                    log.warning(
+                        "state not written after the reply was sealed",
+                        extra={"event": "state_write_failed", "connection_id": connection_id},
+                    )
+            finally:
+                del self._held[id(connection)]
+
+    def _write(self, entry: Entry, connection: ServerConnection) -> None:
+        handshake = connection.handshake
+        self.state.write(
+            entry, self._saved(handshake), self._ttl(handshake), m=str(connection.messages)
+        )
+
+    def save(self, connection: ServerConnection) -> None:
+        entry = self._held[id(connection)]
+        self._write(entry, connection)
+        entry.saved = True
+
+    def mark_established(self, connection_id: str) -> None:
+        """Nothing to do: each write sets the expiry the handshake's state calls for."""
+
+    def session(self, session_id: bytes) -> Session | None:
+        saved = self.state.get_sealed(self.state.key("session", session_id.hex()))
+        return Session.from_state(json.loads(saved)) if saved is not None else None
+
+    def remember_session(self, session: Session) -> None:
+        self.state.remember(
+            "session",
+            session.session_id.hex(),
+            json.dumps(session.to_state()).encode(),
+            self.settings.session_ttl,
+        )
+
+    def forget_session(self, session_id: bytes) -> None:
+        self.state.forget("session", session_id.hex(), self.settings.session_ttl)
+
+    def connection_count(self) -> int:
+        return self.state.count("conn")
+
+    def session_count(self) -> int:
+        return self.state.count("session")

@@ -1,0 +1,290 @@
+"""State shared by replicas in Redis: what both services' Redis stores do the same way.
+
+Each connection is one Redis hash, ``{"v": version, "s": sealed state, ...}``, sealed with the
+key-encryption key (lab_common.sealing), so Redis never holds a master secret, a write key or an
+ephemeral private key in clear. Two mechanisms keep replicas from trampling on each other:
+
+- **A lock per connection** (``SET key NX PX lease``, released by a compare-and-delete script):
+  requests for one connection run one after the other, whichever replica serves them.
+- **Fencing by version**: every write is a compare-and-set on the version the writer read
+  (one Lua script, so atomic in Redis). A replica that was paused or cut off past its lease,
+  while another took the connection over, finds the version moved and its write refused: it
+  can never overwrite newer state. A lock alone could not promise that; the version can.
+
+Durability is Redis's: the shipped configuration runs ``appendonly yes`` with ``appendfsync
+always``, so a write is on disk before Redis answers it, and a service seals a record only
+after the write that spends its sequence number was answered (kdf_lib's seal_durably). Redis
+unreachable or slow means 503 ``state_unavailable`` within the socket timeouts, never a fall
+back to local memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+import redis
+
+from .errors import ServiceError
+from .sealing import SealedStateError, StateSealer
+
+__all__ = ["Entry", "RedisState", "state_unavailable"]
+
+#: How long a replica may hold a connection's lock; a paused holder loses it after this.
+LOCK_LEASE_MS = 5000
+#: How long a request waits for another request of the same connection to finish.
+LOCK_WAIT_S = 5.0
+#: Redis answers within this, or the request gets 503 state_unavailable.
+SOCKET_TIMEOUT_S = 1.5
+#: How long /healthz and the metrics reuse a count of the keys (a SCAN over the store).
+COUNT_CACHE_S = 2.0
+
+# KEYS[1] the entry. ARGV: sealed state, ttl ms. Creates the entry at version 1, or fails (0).
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', 1, 's', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+# KEYS[1] the entry. ARGV: the version read, new sealed state, ttl ms, then field/value pairs.
+# Returns the new version; -1 when the entry is gone, -2 when another writer moved it on.
+_WRITE = """
+local version = redis.call('HGET', KEYS[1], 'v')
+if not version then return -1 end
+if version ~= ARGV[1] then return -2 end
+local next = tonumber(version) + 1
+redis.call('HSET', KEYS[1], 'v', next, 's', ARGV[2])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return next
+"""
+# KEYS[1] the lock. ARGV[1] the holder's token. Deletes the lock only if it is still this holder's.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS[1] a session, KEYS[2] its "forgotten" marker. ARGV: sealed session, ttl ms. Never
+# brings back a forgotten session (RFC 5246 §7.2.2).
+_REMEMBER = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# KEYS[1] a session, KEYS[2] its marker. ARGV: ttl ms. Forgets it, and keeps it forgotten.
+_FORGET = """
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], 1, 'PX', ARGV[1])
+return 1
+"""
+
+
+def state_unavailable(detail: str) -> ServiceError:
+    return ServiceError(
+        "state_unavailable",
+        f"the shared state store is unavailable ({detail}); nothing was changed, try again",
+        503,
+    )
+
+
+def unknown_connection() -> ServiceError:
+    return ServiceError(
+        "unknown_connection",
+        "no such connection (never made, expired, or lost by the state store)",
+        404,
+    )
+
+
+def fenced() -> ServiceError:
+    return ServiceError(
+        "state_conflict",
+        "another replica changed this connection after this request read it (this one was "
+        "paused or cut off too long): its change was refused and nothing was sealed",
+        409,
+    )
+
+
+@dataclass
+class Entry:
+    """One connection as read from Redis, held under its lock until the block ends."""
+
+    key: str
+    version: int
+    state: bytes
+    fields: dict[str, str]
+    #: Whether the holder has written it during the block (a durable point it relies on).
+    saved: bool = False
+
+
+class RedisState:
+    """The Redis side of a store: sealed entries under a lock, written with fencing.
+
+    Args:
+        url: ``redis://host:port/db``.
+        sealer: seals every value with the key-encryption key.
+        prefix: the service's key space, e.g. ``lab:server``.
+    """
+
+    def __init__(self, url: str, sealer: StateSealer, prefix: str) -> None:
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+        self.sealer = sealer
+        self.prefix = prefix
+        self._create = self.client.register_script(_CREATE)
+        self._write = self.client.register_script(_WRITE)
+        self._unlock = self.client.register_script(_UNLOCK)
+        self._remember = self.client.register_script(_REMEMBER)
+        self._forget = self.client.register_script(_FORGET)
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def __repr__(self) -> str:
+        return f"<RedisState {self.prefix}>"
+
+    def key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}:{kind}:{name}"
+
+    @contextmanager
+    def available(self) -> Iterator[None]:
+        """Redis errors as 503 state_unavailable: never a 500, never a fall back to memory."""
+        try:
+            yield
+        except RedisError as exc:
+            raise state_unavailable(type(exc).__name__) from None
+
+    # -- entries ---------------------------------------------------------------------------
+
+    def create(self, key: str, state: bytes, ttl_s: float) -> bool:
+        with self.available():
+            return bool(
+                self._create(keys=[key], args=[self.sealer.seal(state, key.encode()), _ms(ttl_s)])
+            )
+
+    @contextmanager
+    def locked(self, key: str) -> Iterator[Entry]:
+        """The entry under its lock for the block; unknown_connection if there is none."""
+        lock, token = key + ":lock", secrets.token_hex(16)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        with self.available():
+            while not self.client.set(lock, token, nx=True, px=LOCK_LEASE_MS):
+                if time.monotonic() > deadline:
+                    raise ServiceError(
+                        "connection_busy",
+                        "another request of this connection has held it too long; try again",
+                        503,
+                    )
+                time.sleep(0.005)
+        try:
+            with self.available():
+                found = self.client.hgetall(key)
+            if not found:
+                raise unknown_connection()
+            fields: dict[str, bytes] = {_text(k): _raw(v) for k, v in found.items()}
+            try:
+                state = self.sealer.open(fields.pop("s"), key.encode())
+            except SealedStateError:
+                raise state_unavailable("state sealed under another key") from None
+            yield Entry(
+                key,
+                int(fields.pop("v")),
+                state,
+                {name: value.decode() for name, value in fields.items()},
+            )
+        finally:
+            with contextlib.suppress(RedisError):  # else the lease ends it
+                self._unlock(keys=[lock], args=[token])
+
+    def write(self, entry: Entry, state: bytes, ttl_s: float, **fields: str) -> None:
+        """Write ``state`` if nobody moved the entry on since it was read (fencing)."""
+        pairs: list[Any] = [item for pair in fields.items() for item in pair]
+        with self.available():
+            version = self._write(
+                keys=[entry.key],
+                args=[
+                    entry.version,
+                    self.sealer.seal(state, entry.key.encode()),
+                    _ms(ttl_s),
+                    *pairs,
+                ],
+            )
+        if version == -1:
+            raise unknown_connection()
+        if version == -2:
+            raise fenced()
+        entry.version = int(version)
+        entry.fields.update(fields)
+
+    # -- sessions and small values -----------------------------------------------------------
+
+    def get_sealed(self, key: str) -> bytes | None:
+        """A value :meth:`put_sealed` or :meth:`remember` wrote, or None."""
+        with self.available():
+            value = self.client.get(key)
+        if value is None:
+            return None
+        try:
+            return self.sealer.open(_raw(value), key.encode())
+        except SealedStateError:
+            return None
+
+    def put_sealed(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
+        with self.available():
+            self.client.set(
+                key,
+                self.sealer.seal(value, key.encode()),
+                px=_ms(ttl_s) if ttl_s is not None else None,
+            )
+
+    def remember(self, kind: str, name: str, value: bytes, ttl_s: float) -> None:
+        """Keep a session, unless it was forgotten within its lifetime."""
+        key = self.key(kind, name)
+        with self.available():
+            self._remember(
+                keys=[key, self.key("forgotten-" + kind, name)],
+                args=[self.sealer.seal(value, key.encode()), _ms(ttl_s)],
+            )
+
+    def forget(self, kind: str, name: str, ttl_s: float) -> None:
+        with self.available():
+            self._forget(
+                keys=[self.key(kind, name), self.key("forgotten-" + kind, name)], args=[_ms(ttl_s)]
+            )
+
+    def count(self, kind: str) -> int:
+        """How many entries of ``kind`` there are (a SCAN, reused for COUNT_CACHE_S)."""
+        now = time.monotonic()
+        cached = self._counts.get(kind)
+        if cached is not None and now - cached[0] < COUNT_CACHE_S:
+            return cached[1]
+        with self.available():
+            total = sum(
+                1
+                for name in self.client.scan_iter(match=self.key(kind, "*"), count=1000)
+                if not name.endswith(b":lock")
+            )
+        self._counts[kind] = (now, total)
+        return total
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _raw(value: object) -> bytes:
+    # The client answers bytes (decode_responses is off); anything else is a bug here.
+    assert isinstance(value, bytes)
+    return value
+
+
+def _text(value: object) -> str:
+    return _raw(value).decode()

@@ -1,0 +1,167 @@
+"""server_svc replicas sharing their state in a real Redis (STATE_BACKEND=redis): any replica
+serves any request of any connection, nothing secret is in Redis in clear, a stale replica is
+fenced off, and a Redis that is down or lost its data fails requests cleanly."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.redis_server import RedisServer, running_redis, unused_port
+from helpers.transport import FlaskTransport
+
+from kdf_lib import keylog
+from lab_common.contract import HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
+from lab_common.errors import ServiceError
+from lab_common.sealing import write_key_file
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_settings(redis_server: RedisServer, tmp_path: Path) -> dict[str, Any]:
+    redis_server.client().flushall()
+    key_file = tmp_path / "state.key"
+    write_key_file(key_file)
+    return {
+        "STATE_BACKEND": "redis",
+        "REDIS_URL": redis_server.url,
+        "STATE_KEY_FILE": str(key_file),
+    }
+
+
+class Alternating:
+    """client_svc's transport to several server_svc replicas, one request each in turn."""
+
+    def __init__(self, *transports: FlaskTransport) -> None:
+        self.transports = transports
+        self._next = itertools.cycle(transports)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        return next(self._next).request(method, path, body)
+
+
+@pytest.fixture
+def replicas(make_server, redis_settings):
+    return [make_server(**redis_settings) for _ in range(2)]
+
+
+@pytest.fixture
+def fleet_client(make_client_app, replicas, tmp_path):
+    transport = Alternating(*(FlaskTransport(app) for app in replicas))
+    keylog_file = tmp_path / "keylog"
+    return make_client_app(TRANSPORT=transport, SSLKEYLOGFILE=str(keylog_file)).test_client()
+
+
+def handshake(client, **body) -> dict[str, Any]:
+    answer = client.post(HANDSHAKE, json=body)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def test_any_replica_serves_any_request_of_a_connection(fleet_client, replicas):
+    result = handshake(fleet_client, key_exchange="ecdhe")
+    # hello went to one replica, finish to the other: the half-open state crossed over.
+    assert [len(t.received) for t in fleet_client.application.config["TRANSPORT"].transports] == [
+        1,
+        1,
+    ]
+    for number in range(4):
+        answer = fleet_client.post(MESSAGE, json={"plaintext": f"message {number}"})
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["reply"]["plaintext"].endswith(f"message {number}")
+    for replica in replicas:
+        view = replica.test_client().get(path(SESSION, result["connection_id"])).get_json()
+        assert view["messages"] == 4
+        assert view["sequence_numbers"] == {"read": 5, "write": 5}
+
+
+def test_a_session_made_on_one_replica_resumes_on_the_other(fleet_client):
+    full = handshake(fleet_client)
+    resumed = handshake(fleet_client, resume=full["session_id"])
+    assert resumed["resumed"] is True
+
+
+def test_redis_holds_no_secret_in_clear(fleet_client, redis_server):
+    results = [handshake(fleet_client, key_exchange=kx) for kx in ("rsa", "ecdhe", "rsa")]
+    for _ in range(2):
+        fleet_client.post(MESSAGE, json={"plaintext": "secret-free"})
+    log_text = Path(fleet_client.application.extensions["settings"].sslkeylogfile).read_text()
+    masters = [
+        keylog.find_master_secret(log_text, bytes.fromhex(r["client_random"])) for r in results
+    ]
+    assert all(masters)
+    dump = b""
+    db = redis_server.client()
+    for key in db.scan_iter():
+        kind = db.type(key)
+        if kind == b"hash":
+            dump += b"".join(k + v for k, v in db.hgetall(key).items())
+        elif kind == b"string":
+            dump += db.get(key) or b""
+    assert dump  # the state is there, sealed
+    for master in masters:
+        assert master not in dump and master.hex().encode() not in dump
+
+
+def test_a_replica_that_lost_its_lease_is_fenced_off(fleet_client, replicas, redis_server):
+    result = handshake(fleet_client)
+    stale = replicas[0].extensions["server_service"].store
+    key = stale._key(result["connection_id"])
+    with pytest.raises(ServiceError) as refused, stale.update(result["connection_id"]) as held:
+        # The holder is paused past its lease: the lock goes, and the other replica moves
+        # the connection on.
+        redis_server.client().delete(key + ":lock")
+        for _ in range(2):
+            assert fleet_client.post(MESSAGE, json={"plaintext": "meanwhile"}).status_code == 200
+        held.messages += 100
+        stale.save(held)
+    assert refused.value.code == "state_conflict" and refused.value.status == 409
+    view = replicas[1].test_client().get(path(SESSION, result["connection_id"])).get_json()
+    assert view["messages"] == 2  # the stale write never landed
+
+
+def test_a_redis_that_is_down_answers_503_within_two_seconds(make_server, redis_settings):
+    down = make_server(**{**redis_settings, "REDIS_URL": f"redis://127.0.0.1:{unused_port()}/0"})
+    server = down.test_client()
+    started = time.monotonic()
+    answer = server.post(HELLO, json={"client_random": "00" * 32, "cipher_suites": [
+        "TLS_RSA_WITH_AES_256_CBC_SHA256"]})  # fmt: skip
+    assert time.monotonic() - started < 2.0
+    assert answer.status_code == 503
+    assert answer.get_json()["error"]["code"] == "state_unavailable"
+    health = server.get(HEALTH).get_json()
+    assert health["state"] == "unavailable" and health["state_backend"] == "redis"
+
+
+def test_connections_outlive_a_redis_restart(fleet_client, redis_server):
+    handshake(fleet_client)
+    redis_server.stop()
+    refused = fleet_client.post(MESSAGE, json={"plaintext": "while down"})
+    assert refused.status_code == 503
+    assert refused.get_json()["error"]["delivery"] == "not_delivered"
+    redis_server.start()  # appendfsync always: every answered write is in the AOF
+    fresh = handshake(fleet_client)
+    answer = fleet_client.post(
+        MESSAGE, json={"plaintext": "after the restart", "connection_id": fresh["connection_id"]}
+    )
+    assert answer.status_code == 200
+
+
+def test_after_redis_lost_its_data_connections_are_refused_and_sessions_start_over(
+    fleet_client, redis_server
+):
+    first = handshake(fleet_client)
+    redis_server.client().flushall()
+    lost = fleet_client.post(MESSAGE, json={"plaintext": "after the loss"})
+    assert lost.status_code == 409
+    assert lost.get_json()["error"]["code"] == "connection_lost"
+    again = handshake(fleet_client, resume=first["session_id"])
+    assert again["resumed"] is False  # the session went with the data: a full handshake
