@@ -9,13 +9,17 @@ from typing import Any
 from flask import Flask
 
 from kdf_lib import pki
+from kdf_lib.handshake import ClientConfig
 from lab_common.app import configure_app, load_settings
 from lab_common.contract import OPENAPI
+from lab_common.redis_state import RedisState
+from lab_common.sealing import StateSealer
+from lab_common.store import count_or_nan
 
 from .config import ClientSettings
 from .openapi import openapi_view
 from .service import ClientService, KeyLogWriter
-from .store import MemoryClientStore
+from .store import ClientStore, MemoryClientStore, RedisClientStore
 from .upstream import HttpTransport, ServerClient, Transport
 
 
@@ -32,9 +36,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     transport: Transport = app.config.get("TRANSPORT") or HttpTransport.from_settings(
         settings.server_url, settings
     )
-    store = MemoryClientStore(settings)
-    lab_metrics.gauge("tls_lab_connections", "Connections held", store.connection_count)
-    lab_metrics.gauge("tls_lab_sessions", "Resumable sessions held", store.session_count)
+    store: ClientStore
+    if settings.state_backend == "redis":
+        state = RedisState(
+            settings.redis_url, StateSealer.from_file(settings.state_key_file), "lab:client"
+        )
+        store = RedisClientStore(settings, state, ClientConfig(tuple(trust), settings.server_name))
+    else:
+        store = MemoryClientStore(settings)
+    lab_metrics.gauge(
+        "tls_lab_connections", "Connections held", lambda: count_or_nan(store.connection_count)
+    )
+    lab_metrics.gauge(
+        "tls_lab_sessions", "Resumable sessions held", lambda: count_or_nan(store.session_count)
+    )
     app.extensions["client_service"] = ClientService(
         settings,
         ServerClient(transport, max_request_bytes=settings.server_max_body_bytes),

@@ -19,6 +19,7 @@ from lab_common.openapi import (
     CONNECTION_ID,
     FINGERPRINT,
     HOST_STATUSES,
+    STORE_HEALTH,
     Schema,
     build_document,
     closed_object,
@@ -116,10 +117,9 @@ HEALTH = _open(
     {
         "status": {"const": "ok"},
         "service": {"const": "client_svc"},
-        "connections": _COUNT,
-        "sessions": _COUNT,
+        **STORE_HEALTH,
     },
-    ["status", "service"],
+    ["status", "service", "replica", "state_backend", "state", "connections", "sessions"],
 )
 
 PRF_REQUEST = _open(

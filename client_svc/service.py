@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kdf_lib import keylog
-from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, TLSError
+from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, LabError, TLSError
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
 from kdf_lib.messages import MAX_FINISHED_RECORD, ServerFlight, decode_b64, encode_b64
 from kdf_lib.record import (
@@ -29,13 +29,23 @@ from kdf_lib.record import (
     MAX_PLAINTEXT,
     ContentType,
     RecordProtection,
+    fragment_plaintext,
 )
 from kdf_lib.role import Role
 from kdf_lib.suites import DEFAULT_SUITE, DEFAULT_SUITES, SUITES, CipherSuite
 from kdf_lib.trace import Trace
-from lab_common.contract import ALERT, FINISH, HELLO, MESSAGE, NOT_PROCESSED_CODES, is_connection_id
+from lab_common.contract import (
+    ALERT,
+    FINISH,
+    HELLO,
+    MESSAGE,
+    NOT_PROCESSED_CODES,
+    is_connection_id,
+    replica_name,
+)
 from lab_common.errors import ServiceError
 from lab_common.metrics import LabMetrics
+from lab_common.store import held
 
 from .config import ClientSettings
 from .store import ClientConnection, ClientStore, HandshakeRequest
@@ -105,7 +115,10 @@ class ConnectionLost(ServiceError):
         )
 
 
-def _failed_message(entry: ClientConnection, exc: TLSError, delivery: str) -> TLSError:
+E = TypeVar("E", bound=LabError)
+
+
+def _failed_message(entry: ClientConnection, exc: E, delivery: str) -> E:
     """Close ``entry`` for a record it could not seal or open; the error says what became of
     the message."""
     entry.fail(exc.code, exc.message)
@@ -207,6 +220,9 @@ class ClientService:
         try:
             answer = self.send(connection_id, data, auto_reconnect=auto_reconnect)
         except (TLSError, ServiceError) as exc:
+            if exc.code in NOT_PROCESSED_CODES:
+                # client_svc's own state store failed it before anything was sealed or sent.
+                exc.details.setdefault("delivery", NOT_DELIVERED)
             self.metrics.message(exc.code)
             raise
         self.metrics.message(
@@ -234,10 +250,11 @@ class ClientService:
         return {
             "status": "ok",
             "service": "client_svc",
+            "replica": replica_name(),
+            "state_backend": settings.state_backend,
+            **held(self.store.connection_count, self.store.session_count),
             "server_url": settings.server_url,
             "server_name": settings.server_name,
-            "connections": self.store.connection_count(),
-            "sessions": self.store.session_count(),
             "keylog": bool(settings.sslkeylogfile),
             "upstream_timeouts": {
                 "connect": settings.upstream_connect_timeout,
@@ -528,8 +545,14 @@ class ClientService:
         self._refuse_unsendable(entry, conn.writer, len(plaintext))
         sent_seq = conn.writer.seq
         try:
-            record = conn.seal(plaintext)
-        except TLSError as exc:  # the sequence number space is exhausted
+            # Kept before sealed: no restart can make a replica seal again under these numbers.
+            record = conn.seal_durably(
+                fragment_plaintext(plaintext), lambda: self.store.save(entry)
+            )
+        except (TLSError, ServiceError) as exc:
+            # The sequence number space is exhausted, or the store could not keep the advance:
+            # nothing was sealed, but the numbers are spent on this side, so the connection
+            # cannot go on.
             raise _failed_message(entry, exc, NOT_DELIVERED) from None
         try:
             answer = self.server.call(

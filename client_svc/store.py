@@ -7,20 +7,24 @@ this process, bounded and expiring (lab_common.store).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kdf_lib.handshake import ClientHandshake, Session
+from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
 from kdf_lib.suites import KeyExchange
 from lab_common.errors import ServiceError
+from lab_common.redis_state import Entry, RedisState, state_unavailable
 from lab_common.store import BoundedStore
 
 if TYPE_CHECKING:
     from .config import ClientSettings
+
+log = logging.getLogger("lab")
 
 #: At most this many failed handshakes are kept for inspection (fewer if MAX_CONNECTIONS is lower).
 MAX_FAILED_HANDSHAKES = 1000
@@ -130,6 +134,12 @@ class ClientStore(Protocol):
         """
         ...
 
+    def save(self, connection: ClientConnection) -> None:
+        """Inside ``update``: keep the connection's state as it is now before going on (a
+        record is sealed only once its sequence number's advance is kept). Raises a
+        ServiceError if the store cannot take it."""
+        ...
+
     def latest(self) -> str | None:
         """The ID of the connection established last, if any."""
         ...
@@ -208,6 +218,9 @@ class MemoryClientStore:
         with held.lock:
             yield held.connection
 
+    def save(self, connection: ClientConnection) -> None:
+        """Nothing to do: the stored object is the state."""
+
     def latest(self) -> str | None:
         return self._latest
 
@@ -230,3 +243,170 @@ class MemoryClientStore:
 
     def session_count(self) -> int:
         return len(self._sessions)
+
+
+def _request_state(request: HandshakeRequest | None) -> dict[str, Any] | None:
+    if request is None:
+        return None
+    return {
+        "key_exchange": request.key_exchange.value if request.key_exchange else None,
+        "cipher_suite": request.cipher_suite,
+        "cipher_suites": list(request.cipher_suites) if request.cipher_suites else None,
+        "resume": request.resume,
+        "extended_master_secret": request.extended_master_secret,
+        "encrypt_then_mac": request.encrypt_then_mac,
+    }
+
+
+def _request_from_state(state: dict[str, Any] | None) -> HandshakeRequest | None:
+    if state is None:
+        return None
+    suites = state["cipher_suites"]
+    return HandshakeRequest(
+        key_exchange=KeyExchange(state["key_exchange"]) if state["key_exchange"] else None,
+        cipher_suite=state["cipher_suite"],
+        cipher_suites=tuple(suites) if suites else None,
+        resume=state["resume"],
+        extended_master_secret=state["extended_master_secret"],
+        encrypt_then_mac=state["encrypt_then_mac"],
+    )
+
+
+class RedisClientStore:
+    """A :class:`ClientStore` in Redis, shared by every client_svc replica
+    (lab_common.redis_state): each connection's handshake saved by kdf_lib, with what client_svc
+    keeps beside it, sealed with the key-encryption key; the exchanges with server_svc, which no
+    longer change once the handshake is over, are written once, beside it."""
+
+    def __init__(self, settings: ClientSettings, state: RedisState, config: ClientConfig) -> None:
+        self.settings = settings
+        self.state = state
+        #: Restores handshakes; an established one no longer reads its suites or trust.
+        self.config = config
+        self._held: dict[int, Entry] = {}
+
+    def _saved(self, connection: ClientConnection) -> bytes:
+        return json.dumps(
+            {
+                "handshake": connection.handshake.to_state(
+                    reveal_secrets=self.settings.reveal_secrets
+                ).decode(),
+                "server_view": connection.server_view,
+                "messages": connection.messages,
+                "request": _request_state(connection.request),
+                "failure": connection.failure,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def create(self, connection: ClientConnection) -> None:
+        kind = "conn" if connection.failure is None else "failed"
+        key = self.state.key(kind, connection.connection_id)
+        exchanges = connection._frozen_exchanges
+        if exchanges is None:
+            connection.freeze()
+            exchanges = connection._frozen_exchanges
+        assert exchanges is not None
+        created = self.state.create(
+            key,
+            self._saved(connection),
+            self.settings.connection_ttl,
+            x=self.state.seal_field(key, "x", exchanges),
+        )
+        if not created:
+            raise ServiceError("internal_error", "server_svc gave a connection ID twice", 500)
+        if connection.failure is None:
+            self.state.put_plain(
+                self.state.key("latest", "connection"),
+                connection.connection_id,
+                self.settings.connection_ttl,
+            )
+
+    @contextmanager
+    def update(self, connection_id: str) -> Iterator[ClientConnection]:
+        key = self.state.key("conn", connection_id)
+        with self.state.available():
+            exists = bool(self.state.client.exists(key))
+        if not exists:
+            key = self.state.key("failed", connection_id)
+        try:
+            with self.state.locked(key) as entry:
+                connection = self._restore(connection_id, entry)
+                self._held[id(connection)] = entry
+                try:
+                    yield connection
+                except BaseException:
+                    with suppress(ServiceError):
+                        self._write(entry, connection)
+                    raise
+                else:
+                    try:
+                        self._write(entry, connection)
+                    except ServiceError:
+                        if not entry.saved:
+                            raise
+                        # The message went out after its sequence number was kept; its answer
+                        # stands. What is lost (the reply's read number) fails the connection
+                        # at its next message, never silently.
+                        log.warning(
+                            "state not written after the message was sent",
+                            extra={"event": "state_write_failed", "connection_id": connection_id},
+                        )
+                finally:
+                    del self._held[id(connection)]
+        except ServiceError as exc:
+            if exc.code == "unknown_connection":
+                raise ServiceError(
+                    "unknown_connection", "no such connection (never made or expired)", 404
+                ) from None
+            raise
+
+    def _restore(self, connection_id: str, entry: Entry) -> ClientConnection:
+        try:
+            saved = json.loads(entry.state)
+            handshake = ClientHandshake.from_state(saved["handshake"].encode(), self.config)
+        except (ValueError, KeyError) as exc:
+            raise state_unavailable(f"unreadable state: {type(exc).__name__}") from None
+        connection = ClientConnection(
+            connection_id,
+            handshake,
+            saved["server_view"],
+            [],
+            messages=int(saved["messages"]),
+            request=_request_from_state(saved["request"]),
+            failure=saved["failure"],
+        )
+        connection._frozen_exchanges = self.state.open_field(entry, "x")
+        return connection
+
+    def _write(self, entry: Entry, connection: ClientConnection) -> None:
+        self.state.write(entry, self._saved(connection), self.settings.connection_ttl)
+
+    def save(self, connection: ClientConnection) -> None:
+        entry = self._held[id(connection)]
+        self._write(entry, connection)
+        entry.saved = True
+
+    def latest(self) -> str | None:
+        return self.state.get_plain(self.state.key("latest", "connection"))
+
+    def connection_count(self) -> int:
+        return self.state.count("conn")
+
+    def session(self, session_id: str) -> Session | None:
+        saved = self.state.get_sealed(self.state.key("session", session_id))
+        return Session.from_state(json.loads(saved)) if saved is not None else None
+
+    def remember_session(self, session: Session) -> None:
+        self.state.remember(
+            "session",
+            session.session_id.hex(),
+            json.dumps(session.to_state()).encode(),
+            self.settings.session_ttl,
+        )
+
+    def forget_session(self, session_id: str) -> None:
+        self.state.forget("session", session_id, self.settings.session_ttl)
+
+    def session_count(self) -> int:
+        return self.state.count("session")

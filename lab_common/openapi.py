@@ -12,6 +12,7 @@ from typing import Any
 from kdf_lib.errors import ALL_ERRORS, TLSError
 
 from .contract import CONNECTION_ID_PATTERN
+from .settings import STATE_BACKENDS
 
 Schema = dict[str, Any]
 
@@ -163,3 +164,17 @@ def metrics_path(errors: Mapping[int, Schema]) -> dict[str, Any]:
             "responses": answers,
         }
     }
+
+
+#: What both services' /healthz say of their replica and its state store (lab_common.store.held).
+STORE_HEALTH: dict[str, Schema] = {
+    "replica": {"type": "string", "description": "the replica's host name (Lab-Replica)"},
+    "state_backend": {"type": "string", "enum": list(STATE_BACKENDS)},
+    "state": {
+        "type": "string",
+        "enum": ["ok", "unavailable"],
+        "description": "whether the state store answers; the counts are null when it does not",
+    },
+    "connections": nullable({"type": "integer", "minimum": 0}),
+    "sessions": nullable({"type": "integer", "minimum": 0}),
+}

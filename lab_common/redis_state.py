@@ -46,10 +46,12 @@ SOCKET_TIMEOUT_S = 1.5
 #: How long /healthz and the metrics reuse a count of the keys (a SCAN over the store).
 COUNT_CACHE_S = 2.0
 
-# KEYS[1] the entry. ARGV: sealed state, ttl ms. Creates the entry at version 1, or fails (0).
+# KEYS[1] the entry. ARGV: sealed state, ttl ms, then field/value pairs. Creates the entry at
+# version 1, or fails (0) if it exists.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'v', 1, 's', ARGV[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -118,6 +120,8 @@ class Entry:
     version: int
     state: bytes
     fields: dict[str, str]
+    #: The fields as Redis keeps them (sealed ones stay sealed here).
+    raw: dict[str, bytes]
     #: Whether the holder has written it during the block (a durable point it relies on).
     saved: bool = False
 
@@ -154,6 +158,16 @@ class RedisState:
     def key(self, kind: str, name: str) -> str:
         return f"{self.prefix}:{kind}:{name}"
 
+    def get_plain(self, key: str) -> str | None:
+        """A value that is not secret (a connection ID, say), as text."""
+        with self.available():
+            value = self.client.get(key)
+        return None if value is None else _text(value)
+
+    def put_plain(self, key: str, value: str, ttl_s: float) -> None:
+        with self.available():
+            self.client.set(key, value, px=_ms(ttl_s))
+
     @contextmanager
     def available(self) -> Iterator[None]:
         """Redis errors as 503 state_unavailable: never a 500, never a fall back to memory."""
@@ -164,11 +178,29 @@ class RedisState:
 
     # -- entries ---------------------------------------------------------------------------
 
-    def create(self, key: str, state: bytes, ttl_s: float) -> bool:
+    def create(self, key: str, state: bytes, ttl_s: float, **fields: bytes | str) -> bool:
+        """A new entry at version 1 (False if ``key`` exists); ``fields`` are kept beside it
+        as they are given (seal secret ones with :meth:`seal_field`)."""
+        pairs: list[Any] = [item for pair in fields.items() for item in pair]
         with self.available():
             return bool(
-                self._create(keys=[key], args=[self.sealer.seal(state, key.encode()), _ms(ttl_s)])
+                self._create(
+                    keys=[key], args=[self.sealer.seal(state, key.encode()), _ms(ttl_s), *pairs]
+                )
             )
+
+    def seal_field(self, key: str, name: str, value: bytes) -> bytes:
+        return self.sealer.seal(value, f"{key}#{name}".encode())
+
+    def open_field(self, entry: Entry, name: str) -> bytes | None:
+        """A field :meth:`seal_field` sealed, as the entry was read; None if it has none."""
+        sealed = entry.raw.get(name)
+        if sealed is None:
+            return None
+        try:
+            return self.sealer.open(sealed, f"{entry.key}#{name}".encode())
+        except SealedStateError:
+            raise state_unavailable("a field sealed under another key") from None
 
     @contextmanager
     def locked(self, key: str) -> Iterator[Entry]:
@@ -198,7 +230,8 @@ class RedisState:
                 key,
                 int(fields.pop("v")),
                 state,
-                {name: value.decode() for name, value in fields.items()},
+                {name: value.decode("latin-1") for name, value in fields.items()},
+                fields,
             )
         finally:
             with contextlib.suppress(RedisError):  # else the lease ends it

@@ -14,12 +14,15 @@ and the eviction victim is the first half-open entry: every operation is O(1)
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from .errors import ServiceError
 
 V = TypeVar("V")
 
@@ -122,3 +125,24 @@ class BoundedStore(Generic[V]):
     def values(self) -> Iterator[V]:
         with self._lock:
             return iter([e.value for e in (*self._established.values(), *self._half_open.values())])
+
+
+def count_or_nan(count: Callable[[], int]) -> float:
+    """A gauge's value: NaN (Prometheus's "no value") while a shared store cannot be counted."""
+    try:
+        return float(count())
+    except ServiceError:
+        return math.nan
+
+
+def held(connection_count: Callable[[], int], session_count: Callable[[], int]) -> dict[str, Any]:
+    """What /healthz says of a store: its counts, and ``state`` "ok", or "unavailable" with
+    null counts while a shared store cannot be reached (the process itself is alive)."""
+    try:
+        return {
+            "state": "ok",
+            "connections": connection_count(),
+            "sessions": session_count(),
+        }
+    except ServiceError:
+        return {"state": "unavailable", "connections": None, "sessions": None}

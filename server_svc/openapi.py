@@ -22,6 +22,7 @@ from lab_common.openapi import (
     CROSS_SITE_STATUSES,
     FINGERPRINT,
     HOST_STATUSES,
+    STORE_HEALTH,
     Schema,
     base64_string,
     build_document,
@@ -254,14 +255,22 @@ HEALTH = closed_object(
     {
         "status": {"const": "ok"},
         "service": {"const": "server_svc"},
-        "connections": _COUNT,
-        "sessions": _COUNT,
+        **STORE_HEALTH,
         "certificate": closed_object(
             {"subject": {"type": "string"}, "not_after": {"type": "string"}},
             ["subject", "not_after"],
         ),
     },
-    ["status", "service", "connections", "sessions", "certificate"],
+    [
+        "status",
+        "service",
+        "replica",
+        "state_backend",
+        "state",
+        "connections",
+        "sessions",
+        "certificate",
+    ],
 )
 
 

@@ -8,9 +8,8 @@ session on a fatal alert (RFC 5246 §7.2.2) in one place, :meth:`ServerService._
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from kdf_lib.trace import Trace
 from lab_common.contract import MAX_RECORDS_PER_REQUEST, replica_name
 from lab_common.errors import ServiceError
 from lab_common.metrics import LabMetrics
+from lab_common.store import count_or_nan, held
 
 from .store import ServerConnection, ServerStore
 
@@ -66,14 +66,6 @@ class Echo:
     reply_seq: int
 
 
-def _count_or_nan(count: Callable[[], int]) -> float:
-    """A gauge's value: NaN while a shared store cannot be counted (Prometheus's "no value")."""
-    try:
-        return float(count())
-    except ServiceError:
-        return math.nan
-
-
 def _fragments(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
@@ -99,12 +91,12 @@ class ServerService:
         metrics.gauge(
             "tls_lab_connections",
             "Connections held (half-open and established)",
-            lambda: _count_or_nan(store.connection_count),
+            lambda: count_or_nan(store.connection_count),
         )
         metrics.gauge(
             "tls_lab_sessions",
             "Resumable sessions held",
-            lambda: _count_or_nan(store.session_count),
+            lambda: count_or_nan(store.session_count),
         )
 
     @contextmanager
@@ -290,21 +282,12 @@ class ServerService:
         certificate served. The process is alive even when a shared store is not: then the
         counts are null and ``state`` says so (requests that need it answer 503)."""
         leaf = self.identity.certificate_chain[0]
-        try:
-            counts: dict[str, Any] = {
-                "connections": self.store.connection_count(),
-                "sessions": self.store.session_count(),
-            }
-            reachable = "ok"
-        except ServiceError:
-            counts, reachable = {"connections": None, "sessions": None}, "unavailable"
         return {
             "status": "ok",
             "service": "server_svc",
             "replica": replica_name(),
             "state_backend": self.state_backend,
-            "state": reachable,
-            **counts,
+            **held(self.store.connection_count, self.store.session_count),
             "certificate": {
                 "subject": leaf.subject.rfc4514_string(),
                 "not_after": leaf.not_valid_after_utc.isoformat(),

@@ -54,10 +54,13 @@ def replicas(make_server, redis_settings):
 
 
 @pytest.fixture
-def fleet_client(make_client_app, replicas, tmp_path):
+def fleet_client(make_client_app, replicas, redis_settings, tmp_path):
+    """client_svc, its own state in the same Redis, to server_svc's two replicas in turn."""
     transport = Alternating(*(FlaskTransport(app) for app in replicas))
     keylog_file = tmp_path / "keylog"
-    return make_client_app(TRANSPORT=transport, SSLKEYLOGFILE=str(keylog_file)).test_client()
+    return make_client_app(
+        TRANSPORT=transport, SSLKEYLOGFILE=str(keylog_file), **redis_settings
+    ).test_client()
 
 
 def handshake(client, **body) -> dict[str, Any]:
@@ -90,6 +93,7 @@ def test_a_session_made_on_one_replica_resumes_on_the_other(fleet_client):
 
 
 def test_redis_holds_no_secret_in_clear(fleet_client, redis_server):
+    """Both services' state, scanned key by key: no master secret, raw or in hex."""
     results = [handshake(fleet_client, key_exchange=kx) for kx in ("rsa", "ecdhe", "rsa")]
     for _ in range(2):
         fleet_client.post(MESSAGE, json={"plaintext": "secret-free"})
@@ -155,13 +159,53 @@ def test_connections_outlive_a_redis_restart(fleet_client, redis_server):
     assert answer.status_code == 200
 
 
-def test_after_redis_lost_its_data_connections_are_refused_and_sessions_start_over(
+def test_when_server_svc_lost_its_state_the_connection_is_refused_and_the_session_starts_over(
     fleet_client, redis_server
 ):
     first = handshake(fleet_client)
-    redis_server.client().flushall()
+    db = redis_server.client()
+    db.delete(*db.keys("lab:server:*"))
     lost = fleet_client.post(MESSAGE, json={"plaintext": "after the loss"})
     assert lost.status_code == 409
     assert lost.get_json()["error"]["code"] == "connection_lost"
+    assert lost.get_json()["error"]["delivery"] == "not_delivered"
     again = handshake(fleet_client, resume=first["session_id"])
     assert again["resumed"] is False  # the session went with the data: a full handshake
+
+
+def test_when_redis_lost_everything_both_sides_refuse_cleanly(fleet_client, redis_server):
+    first = handshake(fleet_client)
+    redis_server.client().flushall()
+    body = {"plaintext": "after the loss", "connection_id": first["connection_id"]}
+    gone = fleet_client.post(MESSAGE, json=body)
+    assert gone.status_code == 404
+    assert gone.get_json()["error"]["code"] == "unknown_connection"
+    assert fleet_client.post(MESSAGE, json={"plaintext": "latest?"}).status_code == 409
+    resume = fleet_client.post(HANDSHAKE, json={"resume": first["session_id"]})
+    assert resume.status_code == 404
+    assert resume.get_json()["error"]["code"] == "unknown_session"
+
+
+def test_client_replicas_share_connections_sessions_and_the_latest_one(
+    make_client_app, replicas, redis_settings, redis_server
+):
+    transport = Alternating(*(FlaskTransport(app) for app in replicas))
+    clients = [
+        make_client_app(TRANSPORT=transport, **redis_settings).test_client() for _ in range(2)
+    ]
+    first = handshake(clients[0], key_exchange="ecdhe")
+    # The other replica sends on it, as the latest connection and by its ID.
+    for number, client in enumerate(clients * 2):
+        body = {"plaintext": f"from replica {number % 2}"}
+        if number >= 2:
+            body["connection_id"] = first["connection_id"]
+        answer = client.post(MESSAGE, json=body)
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["connection_id"] == first["connection_id"]
+        assert answer.get_json()["sent"]["seq"] == number + 1
+    view = clients[1].get(path(SESSION, first["connection_id"])).get_json()
+    assert view["messages"] == 4 and view["exchanges"]
+    assert handshake(clients[1], resume=first["session_id"])["resumed"] is True
+    health = clients[0].get(HEALTH).get_json()
+    assert health["state_backend"] == "redis" and health["state"] == "ok"
+    assert health["connections"] == 2
