@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from lab_common.contract import CONNECTION_HEADER
 from lab_common.errors import ServiceError
 from lab_common.settings import MAX_BODY_LIMIT
 
@@ -187,6 +188,10 @@ class HttpTransport:
     def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
         payload = None if body is None else encode_body(body)
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        connection_id = body.get("connection_id") if body is not None else None
+        if isinstance(connection_id, str):
+            # A load balancer in front of server_svc's replicas hashes on it (haproxy.cfg).
+            headers[CONNECTION_HEADER] = connection_id
         connection = self._connection()
         sock = connection.sock
         assert isinstance(sock, _CallSocket)

@@ -16,6 +16,7 @@ from kdf_lib.messages import MAX_FINISHED_RECORD
 
 __all__ = [
     "ALERT",
+    "CONNECTION_HEADER",
     "CONNECTION_ID_BYTES",
     "CONNECTION_ID_LENGTH",
     "CONNECTION_ID_PATTERN",
@@ -126,6 +127,10 @@ MAX_PLAINTEXT_CHARS = 2 * 1024 * 1024
 #: or the connection was held by another request (lab_common.redis_state). Like a 4xx, the
 #: request was not processed.
 NOT_PROCESSED_CODES = frozenset({"state_unavailable", "connection_busy"})
+
+#: client_svc names the connection of each call to server_svc in this header, so that a load
+#: balancer can keep a connection's requests on one replica (haproxy/haproxy.cfg).
+CONNECTION_HEADER = "Lab-Connection"
 
 #: Every answer of both services names the replica that made it (docs/scaling.md).
 REPLICA_HEADER = "Lab-Replica"

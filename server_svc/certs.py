@@ -10,6 +10,9 @@ match each other, verify for every requested name and stay valid for at least
 :data:`RENEW_BEFORE`, they are reused ("reusing"); otherwise a new CA and server certificate
 are created and all three files are replaced. ``--force`` always regenerates.
 
+With ``--state-key PATH`` it also makes the key-encryption key that seals the services' state
+in Redis (the scaled stack), once: 32 random bytes, mode 0600, kept on later runs.
+
 Files written:
 
 * ``server.key`` — PKCS#8, mode 0600, owned by whoever runs this step. The server image runs
@@ -43,6 +46,7 @@ from cryptography.x509.oid import NameOID
 
 from kdf_lib import pki
 from kdf_lib.errors import TLSError
+from lab_common.sealing import write_key_file
 
 SERVER_KEY_FILE = "server.key"
 CHAIN_FILE = "chain.pem"
@@ -235,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="UID[:GID] to own the written files (e.g. 10001, the service user)",
     )
     parser.add_argument(
+        "--state-key",
+        type=Path,
+        metavar="PATH",
+        help="also make the key-encryption key for state in Redis here (mode 0600), once: "
+        "a key already there is kept, so state sealed under it stays readable",
+    )
+    parser.add_argument(
         "--keep-ca-key",
         type=Path,
         metavar="PATH",
@@ -265,6 +276,18 @@ def main(argv: Sequence[str] | None = None, *, now: datetime | None = None) -> i
         }
         print(json.dumps(failure), file=sys.stderr)
         return 1
+    if arguments.state_key is not None:
+        try:
+            made = write_key_file(
+                arguments.state_key,
+                owner=(arguments.owner.uid, arguments.owner.gid) if arguments.owner else (-1, -1),
+            )
+        except OSError as error:
+            failed = {"event": "state_key", "action": "failed", "error": type(error).__name__}
+            print(json.dumps(failed), file=sys.stderr)
+            return 1
+        state_key = {"event": "state_key", "action": "created" if made else "reusing"}
+        print(json.dumps({**state_key, "path": str(arguments.state_key)}))
     print(json.dumps(record))
     return 0
 

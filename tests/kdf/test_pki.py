@@ -535,3 +535,20 @@ def test_certs_cli_keeps_the_ca_key_only_when_asked(tmp_path: Path) -> None:
     assert ca_key.public_key() == anchor.public_key()
     key_stat = (tmp_path / "server" / "server.key").stat()
     assert (key_stat.st_uid, key_stat.st_gid) == (os.getuid(), os.getgid())
+
+
+def test_the_certs_step_makes_the_state_key_once_and_keeps_it(tmp_path: Path) -> None:
+    key_file = tmp_path / "state" / "state.key"
+    printed = []
+    for _ in range(2):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            assert certs.main([*cli_argv(tmp_path), "--state-key", str(key_file)]) == 0
+        printed.append([json.loads(line) for line in buffer.getvalue().splitlines()])
+        if len(printed) == 1:
+            first_key = key_file.read_bytes()
+    assert [lines[0]["action"] for lines in printed] == ["created", "reusing"]
+    assert all(lines[0]["event"] == "state_key" for lines in printed)
+    assert key_file.read_bytes() == first_key and len(first_key) == 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert first_key.hex() not in json.dumps(printed)
