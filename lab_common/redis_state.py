@@ -156,7 +156,9 @@ class RedisState:
         return f"<RedisState {self.prefix}>"
 
     def key(self, kind: str, name: str) -> str:
-        return f"{self.prefix}:{kind}:{name}"
+        """``prefix:kind:{name}``: the braces make a Redis Cluster keep every key of one name
+        (an entry, its lock, a session and its marker) in one slot, as its scripts need."""
+        return f"{self.prefix}:{kind}:{{{name}}}"
 
     def get_plain(self, key: str) -> str | None:
         """A value that is not secret (a connection ID, say), as text."""
@@ -185,7 +187,7 @@ class RedisState:
         with self.available():
             return bool(
                 self._create(
-                    keys=[key], args=[self.sealer.seal(state, key.encode()), _ms(ttl_s), *pairs]
+                    keys=[key], args=[self.sealer.seal(state, _context(key, 1)), _ms(ttl_s), *pairs]
                 )
             )
 
@@ -222,13 +224,14 @@ class RedisState:
             if not found:
                 raise unknown_connection()
             fields: dict[str, bytes] = {_text(k): _raw(v) for k, v in found.items()}
+            version = int(fields.pop("v"))
             try:
-                state = self.sealer.open(fields.pop("s"), key.encode())
+                state = self.sealer.open(fields.pop("s"), _context(key, version))
             except SealedStateError:
-                raise state_unavailable("state sealed under another key") from None
+                raise state_unavailable("state sealed under another key or version") from None
             yield Entry(
                 key,
-                int(fields.pop("v")),
+                version,
                 state,
                 {name: value.decode("latin-1") for name, value in fields.items()},
                 fields,
@@ -245,7 +248,9 @@ class RedisState:
                 keys=[entry.key],
                 args=[
                     entry.version,
-                    self.sealer.seal(state, entry.key.encode()),
+                    # Sealed with the version it is written as: an older value put back beside a
+                    # newer version does not open.
+                    self.sealer.seal(state, _context(entry.key, entry.version + 1)),
                     _ms(ttl_s),
                     *pairs,
                 ],
@@ -321,3 +326,7 @@ def _raw(value: object) -> bytes:
 
 def _text(value: object) -> str:
     return _raw(value).decode()
+
+
+def _context(key: str, version: int) -> bytes:
+    return f"{key}#v{version}".encode()
