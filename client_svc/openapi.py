@@ -30,6 +30,8 @@ from lab_common.openapi import (
     responses,
 )
 
+from .store import RESUMPTION_MODES
+
 #: client_svc wraps server_svc's refusals (502), may add details beside code and message.
 CLIENT_ERROR = error_schema(extra_fields=True)
 ERROR_STATUSES = (400, 403, 404, 409, 413, 415, 421, 500, 502, 504)
@@ -57,6 +59,7 @@ HANDSHAKE_REQUEST = _open(
         "resume": nullable({"type": "string", "pattern": "^(?:[0-9a-f]{2}){1,32}$"}),
         "extended_master_secret": _BOOL_OR_NULL,
         "encrypt_then_mac": _BOOL_OR_NULL,
+        "resumption": nullable({"type": "string", "enum": list(RESUMPTION_MODES)}),
     }
 )
 
@@ -69,6 +72,16 @@ HANDSHAKE_ANSWER = _open(
         "resumed": {"type": "boolean"},
         "extended_master_secret": {"type": "boolean"},
         "encrypt_then_mac": {"type": "boolean"},
+        "resumption": {"type": "string", "enum": list(RESUMPTION_MODES)},
+        "session_ticket": nullable(
+            closed_object(
+                {
+                    "lifetime_hint": {"type": "integer", "minimum": 0},
+                    "length": {"type": "integer", "minimum": 1},
+                },
+                ["lifetime_hint", "length"],
+            )
+        ),
         "client_random": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "server_random": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "fingerprints": _FINGERPRINTS,

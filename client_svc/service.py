@@ -11,6 +11,7 @@ sequence number is spent whether or not the record arrived. docs/resilience.md h
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,7 +23,13 @@ from typing import Any, TypeVar
 from kdf_lib import keylog
 from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, LabError, TLSError
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
-from kdf_lib.messages import MAX_FINISHED_RECORD, ServerFlight, decode_b64, encode_b64
+from kdf_lib.messages import (
+    MAX_FINISHED_RECORD,
+    NewSessionTicket,
+    ServerFlight,
+    decode_b64,
+    encode_b64,
+)
 from kdf_lib.record import (
     HEADER_LENGTH,
     MAX_CIPHERTEXT,
@@ -311,6 +318,9 @@ class ClientService:
                 raise ServiceError(
                     "unknown_session", "no such session to resume (never made or expired)", 404
                 )
+        tickets = request.resumption == "ticket"
+        if session is not None and not tickets and session.ticket is not None:
+            session = dataclasses.replace(session, ticket=None)  # resume by its ID instead
         config = ClientConfig(
             trust_anchors=self.trust_anchors,
             server_name=self.settings.server_name,
@@ -319,6 +329,7 @@ class ClientService:
                 session.extended_master_secret if session else request.extended_master_secret
             ),
             encrypt_then_mac=request.encrypt_then_mac,
+            session_tickets=tickets,
         )
         machine = ClientHandshake(config, resume=session, trace=Trace(Role.CLIENT))
         exchanges: list[dict[str, Any]] = []
@@ -378,7 +389,10 @@ class ClientService:
             record = decode_b64(
                 reply.get("finished_record"), "finished_record", max_length=MAX_FINISHED_RECORD
             )
-            machine.receive_server_finished(record)
+            ticket = reply.get("new_session_ticket")
+            machine.receive_server_finished(
+                record, NewSessionTicket.from_json(ticket) if ticket is not None else None
+            )
         entry.server_view["fingerprints"] = reply.get("fingerprints")
 
     def _handshake_failed(
@@ -453,6 +467,17 @@ class ClientService:
             "resumed": conn.resumed,
             "extended_master_secret": conn.extended_master_secret,
             "encrypt_then_mac": conn.encrypt_then_mac,
+            "resumption": entry.request.resumption if entry.request else "session_id",
+            # RFC 5077: the ticket this side now holds for the session (its length and hint
+            # only: a ticket is a bearer token for the session), or null.
+            "session_ticket": (
+                {
+                    "lifetime_hint": machine.session.ticket_lifetime_hint,
+                    "length": len(machine.session.ticket),
+                }
+                if machine.session is not None and machine.session.ticket is not None
+                else None
+            ),
             "client_random": summary["client_random"],
             "server_random": summary["server_random"],
             "fingerprints": summary["fingerprints"],
@@ -514,6 +539,7 @@ class ClientService:
             resume=resume,
             extended_master_secret=before.extended_master_secret,
             encrypt_then_mac=before.encrypt_then_mac,
+            resumption=before.resumption,
         )
         try:
             fresh = self.handshake(request)

@@ -43,6 +43,13 @@ class HandshakeRequest:
     resume: str | None = None
     extended_master_secret: bool = True
     encrypt_then_mac: bool = True
+    #: How the session is to be resumed later: "session_id" (server_svc's cache) or "ticket"
+    #: (RFC 5077: the client offers the SessionTicket extension and presents its ticket).
+    resumption: str = "session_id"
+
+
+#: The ways POST /handshake can make a session resumable.
+RESUMPTION_MODES = ("session_id", "ticket")
 
 
 @dataclass
@@ -255,6 +262,7 @@ def _request_state(request: HandshakeRequest | None) -> dict[str, Any] | None:
         "resume": request.resume,
         "extended_master_secret": request.extended_master_secret,
         "encrypt_then_mac": request.encrypt_then_mac,
+        "resumption": request.resumption,
     }
 
 
@@ -269,6 +277,7 @@ def _request_from_state(state: dict[str, Any] | None) -> HandshakeRequest | None
         resume=state["resume"],
         extended_master_secret=state["extended_master_secret"],
         encrypt_then_mac=state["encrypt_then_mac"],
+        resumption=state["resumption"],
     )
 
 

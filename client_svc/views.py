@@ -24,7 +24,7 @@ from lab_common.contract import (
 from lab_common.http import connection_id_field, json_body, refuse_oversized_body
 
 from .service import ClientService
-from .store import HandshakeRequest
+from .store import RESUMPTION_MODES, HandshakeRequest
 
 bp = Blueprint("client", __name__)
 # Every request's body is read, whole and within MAX_CONTENT_LENGTH, before any view runs.
@@ -56,6 +56,12 @@ def _suite_names(value: object, name: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _resumption(value: object, name: str) -> str:
+    if value not in RESUMPTION_MODES:
+        raise DecodeError(f"{name} must be one of {', '.join(RESUMPTION_MODES)}")
+    return str(value)
+
+
 @bp.post(HANDSHAKE)
 def handshake() -> Any:
     with Fields(json_body(optional=True), "handshake request") as f:
@@ -66,6 +72,7 @@ def handshake() -> Any:
             resume=f.optional("resume", _session_id, None),
             extended_master_secret=f.optional("extended_master_secret", as_bool, True),
             encrypt_then_mac=f.optional("encrypt_then_mac", as_bool, True),
+            resumption=f.optional("resumption", _resumption, "session_id"),
         )
     if request.cipher_suite is not None and request.cipher_suites is not None:
         raise DecodeError("give cipher_suite or cipher_suites, not both")

@@ -31,6 +31,7 @@ from kdf_lib.messages import (
     ClientHello,
     ClientKeyExchange,
     Finished,
+    NewSessionTicket,
     ServerFlight,
     ServerHelloDone,
     decode_b64,
@@ -102,6 +103,9 @@ class RecordedHandshake:
     client_finished_record: bytes
     server_finished_record: bytes
     connection_id: str | None = None
+    #: RFC 5077: the NewSessionTicket before the server's Finished (in the hello answer when
+    #: resuming, in the finish answer of a full handshake), if the server sent one.
+    new_session_ticket: NewSessionTicket | None = None
     #: The server's certificates, leaf first, parsed from the flight's PEM.
     certificate_chain: tuple[x509.Certificate, ...] = field(init=False, repr=False, compare=False)
 
@@ -178,6 +182,7 @@ class RecordedHandshake:
             "the finish request (client Finished)", ClientFinish.from_json, finish_body
         )
         answer_body, answer_id = _without_envelope(finish_answer, "finish response")
+        ticket = server_flight.new_session_ticket
         if server_flight.finished_record is not None:
             server_finished = server_flight.finished_record
         else:
@@ -186,6 +191,12 @@ class RecordedHandshake:
                 lambda v: decode_b64(v, "finished_record", max_length=MAX_FINISHED_RECORD),
                 answer_body.get("finished_record"),
             )
+            if answer_body.get("new_session_ticket") is not None:
+                ticket = _decode(
+                    "the finish response's new_session_ticket",
+                    NewSessionTicket.from_json,
+                    answer_body["new_session_ticket"],
+                )
         ids = sorted({i for i in (connection_id, flight_id, finish_id, answer_id) if i is not None})
         if len(ids) > 1:
             raise ExchangeError(
@@ -198,6 +209,7 @@ class RecordedHandshake:
             client_finish.finished_record,
             server_finished,
             ids[0] if ids else None,
+            ticket,
         )
 
     # -- negotiated values -------------------------------------------------------------
@@ -246,7 +258,7 @@ class RecordedHandshake:
 
         Full handshake: ClientHello, ServerHello, Certificate, [ServerKeyExchange],
         ServerHelloDone, ClientKeyExchange (the RFC 7627 session hash covers these).
-        Abbreviated: ClientHello, ServerHello.
+        Abbreviated: ClientHello, ServerHello, [NewSessionTicket].
         """
         flight = self.server_flight
         messages = [
@@ -254,6 +266,10 @@ class RecordedHandshake:
             HandshakeMessage("ServerHello", flight.server_hello.encode()),
         ]
         if self.client_key_exchange is None:  # resumed: __post_init__ allows nothing else
+            if self.new_session_ticket is not None:
+                messages.append(
+                    HandshakeMessage("NewSessionTicket", self.new_session_ticket.encode())
+                )
             return tuple(messages)
         chain_der = tuple(c.public_bytes(Encoding.DER) for c in self.certificate_chain)
         messages.append(HandshakeMessage("Certificate", CertificateMessage(chain_der).encode()))
@@ -294,7 +310,11 @@ class RecordedHandshake:
             return messages
         if first_finished is None:
             raise ValueError(f"the {sender} Finished covers the {first} Finished: pass it in")
-        return (*messages, HandshakeMessage(f"{first} Finished", first_finished.encode()))
+        covered = (*messages, HandshakeMessage(f"{first} Finished", first_finished.encode()))
+        if not self.resumed and self.new_session_ticket is not None:
+            # A full handshake's ticket comes after the client's Finished, before the server's.
+            covered += (HandshakeMessage("NewSessionTicket", self.new_session_ticket.encode()),)
+        return covered
 
     def expected_verify_data(
         self, master: bytes, sender: Role, first_finished: Finished | None = None

@@ -18,6 +18,7 @@ from lab_common.sealing import StateSealer
 from .config import ServerSettings
 from .service import ServerService
 from .store import MemoryServerStore, RedisServerStore, ServerStore
+from .ticket_keys import LocalTicketKeys, RedisTicketKeys, TicketKeySource
 
 
 def load_server_config(chain_path: str, key_path: str) -> ServerConfig:
@@ -40,12 +41,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.server_cert_chain, settings.server_key
     )
     store: ServerStore
+    tickets: TicketKeySource
     if settings.state_backend == "redis":
         state = RedisState(
             settings.redis_url, StateSealer.from_file(settings.state_key_file), "lab:server"
         )
-        store = RedisServerStore(settings, state, server_config)
+        tickets = RedisTicketKeys(
+            state, lifetime=settings.ticket_lifetime, rotation=settings.ticket_key_rotation
+        )
+        store = RedisServerStore(settings, state, server_config, tickets=tickets)
     else:
+        tickets = LocalTicketKeys(
+            lifetime=settings.ticket_lifetime, rotation=settings.ticket_key_rotation
+        )
         store = MemoryServerStore(settings, clock=app.config.get("STORE_CLOCK") or time.monotonic)
     app.extensions["server_service"] = ServerService(
         server_config,
@@ -53,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         lab_metrics,
         reveal_secrets=settings.reveal_secrets,
         state_backend=settings.state_backend,
+        tickets=tickets,
     )
     from .views import bp
 

@@ -16,11 +16,19 @@ class ServerSettings(Settings):
     #: A handshake must finish within this many seconds.
     half_open_ttl: float = 30.0
     max_connections: int = 20_000
+    #: Session tickets (RFC 5077): how long one may be used (also its lifetime hint), and how
+    #: often the ticket key is replaced (the previous one still opens tickets).
+    ticket_lifetime: int = 3600
+    ticket_key_rotation: float = 3600.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.half_open_ttl > 0:
             raise ValueError("HALF_OPEN_TTL must be more than 0 seconds")
+        if self.ticket_lifetime < 1:
+            raise ValueError("TICKET_LIFETIME must be at least 1 second")
+        if not self.ticket_key_rotation > 0:
+            raise ValueError("TICKET_KEY_ROTATION must be more than 0 seconds")
 
 
 def current() -> ServerSettings:

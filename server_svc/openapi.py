@@ -14,6 +14,7 @@ from kdf_lib.kex import NamedGroup, SignatureScheme
 from kdf_lib.messages import MAX_FINISHED_RECORD, MAX_SESSION_ID, RANDOM_LENGTH
 from kdf_lib.record import MAX_PLAINTEXT
 from kdf_lib.suites import SUITES
+from kdf_lib.tickets import MAX_TICKET_LENGTH
 from kdf_lib.trace import StepKind
 from lab_common import contract
 from lab_common.contract import MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, MIN_REPLY_FRAGMENT
@@ -74,11 +75,22 @@ CLIENT_HELLO = closed_object(
                     "server_name": nullable(HOSTNAME),
                     "supported_groups": nullable(_names(GROUP_NAME, min_items=0)),
                     "signature_algorithms": nullable(_names(SCHEME_NAME, min_items=1)),
+                    # RFC 5077: "" offers tickets, a ticket resumes from it.
+                    "session_ticket": nullable(base64_string(MAX_TICKET_LENGTH)),
                 }
             )
         ),
     },
     ["client_random", "cipher_suites"],
+)
+
+#: RFC 5077 §3.3: the server's sealed session state for the client to keep.
+NEW_SESSION_TICKET = closed_object(
+    {
+        "lifetime_hint": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+        "ticket": base64_string(MAX_TICKET_LENGTH),
+    },
+    ["lifetime_hint", "ticket"],
 )
 
 CLIENT_FINISH = closed_object(
@@ -147,6 +159,8 @@ SERVER_HELLO = closed_object(
                 "ec_point_formats": nullable(
                     {"type": "array", "items": {"const": "uncompressed"}, "minItems": 1}
                 ),
+                # Present (true) when a NewSessionTicket follows in this handshake.
+                "session_ticket": {"const": True},
             },
             ["extended_master_secret", "encrypt_then_mac", "ec_point_formats"],
         ),
@@ -161,6 +175,7 @@ SERVER_HELLO = closed_object(
             },
             ["curve_type", "named_curve", "public_key", "signature_algorithm", "signature"],
         ),
+        "new_session_ticket": NEW_SESSION_TICKET,
         "finished_record": base64_string(MAX_FINISHED_RECORD),
     },
     [
@@ -199,6 +214,8 @@ FINISH_ANSWER = closed_object(
         "finished_record": nullable(base64_string(MAX_FINISHED_RECORD)),
         "fingerprints": FINGERPRINTS,
         "trace": TRACE,
+        # A full handshake's NewSessionTicket, when the ServerHello carried session_ticket.
+        "new_session_ticket": NEW_SESSION_TICKET,
     },
     ["connection_id", "finished_record", "fingerprints", "trace"],
 )

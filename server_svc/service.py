@@ -16,7 +16,7 @@ from typing import Any
 
 from kdf_lib.errors import TLSError, UnexpectedMessage
 from kdf_lib.handshake import ServerConfig, ServerHandshake
-from kdf_lib.messages import ClientFinish, ClientHello, ServerFlight
+from kdf_lib.messages import ClientFinish, ClientHello, NewSessionTicket, ServerFlight
 from kdf_lib.record import count_records
 from kdf_lib.role import Role
 from kdf_lib.trace import Trace
@@ -26,6 +26,7 @@ from lab_common.metrics import LabMetrics
 from lab_common.store import count_or_nan, held
 
 from .store import ServerConnection, ServerStore
+from .ticket_keys import TicketKeySource
 
 log = logging.getLogger("lab")
 
@@ -45,6 +46,8 @@ class Established:
 
     reply: bytes | None
     summary: dict[str, Any]
+    #: The NewSessionTicket that comes before a full handshake's Finished (RFC 5077), if any.
+    new_session_ticket: NewSessionTicket | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,11 @@ class ServerService:
         *,
         reveal_secrets: bool,
         state_backend: str = "memory",
+        tickets: TicketKeySource | None = None,
     ) -> None:
         self.identity = identity
+        #: The session-ticket keys (RFC 5077); without them no ticket is issued or taken.
+        self.tickets = tickets
         #: Reached by this object only (and by tests that look inside).
         self.store = store
         self.metrics = metrics
@@ -138,7 +144,10 @@ class ServerService:
     def hello(self, hello: ClientHello) -> Hello:
         """Answer a ClientHello with the server's flight, on a new half-open connection."""
         handshake = ServerHandshake(
-            self.identity, lookup_session=self.store.session, trace=Trace(Role.SERVER)
+            self.identity,
+            lookup_session=self.store.session,
+            tickets=self.tickets.ring() if self.tickets is not None else None,
+            trace=Trace(Role.SERVER),
         )
         try:
             flight = handshake.receive_client_hello(hello)
@@ -188,7 +197,7 @@ class ServerService:
             summary = handshake.summary(reveal_secrets=self.reveal_secrets)
             # Thousands of connections may stay open: keep only what they still need.
             handshake.compact(reveal_secrets=self.reveal_secrets)
-        return Established(reply, summary)
+        return Established(reply, summary, handshake.new_session_ticket if reply else None)
 
     def alert(self, connection_id: str, description: str) -> AlertReceived:
         """The client's alert (RFC 5246 §7.2): a fatal one ends the handshake or connection and

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kdf_lib.handshake import ServerConfig, ServerHandshake, Session
-from kdf_lib.tickets import TicketKeys
 from lab_common.contract import new_connection_id
 from lab_common.errors import ServiceError
 from lab_common.redis_state import Entry, RedisState, state_unavailable
 from lab_common.store import BoundedStore
 
 from .config import ServerSettings
+from .ticket_keys import TicketKeySource
 
 
 @dataclass
@@ -186,7 +186,7 @@ class RedisServerStore:
         state: RedisState,
         identity: ServerConfig,
         *,
-        tickets: TicketKeys | None = None,
+        tickets: TicketKeySource | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -222,7 +222,7 @@ class RedisServerStore:
                     entry.state,
                     self.identity,
                     lookup_session=self.session,
-                    tickets=self.tickets,
+                    tickets=self.tickets.ring() if self.tickets is not None else None,
                 )
             except (ValueError, KeyError) as exc:
                 raise state_unavailable(f"unreadable state: {type(exc).__name__}") from None

@@ -74,14 +74,15 @@ def finish() -> Any:
         raise DecodeError("finish request lacks required field 'connection_id'")
     connection_id = connection_id_field(body.pop("connection_id"), "connection_id")
     finished = _service().finish(connection_id, ClientFinish.from_json(body))
-    return jsonify(
-        {
-            "connection_id": connection_id,
-            "finished_record": encode_b64(finished.reply) if finished.reply else None,
-            "fingerprints": finished.summary["fingerprints"],
-            "trace": finished.summary["trace"],
-        }
-    )
+    answer = {
+        "connection_id": connection_id,
+        "finished_record": encode_b64(finished.reply) if finished.reply else None,
+        "fingerprints": finished.summary["fingerprints"],
+        "trace": finished.summary["trace"],
+    }
+    if finished.new_session_ticket is not None:
+        answer["new_session_ticket"] = finished.new_session_ticket.to_json()
+    return jsonify(answer)
 
 
 @bp.post(ALERT)

@@ -209,3 +209,18 @@ def test_client_replicas_share_connections_sessions_and_the_latest_one(
     health = clients[0].get(HEALTH).get_json()
     assert health["state_backend"] == "redis" and health["state"] == "ok"
     assert health["connections"] == 2
+
+
+def test_a_ticket_resumes_on_any_replica_and_its_key_is_sealed_in_redis(
+    fleet_client, replicas, redis_server
+):
+    full = handshake(fleet_client, resumption="ticket")
+    for _ in range(2):  # the hello reaches each replica in turn: both hold the same ring
+        resumed = handshake(fleet_client, resume=full["session_id"], resumption="ticket")
+        assert resumed["resumed"] is True
+    ring = replicas[0].extensions["server_service"].tickets.ring()
+    assert ring.current == replicas[1].extensions["server_service"].tickets.ring().current
+    db = redis_server.client()
+    dump = b"".join(db.get(key) or b"" for key in db.scan_iter() if db.type(key) == b"string")
+    assert ring.current.aes_key not in dump and ring.current.aes_key.hex().encode() not in dump
+    assert ring.current.mac_key.hex().encode() not in dump
