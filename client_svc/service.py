@@ -331,7 +331,9 @@ class ClientService:
             encrypt_then_mac=request.encrypt_then_mac,
             session_tickets=tickets,
         )
-        machine = ClientHandshake(config, resume=session, trace=Trace(Role.CLIENT))
+        machine = ClientHandshake(
+            config, resume=session, trace=Trace(Role.CLIENT, replica=replica_name())
+        )
         exchanges: list[dict[str, Any]] = []
         hello = machine.client_hello()
         answer = self._exchange(exchanges, HELLO, hello.to_json())

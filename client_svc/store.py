@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
 from kdf_lib.suites import KeyExchange
+from lab_common.contract import replica_name
 from lab_common.errors import ServiceError
 from lab_common.redis_state import Entry, RedisState, state_unavailable
 from lab_common.store import BoundedStore
@@ -376,6 +377,7 @@ class RedisClientStore:
             handshake = ClientHandshake.from_state(saved["handshake"].encode(), self.config)
         except (ValueError, KeyError) as exc:
             raise state_unavailable(f"unreadable state: {type(exc).__name__}") from None
+        handshake.trace.replica = replica_name()
         connection = ClientConnection(
             connection_id,
             handshake,

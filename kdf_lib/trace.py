@@ -170,6 +170,8 @@ class Step:
     #: 3 client handles the server's flight, 4 server handles the client's second flight,
     #: 5 client checks the server's Finished. Sorting both sides' steps by it gives the ladder.
     flight: int = 0
+    #: Which process computed the step, when a caller says (a service replica's name).
+    replica: str | None = None
 
     def to_json(self, reveal_secrets: bool = False) -> dict[str, Any]:
         out = {
@@ -181,6 +183,8 @@ class Step:
             "data": self.data,
             "elapsed_ms": round(self.elapsed_ms, 3),
         }
+        if self.replica is not None:
+            out["replica"] = self.replica
         if reveal_secrets and self.secrets:
             out["secrets"] = dict(self.secrets)
         return out
@@ -203,9 +207,17 @@ class Trace:
         clock: seconds, for the steps' ``elapsed_ms``.
     """
 
-    def __init__(self, actor: Role, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        actor: Role,
+        clock: Callable[[], float] = time.perf_counter,
+        *,
+        replica: str | None = None,
+    ) -> None:
         self.actor = Role(actor)
         self.clock = clock
+        #: Named in every step from now on: which process computed it (the services' replicas).
+        self.replica = replica
         self.start = clock()
         self.steps: list[Step] = []
         self.flight = 0
@@ -278,6 +290,7 @@ class Trace:
                 (self.clock() - self.start) * 1000.0,
                 {k: v.hex() for k, v in secret_values.items()},
                 self.flight,
+                self.replica,
             )
         )
 
@@ -289,10 +302,17 @@ class NullTrace(Trace):
     ``steps`` stays empty, :meth:`to_json` is ``[]`` and no secret is ever held here.
     """
 
-    def __init__(self, actor: Role, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        actor: Role,
+        clock: Callable[[], float] = time.perf_counter,
+        *,
+        replica: str | None = None,
+    ) -> None:
         # No clock reading: nothing here is ever timed.
         self.actor = Role(actor)
         self.clock = clock
+        self.replica = replica
         self.start = 0.0
         self.steps = []
         self.flight = 0

@@ -202,6 +202,7 @@ TRACE_STEP = closed_object(
         "purpose": {"type": "string"},
         "data": {"type": "object"},
         "elapsed_ms": {"type": "number"},
+        "replica": {"type": "string"},
         "secrets": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     ["actor", "flight", "kind", "action", "purpose", "data", "elapsed_ms"],

@@ -147,7 +147,7 @@ class ServerService:
             self.identity,
             lookup_session=self.store.session,
             tickets=self.tickets.ring() if self.tickets is not None else None,
-            trace=Trace(Role.SERVER),
+            trace=Trace(Role.SERVER, replica=replica_name()),
         )
         try:
             flight = handshake.receive_client_hello(hello)

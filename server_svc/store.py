@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kdf_lib.handshake import ServerConfig, ServerHandshake, Session
-from lab_common.contract import new_connection_id
+from lab_common.contract import new_connection_id, replica_name
 from lab_common.errors import ServiceError
 from lab_common.redis_state import Entry, RedisState, state_unavailable
 from lab_common.store import BoundedStore
@@ -226,6 +226,8 @@ class RedisServerStore:
                 )
             except (ValueError, KeyError) as exc:
                 raise state_unavailable(f"unreadable state: {type(exc).__name__}") from None
+            # The steps this replica adds name it; the earlier ones keep the replica that made them.
+            handshake.trace.replica = replica_name()
             connection = ServerConnection(connection_id, handshake, int(entry.fields.get("m", "0")))
             self._held[id(connection)] = entry
             try:

@@ -370,7 +370,8 @@
       if (m.reconstructed) note = "Rebuilt from client_svc's /message answer: the record is the exact bytes that crossed the wire.";
     } else {
       const st = row.step;
-      title = `${st.actor}_svc, ${Number(st.elapsed_ms || 0).toFixed(1)} ms into its handshake: ${st.action} — ${st.purpose}`;
+      const where = st.replica ? ` (replica ${st.replica})` : "";
+      title = `${st.actor}_svc${where}, ${Number(st.elapsed_ms || 0).toFixed(1)} ms into its handshake: ${st.action} — ${st.purpose}`;
       value = st.data;
       secrets = st.secrets || null;
     }
@@ -412,8 +413,10 @@
         const lines = wrap(st.purpose || "", maxChars, 3);
         const boxH = (14 + titleSize * 1.2 + lines.length * smallSize * 1.3 + 8) * 1;
         const category = stepCategory(st.kind || "");
-        // The side's own clock since its first step; left out when the action needs the room.
-        const elapsed = `+${Number(st.elapsed_ms || 0).toFixed(1)} ms`;
+        // The side's own clock since its first step, and the replica that computed the step (a
+        // fleet's connection may move between replicas); left out when the action needs the room.
+        const replica = st.replica ? `${String(st.replica).slice(0, 6)} · ` : "";
+        const elapsed = `${replica}+${Number(st.elapsed_ms || 0).toFixed(1)} ms`;
         const msFits = (st.action || "").length * titleSize * 0.62 + elapsed.length * smallSize * 0.6 + 40 < BOX_W;
         const g = s("g", {
           class: `node step ${st.actor} ${category}${open ? " open" : ""}`,
@@ -421,12 +424,13 @@
           "data-actor": st.actor,
           "data-action": st.action,
           "data-kind": st.kind || "",
+          "data-replica": st.replica || "",
           role: "button",
           tabindex: 0,
           "aria-expanded": open ? "true" : "false",
           "aria-label": `${st.actor}_svc step: ${st.action}. ${st.purpose}`,
         },
-        s("title", {}, `${st.action}: ${st.purpose}`),
+        s("title", {}, `${st.action}: ${st.purpose}${st.replica ? ` (replica ${st.replica})` : ""}`),
         s("rect", { x, y, width: BOX_W, height: boxH, rx: 8, class: "step-box" }),
         s("text", { x: x + 14, y: y + 8 + titleSize, class: "step-action", "font-size": titleSize }, st.action),
         msFits ? s("text", { x: x + BOX_W - 12, y: y + 8 + titleSize, class: "step-ms", "text-anchor": "end", "font-size": smallSize * 0.92 }, elapsed) : null,

@@ -117,6 +117,16 @@ def test_every_replica_is_up_behind_haproxy_and_answers_name_them(fleet: Fleet):
     assert len(named) == SERVERS
 
 
+def test_each_step_of_the_ladder_names_the_replica_that_computed_it(fleet: Fleet):
+    servers = {call(fleet.server_url + HEALTH)[1]["replica"] for _ in range(12)}
+    clients = {call(fleet.client_url + HEALTH)[1]["replica"] for _ in range(8)}
+    status, result, _ = call(fleet.client_url + HANDSHAKE, {"key_exchange": "ecdhe"})
+    assert status == 200, result
+    for actor, replicas in (("server", servers), ("client", clients)):
+        named = {step["replica"] for step in result["trace"] if step["actor"] == actor}
+        assert named and named <= replicas, (actor, named, replicas)
+
+
 def test_a_session_made_on_one_replica_resumes_on_any_other(fleet: Fleet):
     status, full, _ = call(fleet.client_url + HANDSHAKE, {"key_exchange": "ecdhe"})
     assert status == 200, full

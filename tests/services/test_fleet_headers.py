@@ -70,3 +70,10 @@ def test_client_svc_names_the_connection_of_each_call_to_server_svc():
         finally:
             listener.shutdown()
     assert seen == [None, "ab" * 16]
+
+
+def test_every_trace_step_names_the_replica_that_computed_it(client):
+    answer = client.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
+    steps = answer["trace"]
+    assert {step["actor"] for step in steps} == {"client", "server"}
+    assert {step["replica"] for step in steps} == {REPLICA}
