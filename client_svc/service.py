@@ -599,6 +599,8 @@ class ClientService:
                     "connection_id": entry.connection_id,
                     "code": error.code,
                     "delivery": error.details["delivery"],
+                    "seq": sent_seq,
+                    "records": conn.writer.seq - sent_seq,
                 },
             )
             raise error from None
@@ -613,6 +615,17 @@ class ClientService:
             raise _failed_message(entry, exc, DELIVERED) from None
         conn.release()  # no cipher objects kept while the connection is idle
         entry.messages += 1
+        log.info(
+            "message delivered",
+            extra={
+                "event": "message",
+                "connection_id": entry.connection_id,
+                "seq": sent_seq,
+                "records": conn.writer.seq - sent_seq,
+                "reply_seq": reply_seq,
+                "reply_records": conn.reader.seq - reply_seq,
+            },
+        )
         return {
             "connection_id": entry.connection_id,
             "sent": {

@@ -272,7 +272,12 @@ class ServerService:
                 "event": "message",
                 "connection_id": connection_id,
                 "bytes": len(plaintext),
+                # The records opened and sealed: a history checker's raw material
+                # (docs/scaling.md).
                 "seq": first_seq,
+                "records": last_seq - first_seq + 1,
+                "reply_seq": reply_seq,
+                "reply_records": len(pieces),
             },
         )
         return Echo(reply, first_seq, last_seq - first_seq + 1, len(plaintext), reply_seq)

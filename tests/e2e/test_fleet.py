@@ -10,6 +10,7 @@ import io
 import json
 import os
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from helpers.history import Acknowledged, History, check
 
 from lab_common.contract import HANDSHAKE, HEALTH, MESSAGE, REPLICA_HEADER
 
@@ -177,3 +179,76 @@ def test_redis_down_answers_503_fast_and_the_fleet_recovers_when_it_is_back(flee
     # The connection made before the outage goes on: its state was on disk (appendfsync always).
     assert status == 200, answer
     assert answer["reply"]["plaintext"].endswith("back")
+
+
+WORKLOAD_S = 24.0
+WORKERS = 4
+
+
+def _workload(fleet: Fleet, history: History, deadline: float, lock: threading.Lock) -> None:
+    connection_id = None
+    for _ in range(2000):  # bounded in count as well as in time
+        if time.monotonic() > deadline:
+            return
+        if connection_id is None:
+            status, result, _ = call(fleet.client_url + HANDSHAKE, {"key_exchange": "ecdhe"})
+            if status != 200:
+                time.sleep(0.2)
+                continue
+            connection_id = result["connection_id"]
+        body = {"plaintext": "history", "connection_id": connection_id}
+        status, answer, _ = call(fleet.client_url + MESSAGE, body)
+        with lock:
+            if status == 200:
+                history.acknowledged.append(
+                    Acknowledged(
+                        connection_id,
+                        answer["sent"]["seq"],
+                        answer["sent"]["records"],
+                        answer["reply"]["seq"],
+                        answer["reply"]["records"],
+                    )
+                )
+                continue
+            error = answer.get("error", {})
+            history.failed[f"{error.get('code')}/{error.get('delivery')}"] += 1
+        connection_id = None  # a failed message closes its connection: start a new one
+
+
+def test_the_history_under_faults_keeps_every_guarantee(fleet: Fleet):
+    """Messages on several connections while a replica is killed and restarted, Redis restarts
+    and another replica is paused; afterwards, every log line and answer is checked."""
+    history, lock = History(), threading.Lock()
+    deadline = time.monotonic() + WORKLOAD_S
+    workers = [
+        threading.Thread(target=_workload, args=(fleet, history, deadline, lock), daemon=True)
+        for _ in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    servers = fleet.containers("server")
+    redis = fleet.containers("redis")[0]
+    schedule = [
+        (3.0, "kill", servers[0]),
+        (8.0, "start", servers[0]),
+        (11.0, "restart", redis),
+        (15.0, "pause", servers[1]),
+        (19.0, "unpause", servers[1]),
+    ]
+    started = time.monotonic()
+    try:
+        for at, action, container in schedule:
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            fleet.docker(action, container)
+    finally:
+        # Whatever the schedule got to: every replica running again (no-ops where it is).
+        _run(["docker", "start", servers[0]], timeout=60)
+        _run(["docker", "unpause", servers[1]], timeout=60)
+    for worker in workers:
+        worker.join(timeout=WORKLOAD_S + 30)
+    logs = _run([*fleet.compose, "logs", "--no-color", "server", "client"], timeout=120)
+    assert history.read_logs(logs.stdout) > 0
+    verdict = check(history)
+    print(f"\nhistory check: {json.dumps(verdict.summary)}")
+    assert verdict.ok, verdict.problems[:20]
+    assert len(history.acknowledged) > 50  # the workload did run through the faults
