@@ -67,5 +67,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .demos import bp as demos_bp
 
     app.register_blueprint(demos_bp)
+    from .resumption_demo import bp as resumption_bp
+
+    app.register_blueprint(resumption_bp)
     app.add_url_rule(OPENAPI, view_func=openapi_view)
     return app

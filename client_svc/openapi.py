@@ -193,7 +193,7 @@ def _paths(blueprints: set[str]) -> dict[str, Any]:
         contract.METRICS: metrics_path(dict.fromkeys((*HOST_STATUSES, 500), CLIENT_ERROR)),
     }
     if "web" in blueprints:
-        paths["/"] = {
+        paths[contract.PAGE] = {
             "get": {
                 "summary": "The live page",
                 # The page is HTML; its errors are JSON like every other answer's.
@@ -203,14 +203,25 @@ def _paths(blueprints: set[str]) -> dict[str, Any]:
                 },
             }
         }
-        paths["/api/prf"] = _post("PRF rounds for the page", PRF_REQUEST, PRF_ANSWER)
-    if "demos" in blueprints:
-        for name in ("forward-secrecy", "tamper", "mismatch", "mitm"):
-            paths[f"/demo/{name}"] = _post(
-                f"The {name} demo",
+        paths[contract.PRF_CALCULATOR] = _post("PRF rounds for the page", PRF_REQUEST, PRF_ANSWER)
+    demos = {
+        "demos": (
+            (contract.DEMO_FORWARD_SECRECY, False),
+            (contract.DEMO_TAMPER, True),
+            (contract.DEMO_MISMATCH, True),
+            (contract.DEMO_MITM, False),
+        ),
+        "resumption_demo": ((contract.DEMO_RESUMPTION, False),),
+    }
+    for blueprint, routes in demos.items():
+        if blueprint not in blueprints:
+            continue
+        for route_path, body_required in routes:
+            paths[route_path] = _post(
+                f"The {route_path.rsplit('/', 1)[-1]} demo",
                 _open({}),
                 DEMO_ANSWER,
-                body_required=name not in {"forward-secrecy", "mitm"},
+                body_required=body_required,
             )
     return paths
 

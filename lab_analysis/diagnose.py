@@ -35,6 +35,7 @@ from kdf_lib.prf import (
 from kdf_lib.record import ContentType
 from kdf_lib.role import Role
 from kdf_lib.suites import CipherSuite, KeyExchange
+from kdf_lib.tickets import TicketKeys
 from kdf_lib.trace import MIN_HASHED_LENGTH, fingerprint, fingerprint_key, keyed_fingerprint
 
 from .recorded import ExchangeError, HandshakeMessage, RecordedHandshake, transcript_hash
@@ -47,6 +48,7 @@ __all__ = [
     "PassiveDecryption",
     "Stage",
     "decrypt_recorded_session",
+    "decrypt_with_ticket_key",
     "derive",
     "diagnose",
 ]
@@ -594,3 +596,55 @@ def _application_data(opened: list[tuple[ContentType, bytes]]) -> bytes:
     if any(content_type is not ContentType.application_data for content_type, _ in opened):
         raise DecryptError("expected application data records")
     return b"".join(plaintext for _, plaintext in opened)
+
+
+def decrypt_with_ticket_key(
+    recorded: RecordedHandshake,
+    ticket_keys: TicketKeys,
+    client_records: bytes,
+    server_records: bytes,
+) -> PassiveDecryption:
+    """Try to open a recorded session with the server's session-ticket key (RFC 5077).
+
+    A ticket carries its session's master secret, sealed under the ticket key, and it crosses
+    the wire in clear: in the ClientHello that resumes with it, and in the NewSessionTicket
+    that issued it. So whoever holds the ticket key opens every recorded session whose ticket
+    it sealed, ECDHE ones included: forward secrecy lasts only as long as the ticket key does
+    (RFC 5077 §5.5 asks for keys to be rotated for that reason).
+    """
+    presented = recorded.client_hello.extensions.session_ticket
+    if recorded.resumed and presented:
+        ticket, where = presented, "the resuming ClientHello's session_ticket extension"
+    elif recorded.new_session_ticket is not None:
+        ticket, where = recorded.new_session_ticket.ticket, "the server's NewSessionTicket"
+    else:
+        return PassiveDecryption(False, "no ticket crossed the wire in this handshake", ())
+    state = ticket_keys.open(ticket)
+    if state is None:
+        return PassiveDecryption(
+            False, "the ticket does not open under this key (rotated out, or another key)", ()
+        )
+    master = state.master_secret
+    findings = [
+        f"the ticket ({len(ticket)} bytes) is in {where}, in clear; its key name "
+        f"{ticket[:16].hex()} says which key sealed it",
+        f"opened, it holds the session's master secret (sha256 {fingerprint(master)}) and suite "
+        f"{state.suite.name}: the key block and the six keys follow from the recorded randoms",
+    ]
+    readers = recorded.record_readers(master)
+    from_client, from_server = readers[Role.CLIENT], readers[Role.SERVER]
+    try:
+        from_client.open(recorded.client_finished_record)
+        from_server.open(recorded.server_finished_record)
+        client_data = _application_data(from_client.open_many(client_records))
+        server_data = _application_data(from_server.open_many(server_records))
+    except TLSError:
+        return PassiveDecryption(False, "the records do not open with this ticket's secret", ())
+    return PassiveDecryption(
+        True,
+        "the ticket key opened the ticket, and the ticket the session",
+        tuple(findings),
+        fingerprint(master),
+        client_data,
+        server_data,
+    )

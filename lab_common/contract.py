@@ -24,6 +24,7 @@ __all__ = [
     "DEMO_MISMATCH",
     "DEMO_MITM",
     "DEMO_PRIVATE_KEY",
+    "DEMO_RESUMPTION",
     "DEMO_TAMPER",
     "FINISH",
     "HANDSHAKE",
@@ -85,6 +86,7 @@ DEMO_FORWARD_SECRECY = "/demo/forward-secrecy"
 DEMO_TAMPER = "/demo/tamper"
 DEMO_MISMATCH = "/demo/mismatch"
 DEMO_MITM = "/demo/mitm"
+DEMO_RESUMPTION = "/demo/resumption"
 #: server_svc: its private key, for the forward-secrecy demo (only with REVEAL_SECRETS).
 DEMO_PRIVATE_KEY = "/demo/private-key"
 
