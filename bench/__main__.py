@@ -30,6 +30,7 @@ SECTIONS: dict[str, str] = {
     "handshake": "bench.handshake",
     "message": "bench.message",
     "memory": "bench.memory",
+    "scale": "bench.scale",
 }
 
 

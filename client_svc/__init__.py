@@ -41,6 +41,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         state = RedisState(
             settings.redis_url, StateSealer.from_file(settings.state_key_file), "lab:client"
         )
+        lab_metrics.gauge(
+            "tls_lab_state_round_trips",
+            "Commands sent to the shared state store so far (a script is one)",
+            lambda: state.round_trips,
+        )
         store = RedisClientStore(settings, state, ClientConfig(tuple(trust), settings.server_name))
     else:
         store = MemoryClientStore(settings)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
@@ -126,6 +126,17 @@ class Entry:
     saved: bool = False
 
 
+class _CountingRedis(redis.Redis):
+    """redis-py's client, counting the commands it sends (a script call is one round trip)."""
+
+    round_trips = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        # redis-py leaves this method unannotated.
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
 class RedisState:
     """The Redis side of a store: sealed entries under a lock, written with fencing.
 
@@ -136,12 +147,15 @@ class RedisState:
     """
 
     def __init__(self, url: str, sealer: StateSealer, prefix: str) -> None:
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=SOCKET_TIMEOUT_S,
-            retry_on_timeout=False,
-            health_check_interval=0,
+        self.client = cast(
+            _CountingRedis,
+            _CountingRedis.from_url(
+                url,
+                socket_timeout=SOCKET_TIMEOUT_S,
+                socket_connect_timeout=SOCKET_TIMEOUT_S,
+                retry_on_timeout=False,
+                health_check_interval=0,
+            ),
         )
         self.sealer = sealer
         self.prefix = prefix
@@ -154,6 +168,11 @@ class RedisState:
 
     def __repr__(self) -> str:
         return f"<RedisState {self.prefix}>"
+
+    @property
+    def round_trips(self) -> int:
+        """Commands this process has sent to Redis (the metrics' tls_lab_state_round_trips)."""
+        return self.client.round_trips
 
     def key(self, kind: str, name: str) -> str:
         """``prefix:kind:{name}``: the braces make a Redis Cluster keep every key of one name
