@@ -12,8 +12,7 @@ from kdf_lib import pki
 from kdf_lib.handshake import ClientConfig
 from lab_common.app import configure_app, load_settings
 from lab_common.contract import OPENAPI
-from lab_common.redis_state import RedisState
-from lab_common.sealing import StateSealer
+from lab_common.redis_state import shared_state
 from lab_common.store import count_or_nan
 
 from .config import ClientSettings
@@ -38,14 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     store: ClientStore
     if settings.state_backend == "redis":
-        state = RedisState(
-            settings.redis_url, StateSealer.from_file(settings.state_key_file), "lab:client"
-        )
-        lab_metrics.gauge(
-            "tls_lab_state_round_trips",
-            "Commands sent to the shared state store so far (a script is one)",
-            lambda: state.round_trips,
-        )
+        state = shared_state(settings, "lab:client", lab_metrics)
         store = RedisClientStore(settings, state, ClientConfig(tuple(trust), settings.server_name))
     else:
         store = MemoryClientStore(settings)

@@ -11,7 +11,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +19,7 @@ from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
 from kdf_lib.suites import KeyExchange
 from lab_common.contract import replica_name
 from lab_common.errors import ServiceError
-from lab_common.redis_state import Entry, RedisState, state_unavailable
+from lab_common.redis_state import Entry, RedisState, state_unavailable, written_back
 from lab_common.store import BoundedStore
 
 if TYPE_CHECKING:
@@ -344,24 +344,8 @@ class RedisClientStore:
                 connection = self._restore(connection_id, entry)
                 self._held[id(connection)] = entry
                 try:
-                    yield connection
-                except BaseException:
-                    with suppress(ServiceError):
-                        self._write(entry, connection)
-                    raise
-                else:
-                    try:
-                        self._write(entry, connection)
-                    except ServiceError:
-                        if not entry.saved:
-                            raise
-                        # The message went out after its sequence number was kept; its answer
-                        # stands. What is lost (the reply's read number) fails the connection
-                        # at its next message, never silently.
-                        log.warning(
-                            "state not written after the message was sent",
-                            extra={"event": "state_write_failed", "connection_id": connection_id},
-                        )
+                    with written_back(entry, lambda: self._write(entry, connection), connection_id):
+                        yield connection
                 finally:
                     del self._held[id(connection)]
         except ServiceError as exc:
@@ -405,19 +389,13 @@ class RedisClientStore:
         return self.state.count("conn")
 
     def session(self, session_id: str) -> Session | None:
-        saved = self.state.get_sealed(self.state.key("session", session_id))
-        return Session.from_state(json.loads(saved)) if saved is not None else None
+        return self.state.session(session_id)
 
     def remember_session(self, session: Session) -> None:
-        self.state.remember(
-            "session",
-            session.session_id.hex(),
-            json.dumps(session.to_state()).encode(),
-            self.settings.session_ttl,
-        )
+        self.state.remember_session(session, self.settings.session_ttl)
 
     def forget_session(self, session_id: str) -> None:
-        self.state.forget("session", session_id, self.settings.session_ttl)
+        self.state.forget_session(session_id, self.settings.session_ttl)
 
     def session_count(self) -> int:
         return self.state.count("session")

@@ -302,22 +302,6 @@ class NullTrace(Trace):
     ``steps`` stays empty, :meth:`to_json` is ``[]`` and no secret is ever held here.
     """
 
-    def __init__(
-        self,
-        actor: Role,
-        clock: Callable[[], float] = time.perf_counter,
-        *,
-        replica: str | None = None,
-    ) -> None:
-        # No clock reading: nothing here is ever timed.
-        self.actor = Role(actor)
-        self.clock = clock
-        self.replica = replica
-        self.start = 0.0
-        self.steps = []
-        self.flight = 0
-        self._frozen = None
-
     def freeze(self, reveal_secrets: bool) -> None:
         """Nothing to keep."""
 

@@ -21,9 +21,11 @@ back to local memory.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -31,11 +33,16 @@ from typing import Any, cast
 from redis.exceptions import RedisError
 
 import redis
+from kdf_lib.handshake import Session
 
 from .errors import ServiceError
+from .metrics import LabMetrics
 from .sealing import SealedStateError, StateSealer
+from .settings import Settings
 
-__all__ = ["Entry", "RedisState", "state_unavailable"]
+__all__ = ["Entry", "RedisState", "shared_state", "state_unavailable", "written_back"]
+
+log = logging.getLogger("lab")
 
 #: How long a replica may hold a connection's lock; a paused holder loses it after this.
 LOCK_LEASE_MS = 5000
@@ -85,6 +92,18 @@ redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], 1, 'PX', ARGV[1])
 return 1
 """
+
+
+def shared_state(settings: Settings, prefix: str, metrics: LabMetrics) -> RedisState:
+    """The Redis side of a service's store, from its settings (``REDIS_URL``, the KEK in
+    ``STATE_KEY_FILE``), with its round trips counted in the service's metrics."""
+    state = RedisState(settings.redis_url, StateSealer.from_file(settings.state_key_file), prefix)
+    metrics.gauge(
+        "tls_lab_state_round_trips",
+        "Commands sent to the shared state store so far (a script is one)",
+        lambda: state.round_trips,
+    )
+    return state
 
 
 def state_unavailable(detail: str) -> ServiceError:
@@ -317,6 +336,20 @@ class RedisState:
                 keys=[self.key(kind, name), self.key("forgotten-" + kind, name)], args=[_ms(ttl_s)]
             )
 
+    # -- sessions (both services keep them the same way) --------------------------------------
+
+    def session(self, session_id: str) -> Session | None:
+        """The session kept under this ID (hex), if any."""
+        saved = self.get_sealed(self.key("session", session_id))
+        return Session.from_state(json.loads(saved)) if saved is not None else None
+
+    def remember_session(self, session: Session, ttl_s: float) -> None:
+        state = json.dumps(session.to_state()).encode()
+        self.remember("session", session.session_id.hex(), state, ttl_s)
+
+    def forget_session(self, session_id: str, ttl_s: float) -> None:
+        self.forget("session", session_id, ttl_s)
+
     def count(self, kind: str) -> int:
         """How many entries of ``kind`` there are (a SCAN, reused for COUNT_CACHE_S)."""
         now = time.monotonic()
@@ -335,6 +368,32 @@ class RedisState:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+@contextmanager
+def written_back(entry: Entry, write: Callable[[], None], connection_id: str) -> Iterator[None]:
+    """Write the block's changes back when it ends. After a failure, whatever the store takes (a
+    failure ends a connection for good; a store that cannot take it has raised its own error).
+    After success always, except that a write failing after a :meth:`RedisState.write` the block
+    relied on (``entry.saved``: the sequence numbers kept before sealing) is logged, not raised:
+    what had to be durable was, and the answer stands; what is lost (the trace's last steps, a
+    count, the reply's read number) fails the connection later, never silently."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(ServiceError):
+            write()
+        raise
+    else:
+        try:
+            write()
+        except ServiceError:
+            if not entry.saved:
+                raise
+            log.warning(
+                "state not written after it was saved",
+                extra={"event": "state_write_failed", "connection_id": connection_id},
+            )
 
 
 def _raw(value: object) -> bytes:

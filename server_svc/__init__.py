@@ -12,8 +12,7 @@ from flask import Flask
 from kdf_lib import pki
 from kdf_lib.handshake import ServerConfig
 from lab_common.app import configure_app, load_settings
-from lab_common.redis_state import RedisState
-from lab_common.sealing import StateSealer
+from lab_common.redis_state import shared_state
 
 from .config import ServerSettings
 from .service import ServerService
@@ -43,14 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store: ServerStore
     tickets: TicketKeySource
     if settings.state_backend == "redis":
-        state = RedisState(
-            settings.redis_url, StateSealer.from_file(settings.state_key_file), "lab:server"
-        )
-        lab_metrics.gauge(
-            "tls_lab_state_round_trips",
-            "Commands sent to the shared state store so far (a script is one)",
-            lambda: state.round_trips,
-        )
+        state = shared_state(settings, "lab:server", lab_metrics)
         tickets = RedisTicketKeys(
             state, lifetime=settings.ticket_lifetime, rotation=settings.ticket_key_rotation
         )

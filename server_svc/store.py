@@ -5,19 +5,18 @@ in this process's memory (gunicorn runs one worker with threads), bounded and ex
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kdf_lib.handshake import ServerConfig, ServerHandshake, Session
 from lab_common.contract import new_connection_id, replica_name
 from lab_common.errors import ServiceError
-from lab_common.redis_state import Entry, RedisState, state_unavailable
+from lab_common.redis_state import Entry, RedisState, state_unavailable, written_back
 from lab_common.store import BoundedStore
 
 from .config import ServerSettings
@@ -231,26 +230,8 @@ class RedisServerStore:
             connection = ServerConnection(connection_id, handshake, int(entry.fields.get("m", "0")))
             self._held[id(connection)] = entry
             try:
-                yield connection
-            except BaseException:
-                # What the request changed before it failed is kept (a failure ends the
-                # connection for good); a store that cannot take it has its own error.
-                with suppress(ServiceError):
-                    self._write(entry, connection)
-                raise
-            else:
-                try:
-                    self._write(entry, connection)
-                except ServiceError:
-                    if not entry.saved:
-                        raise
-                    # What matters (the sequence numbers) was saved before the reply was
-                    # sealed: the answer stands; only the trace's and the count's last
-                    # change are lost.
-                    log.warning(
-                        "state not written after the reply was sealed",
-                        extra={"event": "state_write_failed", "connection_id": connection_id},
-                    )
+                with written_back(entry, lambda: self._write(entry, connection), connection_id):
+                    yield connection
             finally:
                 del self._held[id(connection)]
 
@@ -269,19 +250,13 @@ class RedisServerStore:
         """Nothing to do: each write sets the expiry the handshake's state calls for."""
 
     def session(self, session_id: bytes) -> Session | None:
-        saved = self.state.get_sealed(self.state.key("session", session_id.hex()))
-        return Session.from_state(json.loads(saved)) if saved is not None else None
+        return self.state.session(session_id.hex())
 
     def remember_session(self, session: Session) -> None:
-        self.state.remember(
-            "session",
-            session.session_id.hex(),
-            json.dumps(session.to_state()).encode(),
-            self.settings.session_ttl,
-        )
+        self.state.remember_session(session, self.settings.session_ttl)
 
     def forget_session(self, session_id: bytes) -> None:
-        self.state.forget("session", session_id.hex(), self.settings.session_ttl)
+        self.state.forget_session(session_id.hex(), self.settings.session_ttl)
 
     def connection_count(self) -> int:
         return self.state.count("conn")
