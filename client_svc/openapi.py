@@ -34,7 +34,7 @@ from .store import RESUMPTION_MODES
 
 #: client_svc wraps server_svc's refusals (502), may add details beside code and message.
 CLIENT_ERROR = error_schema(extra_fields=True)
-ERROR_STATUSES = (400, 403, 404, 409, 413, 415, 421, 500, 502, 504)
+ERROR_STATUSES = (400, 403, 404, 409, 413, 415, 421, 500, 502, 503, 504)
 
 _COUNT: Schema = {"type": "integer", "minimum": 0}
 _FINGERPRINTS = closed_object(

@@ -31,8 +31,10 @@ SERVICE_CODES: dict[int, tuple[str, ...]] = {
     405: ("method_not_allowed",),
     413: ("body_too_large", "body_too_fragmented", "too_many_records"),
     415: ("unsupported_media_type",),
+    409: ("state_conflict",),
     421: ("misdirected_request",),
     500: ("internal_error",),
+    503: ("state_unavailable", "connection_busy"),
 }
 #: What lab_common.origin answers before any operation runs: a missing, malformed (400) or
 #: foreign Host (421); and for a state-changing request from another site's page, 403.
@@ -51,6 +53,7 @@ _DESCRIPTIONS = {
     421: "The Host is not one of the service's names (ALLOWED_HOSTS)",
     500: "The service failed unexpectedly",
     502: "The peer service refused or could not be used",
+    503: "The shared state store (STATE_BACKEND=redis) is unavailable, or the connection busy; nothing was changed",
     504: "The peer service did not answer in time",
 }
 

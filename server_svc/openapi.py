@@ -321,6 +321,7 @@ def _paths() -> dict[str, Any]:
             413,
             415,
             500,
+            503,
         ),
         contract.FINISH: _post(
             "ClientKeyExchange and the client Finished record in, the server Finished record out",
@@ -332,6 +333,7 @@ def _paths() -> dict[str, Any]:
             413,
             415,
             500,
+            503,
         ),
         contract.MESSAGE: _post(
             "Protected application-data records in (at most MAX_RECORDS_PER_REQUEST = "
@@ -344,6 +346,7 @@ def _paths() -> dict[str, Any]:
             413,
             415,
             500,
+            503,
         ),
         contract.ALERT: _post(
             "The client's alert: a fatal one ends the handshake or connection and its session, "
@@ -352,9 +355,11 @@ def _paths() -> dict[str, Any]:
             ALERT_ANSWER,
             400,
             404,
+            409,
             413,
             415,
             500,
+            503,
         ),
         contract.RECORDS: {
             "post": {
@@ -389,7 +394,7 @@ def _paths() -> dict[str, Any]:
                     **{
                         str(status): json_response(schema, "Error")
                         for status, schema in _errors(
-                            400, 404, 409, 413, 415, 500, method="post"
+                            400, 404, 409, 413, 415, 500, 503, method="post"
                         ).items()
                     },
                 },
@@ -406,7 +411,7 @@ def _paths() -> dict[str, Any]:
                         "schema": CONNECTION_ID,
                     }
                 ],
-                "responses": responses(SESSION_VIEW, _errors(400, 404, 500)),
+                "responses": responses(SESSION_VIEW, _errors(400, 404, 500, 503)),
             }
         },
         contract.HEALTH: {
