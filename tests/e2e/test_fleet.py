@@ -181,6 +181,20 @@ def test_redis_down_answers_503_fast_and_the_fleet_recovers_when_it_is_back(flee
     assert answer["reply"]["plaintext"].endswith("back")
 
 
+@pytest.mark.parametrize(
+    ("scenario", "shows"),
+    [
+        ("kill", "every message went on"),
+        ("redis-down", "503 state_unavailable"),
+        ("redis-flush", "404 unknown_connection"),
+    ],
+)
+def test_the_fleet_demos_show_what_the_docs_promise(fleet: Fleet, scenario: str, shows: str):
+    shown = scripts(fleet.environment, "scripts/fleet-demo", scenario)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert shows in shown.stdout, shown.stdout
+
+
 WORKLOAD_S = 24.0
 WORKERS = 4
 

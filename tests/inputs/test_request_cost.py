@@ -29,6 +29,7 @@ from helpers.served import Service, cpu_seconds, start_lab, stop_lab
 
 from client_svc.demos import ATTACKS, MISTAKES
 from client_svc.demos import MAX_SESSIONS as MAX_DEMO_SESSIONS
+from client_svc.resumption_demo import MAX_CLIENTS, MAX_REPLICAS, MAX_ROUNDS
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import MAX_JSON_STRUCTURE, parse_json
 from kdf_lib.record import MAX_PLAINTEXT, ContentType, count_records
@@ -36,6 +37,7 @@ from lab_common.contract import (
     DEMO_FORWARD_SECRECY,
     DEMO_MISMATCH,
     DEMO_MITM,
+    DEMO_RESUMPTION,
     DEMO_TAMPER,
     HANDSHAKE,
     HEALTH,
@@ -448,6 +450,7 @@ def test_the_heaviest_legitimate_requests_cost_no_more_than_the_bound(lab):
         *((DEMO_TAMPER, {"attack": attack}) for attack in ATTACKS),
         *((DEMO_MISMATCH, {"mistake": mistake}) for mistake in MISTAKES),
         (DEMO_MITM, {}),
+        (DEMO_RESUMPTION, {"replicas": MAX_REPLICAS, "clients": MAX_CLIENTS, "rounds": MAX_ROUNDS}),
     ]
     for target, body in demos:
         text = json.dumps(body)
