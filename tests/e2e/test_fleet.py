@@ -187,6 +187,7 @@ def test_redis_down_answers_503_fast_and_the_fleet_recovers_when_it_is_back(flee
         ("kill", "every message went on"),
         ("redis-down", "503 state_unavailable"),
         ("redis-flush", "404 unknown_connection"),
+        ("partition", "fails closed"),
     ],
 )
 def test_the_fleet_demos_show_what_the_docs_promise(fleet: Fleet, scenario: str, shows: str):
