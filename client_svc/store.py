@@ -334,13 +334,10 @@ class RedisClientStore:
 
     @contextmanager
     def update(self, connection_id: str) -> Iterator[ClientConnection]:
-        key = self.state.key("conn", connection_id)
-        with self.state.available():
-            exists = bool(self.state.client.exists(key))
-        if not exists:
-            key = self.state.key("failed", connection_id)
+        established = self.state.key("conn", connection_id)
+        failed = self.state.key("failed", connection_id)
         try:
-            with self.state.locked(key) as entry:
+            with self.state.locked(established, failed) as entry:
                 connection = self._restore(connection_id, entry)
                 self._held[id(connection)] = entry
                 try:

@@ -62,7 +62,8 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-# KEYS[1] the entry. ARGV: the version read, new sealed state, ttl ms, then field/value pairs.
+# KEYS[1] the entry, KEYS[2] its lock. ARGV: the version read, new sealed state, ttl ms, the
+# holder's token if this write also releases the lock (else ""), then field/value pairs.
 # Returns the new version; -1 when the entry is gone, -2 when another writer moved it on.
 _WRITE = """
 local version = redis.call('HGET', KEYS[1], 'v')
@@ -70,8 +71,9 @@ if not version then return -1 end
 if version ~= ARGV[1] then return -2 end
 local next = tonumber(version) + 1
 redis.call('HSET', KEYS[1], 'v', next, 's', ARGV[2])
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 return next
 """
 # KEYS[1] the lock. ARGV[1] the holder's token. Deletes the lock only if it is still this holder's.
@@ -141,8 +143,14 @@ class Entry:
     fields: dict[str, str]
     #: The fields as Redis keeps them (sealed ones stay sealed here).
     raw: dict[str, bytes]
+    #: Its lock, and the holder's token on it.
+    lock: str = ""
+    token: str = ""
     #: Whether the holder has written it during the block (a durable point it relies on).
     saved: bool = False
+    #: The next write is the block's last: it releases the lock in the same script.
+    final: bool = False
+    released: bool = False
 
 
 class _CountingRedis(redis.Redis):
@@ -243,9 +251,31 @@ class RedisState:
             raise state_unavailable("a field sealed under another key") from None
 
     @contextmanager
-    def locked(self, key: str) -> Iterator[Entry]:
-        """The entry under its lock for the block; unknown_connection if there is none."""
-        lock, token = key + ":lock", secrets.token_hex(16)
+    def locked(self, *keys: str) -> Iterator[Entry]:
+        """The first of ``keys`` that holds an entry, under its lock for the block;
+        unknown_connection if none does."""
+        for key in keys:
+            lock, token = key + ":lock", secrets.token_hex(16)
+            self._lock(lock, token)
+            try:
+                with self.available():
+                    found = self.client.hgetall(key)
+            except BaseException:
+                self._release(lock, token)
+                raise
+            if not found:
+                self._release(lock, token)
+                continue
+            entry = self._entry(key, found, lock, token)
+            try:
+                yield entry
+            finally:
+                if not entry.released:
+                    self._release(lock, token)
+            return
+        raise unknown_connection()
+
+    def _lock(self, lock: str, token: str) -> None:
         deadline = time.monotonic() + LOCK_WAIT_S
         with self.available():
             while not self.client.set(lock, token, nx=True, px=LOCK_LEASE_MS):
@@ -256,40 +286,41 @@ class RedisState:
                         503,
                     )
                 time.sleep(0.005)
+
+    def _release(self, lock: str, token: str) -> None:
+        with contextlib.suppress(RedisError):  # else the lease ends it
+            self._unlock(keys=[lock], args=[token])
+
+    def _entry(self, key: str, found: dict[Any, Any], lock: str, token: str) -> Entry:
+        fields: dict[str, bytes] = {_text(k): _raw(v) for k, v in found.items()}
+        version = int(fields.pop("v"))
         try:
-            with self.available():
-                found = self.client.hgetall(key)
-            if not found:
-                raise unknown_connection()
-            fields: dict[str, bytes] = {_text(k): _raw(v) for k, v in found.items()}
-            version = int(fields.pop("v"))
-            try:
-                state = self.sealer.open(fields.pop("s"), _context(key, version))
-            except SealedStateError:
-                raise state_unavailable("state sealed under another key or version") from None
-            yield Entry(
-                key,
-                version,
-                state,
-                {name: value.decode("latin-1") for name, value in fields.items()},
-                fields,
-            )
-        finally:
-            with contextlib.suppress(RedisError):  # else the lease ends it
-                self._unlock(keys=[lock], args=[token])
+            state = self.sealer.open(fields.pop("s"), _context(key, version))
+        except SealedStateError:
+            raise state_unavailable("state sealed under another key or version") from None
+        return Entry(
+            key,
+            version,
+            state,
+            {name: value.decode("latin-1") for name, value in fields.items()},
+            fields,
+            lock,
+            token,
+        )
 
     def write(self, entry: Entry, state: bytes, ttl_s: float, **fields: str) -> None:
         """Write ``state`` if nobody moved the entry on since it was read (fencing)."""
         pairs: list[Any] = [item for pair in fields.items() for item in pair]
         with self.available():
             version = self._write(
-                keys=[entry.key],
+                keys=[entry.key, entry.lock],
                 args=[
                     entry.version,
                     # Sealed with the version it is written as: an older value put back beside a
                     # newer version does not open.
                     self.sealer.seal(state, _context(entry.key, entry.version + 1)),
                     _ms(ttl_s),
+                    entry.token if entry.final else "",
                     *pairs,
                 ],
             )
@@ -298,6 +329,7 @@ class RedisState:
         if version == -2:
             raise fenced()
         entry.version = int(version)
+        entry.released = entry.final
         entry.fields.update(fields)
 
     # -- sessions and small values -----------------------------------------------------------
@@ -381,10 +413,12 @@ def written_back(entry: Entry, write: Callable[[], None], connection_id: str) ->
     try:
         yield
     except BaseException:
+        entry.final = True  # the write releases the lock too: one round trip
         with contextlib.suppress(ServiceError):
             write()
         raise
     else:
+        entry.final = True
         try:
             write()
         except ServiceError:
