@@ -95,7 +95,6 @@ def _round_trips(stack: LabStack) -> int:
 
 def _measure(
     stack: LabStack,
-    store: redis.Redis | None,
     redis_pid: int | None,
     totals: Totals,
     work: Callable[[HttpClient], int],
@@ -105,13 +104,13 @@ def _measure(
     try:
         before = sum(cpu_seconds(pid) for pid in pids)
         redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
-        trips_before = _round_trips(stack) if store is not None else 0
+        trips_before = _round_trips(stack) if redis_pid is not None else 0
         done = work(http)
         used = sum(cpu_seconds(pid) for pid in pids) - before
         totals.operations += done
         totals.service_cpu += used
         totals.per_round.append(used / done)
-        if store is not None and redis_pid is not None:
+        if redis_pid is not None:
             totals.redis_cpu += cpu_seconds(redis_pid) - redis_before
             totals.round_trips += _round_trips(stack) - trips_before
     finally:
@@ -168,8 +167,8 @@ def run(budget: Budget, progress: Callable[[str], None] = lambda _: None) -> lis
         for number in range(rounds):
             progress(f"round {number + 1} of {rounds}: {count} handshakes and messages each")
             for kind, work in (("handshake", _handshakes(count)), ("message", _messages(count))):
-                _measure(memory, None, None, results[(kind, "memory")], work)
-                _measure(shared, store, process.pid, results[(kind, "redis")], work)
+                _measure(memory, None, results[(kind, "memory")], work)
+                _measure(shared, process.pid, results[(kind, "redis")], work)
     rows = []
     for kind, label in (("handshake", "full ECDHE handshake"), ("message", "1 KiB message")):
         mem, red = results[(kind, "memory")], results[(kind, "redis")]

@@ -6,6 +6,7 @@ and the tests call them. No Flask here, so the command-line tools can import it 
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import socket
@@ -138,8 +139,10 @@ CONNECTION_HEADER = "Lab-Connection"
 REPLICA_HEADER = "Lab-Replica"
 
 
+@functools.cache
 def replica_name() -> str:
-    """This process's replica name: its host name (in compose, the container's id)."""
+    """This process's replica name: its host name (in compose, the container's id), read once:
+    every request's trace steps name it."""
     return socket.gethostname()
 
 
