@@ -9,3 +9,11 @@ from lab_common.gunicorn_settings import *  # noqa: F403  (gunicorn reads this m
 
 _port = os.environ.get("PORT", "8001")
 bind = [os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_port}")]
+
+
+def post_worker_init(worker: object) -> None:
+    """Make the resumption demo's certificates (two RSA keys) before the worker serves: once per
+    process, so that no request pays for them and each stays under its CPU bound."""
+    from client_svc.resumption_demo import prepare
+
+    prepare()

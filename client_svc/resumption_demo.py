@@ -85,6 +85,12 @@ def _pki() -> tuple[pki.Issued, pki.Issued]:
     return ca, pki.issue_server_certificate(ca, SERVER_NAME, now=now)
 
 
+def prepare() -> None:
+    """Make the simulated fleet's certificates now (client_svc's gunicorn does it as a worker
+    starts): RSA key generation takes tens to hundreds of milliseconds, too much for a request."""
+    _identity()
+
+
 @cache
 def _identity() -> ServerConfig:
     _, server = _pki()
