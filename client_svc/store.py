@@ -19,7 +19,13 @@ from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
 from kdf_lib.suites import KeyExchange
 from lab_common.contract import replica_name
 from lab_common.errors import ServiceError
-from lab_common.redis_state import Entry, RedisState, state_unavailable, written_back
+from lab_common.redis_state import (
+    Entry,
+    RedisState,
+    state_unavailable,
+    trace_refusals,
+    written_back,
+)
 from lab_common.store import BoundedStore
 
 if TYPE_CHECKING:
@@ -359,6 +365,7 @@ class RedisClientStore:
         except (ValueError, KeyError) as exc:
             raise state_unavailable(f"unreadable state: {type(exc).__name__}") from None
         handshake.trace.replica = replica_name()
+        trace_refusals(entry, handshake.trace)
         connection = ClientConnection(
             connection_id,
             handshake,

@@ -148,6 +148,9 @@ class StepKind(Enum):
     RECEIVE_NEW_SESSION_TICKET = "receive_new_session_ticket"
     RECEIVE_ALERT = "receive_alert"
     ABORT = "abort"
+    #: Not TLS: the shared state store refused a late write of another replica (a fleet's
+    #: fencing, docs/scaling.md); the step names the replica that was refused.
+    STATE_CONFLICT = "state_conflict"
 
 
 @dataclass(frozen=True)
@@ -273,10 +276,13 @@ class Trace:
         purpose: str,
         secrets: dict[str, bytes] | None = None,
         fingerprint_key: bytes | None = None,
+        *,
+        by: str | None = None,
         **data: Any,
     ) -> None:
         """One step; each of ``secrets`` appears in ``data`` as :func:`fingerprint_fields`
-        renders it (short ones keyed with ``fingerprint_key``), in hex only under ``secrets``."""
+        renders it (short ones keyed with ``fingerprint_key``), in hex only under ``secrets``.
+        ``by`` names the replica the step is about when it is not this trace's own."""
         secret_values = secrets or {}
         for name, value in secret_values.items():
             data.update(fingerprint_fields(name, value, fingerprint_key))
@@ -290,7 +296,7 @@ class Trace:
                 (self.clock() - self.start) * 1000.0,
                 {k: v.hex() for k, v in secret_values.items()},
                 self.flight,
-                self.replica,
+                by if by is not None else self.replica,
             )
         )
 
@@ -315,6 +321,8 @@ class NullTrace(Trace):
         purpose: str,
         secrets: dict[str, bytes] | None = None,
         fingerprint_key: bytes | None = None,
+        *,
+        by: str | None = None,
         **data: Any,
     ) -> None:
         """Drop the step."""

@@ -27,20 +27,29 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
 import redis
 from kdf_lib.handshake import Session
+from kdf_lib.trace import StepKind, Trace
 
+from .contract import replica_name
 from .errors import ServiceError
 from .metrics import LabMetrics
 from .sealing import SealedStateError, StateSealer
 from .settings import Settings
 
-__all__ = ["Entry", "RedisState", "shared_state", "state_unavailable", "written_back"]
+__all__ = [
+    "Entry",
+    "RedisState",
+    "shared_state",
+    "state_unavailable",
+    "trace_refusals",
+    "written_back",
+]
 
 log = logging.getLogger("lab")
 
@@ -52,6 +61,8 @@ LOCK_WAIT_S = 5.0
 SOCKET_TIMEOUT_S = 1.5
 #: How long /healthz and the metrics reuse a count of the keys (a SCAN over the store).
 COUNT_CACHE_S = 2.0
+#: Refused late writes kept beside a connection until a reader shows them in its trace.
+MAX_REFUSALS = 8
 
 # KEYS[1] the entry. ARGV: sealed state, ttl ms, then field/value pairs. Creates the entry at
 # version 1, or fails (0) if it exists.
@@ -63,19 +74,29 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 # KEYS[1] the entry, KEYS[2] its lock. ARGV: the version read, new sealed state, ttl ms, the
-# holder's token if this write also releases the lock (else ""), then field/value pairs.
-# Returns the new version; -1 when the entry is gone, -2 when another writer moved it on.
+# holder's token if this write also releases the lock (else ""), the refusal note (JSON), then
+# field/value pairs. Returns the new version; -1 when the entry is gone, -2 when another writer
+# moved it on: then the note, with the version found, is kept beside the entry as
+# ``refused#<n>`` (the last MAX_REFUSALS of them; ``refused`` counts them all), for the next
+# reader to show in the connection's trace.
 _WRITE = """
 local version = redis.call('HGET', KEYS[1], 'v')
 if not version then return -1 end
-if version ~= ARGV[1] then return -2 end
+if version ~= ARGV[1] then
+  local note = cjson.decode(ARGV[5])
+  note['found'] = tonumber(version)
+  local n = redis.call('HINCRBY', KEYS[1], 'refused', 1)
+  redis.call('HSET', KEYS[1], 'refused#' .. n, cjson.encode(note))
+  if n > MAX_REFUSALS then redis.call('HDEL', KEYS[1], 'refused#' .. (n - MAX_REFUSALS)) end
+  return -2
+end
 local next = tonumber(version) + 1
 redis.call('HSET', KEYS[1], 'v', next, 's', ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 return next
-"""
+""".replace("MAX_REFUSALS", str(MAX_REFUSALS))
 # KEYS[1] the lock. ARGV[1] the holder's token. Deletes the lock only if it is still this holder's.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -151,6 +172,12 @@ class Entry:
     #: The next write is the block's last: it releases the lock in the same script.
     final: bool = False
     released: bool = False
+    #: Late writes of other replicas refused since a reader last showed them (oldest first), and
+    #: the count of refusals they bring it to.
+    refusals: list[dict[str, Any]] = field(default_factory=list)
+    refused: int = 0
+    #: A write of this holder's was refused: it writes no more (one note per stale request).
+    fenced: bool = False
 
 
 class _CountingRedis(redis.Redis):
@@ -173,7 +200,9 @@ class RedisState:
         prefix: the service's key space, e.g. ``lab:server``.
     """
 
-    def __init__(self, url: str, sealer: StateSealer, prefix: str) -> None:
+    def __init__(
+        self, url: str, sealer: StateSealer, prefix: str, replica: str | None = None
+    ) -> None:
         self.client = cast(
             _CountingRedis,
             _CountingRedis.from_url(
@@ -186,6 +215,8 @@ class RedisState:
         )
         self.sealer = sealer
         self.prefix = prefix
+        #: Names this process in its locks and in the notes of its refused writes.
+        self.replica = replica if replica is not None else replica_name()
         self._create = self.client.register_script(_CREATE)
         self._write = self.client.register_script(_WRITE)
         self._unlock = self.client.register_script(_UNLOCK)
@@ -255,7 +286,8 @@ class RedisState:
         """The first of ``keys`` that holds an entry, under its lock for the block;
         unknown_connection if none does."""
         for key in keys:
-            lock, token = key + ":lock", secrets.token_hex(16)
+            # The token names its holder: ``GET <key>:lock`` tells who holds a connection.
+            lock, token = key + ":lock", f"{self.replica}/{secrets.token_hex(16)}"
             self._lock(lock, token)
             try:
                 with self.available():
@@ -294,6 +326,10 @@ class RedisState:
     def _entry(self, key: str, found: dict[Any, Any], lock: str, token: str) -> Entry:
         fields: dict[str, bytes] = {_text(k): _raw(v) for k, v in found.items()}
         version = int(fields.pop("v"))
+        refused = int(fields.pop("refused", b"0"))
+        shown = int(fields.get("refused_shown", b"0"))
+        notes = {int(name[8:]): fields.pop(name) for name in list(fields) if name[:8] == "refused#"}
+        refusals = [json.loads(notes[n]) for n in sorted(notes) if n > shown]
         try:
             state = self.sealer.open(fields.pop("s"), _context(key, version))
         except SealedStateError:
@@ -306,11 +342,20 @@ class RedisState:
             fields,
             lock,
             token,
+            refusals=refusals,
+            refused=refused,
         )
 
     def write(self, entry: Entry, state: bytes, ttl_s: float, **fields: str) -> None:
-        """Write ``state`` if nobody moved the entry on since it was read (fencing)."""
+        """Write ``state`` if nobody moved the entry on since it was read (fencing). Refused, the
+        write leaves a note for the next reader (:func:`trace_refusals`) and raises 409
+        ``state_conflict``."""
+        if entry.fenced:
+            raise fenced()
+        if entry.refusals:
+            fields = {**fields, "refused_shown": str(entry.refused)}
         pairs: list[Any] = [item for pair in fields.items() for item in pair]
+        note = {"replica": self.replica, "read": entry.version, "saved": entry.saved}
         with self.available():
             version = self._write(
                 keys=[entry.key, entry.lock],
@@ -321,16 +366,19 @@ class RedisState:
                     self.sealer.seal(state, _context(entry.key, entry.version + 1)),
                     _ms(ttl_s),
                     entry.token if entry.final else "",
+                    json.dumps(note),
                     *pairs,
                 ],
             )
         if version == -1:
             raise unknown_connection()
         if version == -2:
+            entry.fenced = True
             raise fenced()
         entry.version = int(version)
         entry.released = entry.final
         entry.fields.update(fields)
+        entry.refusals = []
 
     # -- sessions and small values -----------------------------------------------------------
 
@@ -393,6 +441,32 @@ class RedisState:
             total = sum(1 for _ in self.client.scan_iter(match=self.key(kind, "*"), count=1000))
         self._counts[kind] = (now, total)
         return total
+
+
+def trace_refusals(entry: Entry, trace: Trace) -> None:
+    """Show in ``trace`` each late write the store refused since the connection was last read:
+    a step of kind ``state_conflict`` named after the replica that was refused. The entry's
+    next write marks them shown."""
+    for note in entry.refusals:
+        replica, read, found = str(note["replica"]), int(note["read"]), int(note["found"])
+        after = (
+            "its earlier write in that request had been kept, so what it sealed then stands; "
+            "only its last changes were dropped"
+            if note.get("saved")
+            else "it had sealed nothing, so no sequence number was used twice"
+        )
+        trace.add(
+            StepKind.STATE_CONFLICT,
+            f"Store refused a late write by replica {replica}",
+            f"Replica {replica} read this connection at version {read} and tried to write it "
+            f"back after another replica had moved it to version {found}: it was paused or cut "
+            "off past its lock's lease while the connection went on elsewhere. The version check "
+            "(fencing) refused the write, so older state could not overwrite newer state "
+            f"(e.g. roll a sequence number back); {after}. docs/scaling.md, Fencing.",
+            by=replica,
+            read_version=read,
+            found_version=found,
+        )
 
 
 def _ms(seconds: float) -> int:

@@ -16,7 +16,13 @@ from typing import Protocol
 from kdf_lib.handshake import ServerConfig, ServerHandshake, Session
 from lab_common.contract import new_connection_id, replica_name
 from lab_common.errors import ServiceError
-from lab_common.redis_state import Entry, RedisState, state_unavailable, written_back
+from lab_common.redis_state import (
+    Entry,
+    RedisState,
+    state_unavailable,
+    trace_refusals,
+    written_back,
+)
 from lab_common.store import BoundedStore
 
 from .config import ServerSettings
@@ -227,6 +233,7 @@ class RedisServerStore:
                 raise state_unavailable(f"unreadable state: {type(exc).__name__}") from None
             # The steps this replica adds name it; the earlier ones keep the replica that made them.
             handshake.trace.replica = replica_name()
+            trace_refusals(entry, handshake.trace)
             connection = ServerConnection(connection_id, handshake, int(entry.fields.get("m", "0")))
             self._held[id(connection)] = entry
             try:

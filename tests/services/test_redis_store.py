@@ -132,6 +132,32 @@ def test_a_replica_that_lost_its_lease_is_fenced_off(fleet_client, replicas, red
     assert view["messages"] == 2  # the stale write never landed
 
 
+def test_a_refused_late_write_shows_in_the_trace_once(fleet_client, replicas, redis_server):
+    result = handshake(fleet_client)
+    stale = replicas[0].extensions["server_service"].store
+    stale.state.replica = "paused-replica"
+    key = stale._key(result["connection_id"])
+    with pytest.raises(ServiceError), stale.update(result["connection_id"]) as held:
+        redis_server.client().delete(key + ":lock")
+        assert fleet_client.post(MESSAGE, json={"plaintext": "meanwhile"}).status_code == 200
+        stale.save(held)
+    assert redis_server.client().hget(key, "refused") == b"1"
+
+    def conflicts() -> list[dict[str, Any]]:
+        view = replicas[1].test_client().get(path(SESSION, result["connection_id"])).get_json()
+        return [step for step in view["trace"] if step["kind"] == "state_conflict"]
+
+    # The first reader after the refusal shows it; it is shown once, not again by later readers.
+    for _ in range(3):
+        assert fleet_client.post(MESSAGE, json={"plaintext": "after"}).status_code == 200
+        (step,) = conflicts()
+        assert step["replica"] == "paused-replica" and step["actor"] == "server"
+        # Version 1 at hello, 2 after finish (what the stale replica read); the message's
+        # write before sealing made 3, its last write 4.
+        assert step["data"] == {"read_version": 2, "found_version": 4}
+        assert "sealed nothing" in step["purpose"]
+
+
 def test_a_redis_that_is_down_answers_503_within_two_seconds(make_server, redis_settings):
     down = make_server(**{**redis_settings, "REDIS_URL": f"redis://127.0.0.1:{unused_port()}/0"})
     server = down.test_client()
