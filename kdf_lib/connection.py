@@ -71,6 +71,9 @@ class Connection:
         self.close_reason: str | None = None
         self._trace = trace
         self._traced_records = 0
+        #: Told the alert of a failure that ends the connection (not close_notify): the
+        #: handshake that made the connection fails with it, so that one state says so.
+        self.on_fail: Callable[[str], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.side} {self.suite.name} closed={self.closed}>"
@@ -222,8 +225,14 @@ class Connection:
         return plaintext
 
     def fail(self, reason: str) -> None:
+        """Close the connection for good; ``reason`` is ``close_notify`` or the alert that ended
+        it, which :attr:`on_fail` hears (the first reason is the one kept)."""
+        if self.closed:
+            return
         self.closed = True
         self.close_reason = reason
+        if reason != "close_notify" and self.on_fail is not None:
+            self.on_fail(reason)
 
     def release(self) -> None:
         """Drop both directions' keyed cipher and MAC objects until the next record (see

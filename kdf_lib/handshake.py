@@ -386,6 +386,7 @@ class _Machine:
             self.connection = Connection.from_state(
                 self.side, state["connection"], trace=self.trace, random_bytes=self.random_bytes
             )
+            self.connection.on_fail = self._connection_failed
 
     def abort(self, exc: TLSError) -> None:
         """End the handshake with ``exc`` because the caller saw something the
@@ -401,6 +402,12 @@ class _Machine:
         error = ALERTS.get(description)
         if error is None and description != "close_notify":
             raise ValueError(f"unknown alert {description!r}")
+        if self.state is self._failed_state or (
+            self.connection is not None and self.connection.closed
+        ):
+            # Nothing follows the end of a connection (RFC 5246 §7.2): like any other message,
+            # an alert there is unexpected, and the failure that ended it stays the one shown.
+            raise UnexpectedMessage("the connection has ended; it accepts nothing more")
         if error is None:
             self.trace.add(
                 StepKind.RECEIVE_ALERT,
@@ -433,13 +440,36 @@ class _Machine:
             if self.connection is not None:
                 self.connection.fail(exc.code)
 
-    def _fail(self, exc: LabError) -> None:
+    def end(self, exc: LabError) -> None:
+        """Fail the handshake with ``exc`` without raising it: for a caller that saw the
+        handshake end outside the machine (an answer that does not decode, a transport that
+        gave up). A machine that has failed already keeps its first failure."""
         if self.state is not self._failed_state:
             self._end(exc)
             self.trace.add(
                 StepKind.ABORT, "abort", "the handshake failed; no keys are used", alert=exc.code
             )
+
+    def _fail(self, exc: LabError) -> None:
+        self.end(exc)
         raise exc
+
+    def _connection_failed(self, code: str) -> None:
+        """The established connection ended with the fatal alert ``code`` (a record that did
+        not open, say): the machine fails with it too, so that its state, its error and the
+        connection agree (RFC 5246 §7.2.2)."""
+        if self.state is self._failed_state:
+            return
+        self.state = self._failed_state
+        self.error = _ERRORS_BY_CODE.get(code, InternalError)(
+            f"the connection ended with a fatal {code} alert"
+        )
+        self.trace.add(
+            StepKind.ABORT,
+            "abort",
+            "a fatal alert ended the connection; its keys are no longer used",
+            alert=code,
+        )
 
     def _add(self, message: Any) -> None:
         self.transcript += message.encode()
@@ -587,6 +617,7 @@ class _Machine:
             encrypt_then_mac=etm and not schedule.suite.is_aead,
             trace=self.trace,
         )
+        self.connection.on_fail = self._connection_failed
         return self.connection
 
     @property
@@ -892,7 +923,10 @@ class ServerHandshake(_Machine):
         extensions = ServerExtensions(
             extended_master_secret=session.extended_master_secret,
             encrypt_then_mac=etm,
-            ec_point_formats=suite.key_exchange is KeyExchange.ECDHE_RSA,
+            # RFC 5246 §7.4.1.4: only in answer to the client's own; a client resuming an
+            # ECDHE session may have sent no groups (and so no ec_point_formats).
+            ec_point_formats=suite.key_exchange is KeyExchange.ECDHE_RSA
+            and bool(hello.extensions.supported_groups),
             # A resumption renews the ticket (RFC 5077 §3.1), sealed under the current key.
             session_ticket=self._offers_tickets(hello),
         )
