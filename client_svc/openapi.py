@@ -188,9 +188,30 @@ def _paths(blueprints: set[str]) -> dict[str, Any]:
                 {"name": "connection_id", "in": "path", "required": True, "schema": CONNECTION_ID}
             ],
         ),
+        contract.SESSION_PCAP: _get(
+            "The connection as a pcapng capture for Wireshark",
+            {},
+            parameters=[
+                {"name": "connection_id", "in": "path", "required": True, "schema": CONNECTION_ID}
+            ],
+        ),
         contract.HEALTH: _get("Liveness and counts", HEALTH),
         contract.OPENAPI: _get("This document", {"type": "object"}),
         contract.METRICS: metrics_path(dict.fromkeys((*HOST_STATUSES, 500), CLIENT_ERROR)),
+    }
+    # The capture is binary; only its errors are JSON.
+    paths[contract.SESSION_PCAP]["get"]["responses"]["200"] = {
+        "description": "pcapng (docs/protocol.md, the Wireshark export); the key log line "
+        "is in it only with REVEAL_SECRETS=1",
+        "headers": {
+            contract.KEY_LOG_HEADER: {
+                "description": "embedded: a Decryption Secrets Block holds the key log line; "
+                "absent: decrypt with client_svc's SSLKEYLOGFILE",
+                "schema": {"type": "string", "enum": ["embedded", "absent"]},
+            },
+            "Content-Disposition": {"schema": {"type": "string"}},
+        },
+        "content": {contract.PCAP_MEDIA_TYPE: {"schema": {"type": "string"}}},
     }
     if "web" in blueprints:
         paths[contract.PAGE] = {

@@ -733,3 +733,33 @@ class ClientService:
             delivery=UNKNOWN,
             cause=exc.code,
         )
+
+    def pcap(self, connection_id: str) -> tuple[bytes, bool]:
+        """GET /sessions/<connection_id>/pcap: the connection's handshake as a pcapng capture
+        (lab_analysis.pcap), and whether it holds the key log line.
+
+        The line holds the master secret, so it goes in only under REVEAL_SECRETS, the switch
+        that shows that secret in GET /sessions already; SSLKEYLOGFILE writes it to a file on
+        this host, which is no consent to hand it to whoever can reach this port.
+        """
+        from lab_analysis import pcap
+        from lab_analysis.recorded import parse_exchanges
+
+        with self._locked(connection_id) as entry:
+            conn = entry.handshake.connection
+            if conn is None:
+                failure = entry.failure or {"code": "unknown"}
+                raise ServiceError(
+                    "handshake_incomplete",
+                    f"connection {connection_id} failed its handshake ({failure['code']}): no "
+                    f"TLS connection was established to export; GET /sessions/{connection_id} "
+                    "shows what was exchanged",
+                    409,
+                    connection_id=connection_id,
+                )
+            exchanges = entry.recorded_exchanges()
+            line = None
+            if self.settings.reveal_secrets:
+                line = keylog.format_line(conn.client_random, conn.master_secret_for_keylog)
+        recorded = parse_exchanges({"exchanges": exchanges, "connection_id": connection_id})
+        return pcap.export(recorded, keylog_line=line, start=time.time()), line is not None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from kdf_lib.errors import DecodeError
 from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
@@ -15,9 +15,12 @@ from kdf_lib.suites import SUITES, KeyExchange
 from lab_common.contract import (
     HANDSHAKE,
     HEALTH,
+    KEY_LOG_HEADER,
     MAX_PLAINTEXT_CHARS,
     MESSAGE,
+    PCAP_MEDIA_TYPE,
     SESSION,
+    SESSION_PCAP,
     is_session_id,
     route,
 )
@@ -93,6 +96,21 @@ def message() -> Any:
 @bp.get(route(SESSION))
 def session(connection_id: str) -> Any:
     return jsonify(_service().session(connection_id_field(connection_id, "connection_id")))
+
+
+@bp.get(route(SESSION_PCAP))
+def session_pcap(connection_id: str) -> Any:
+    connection_id = connection_id_field(connection_id, "connection_id")
+    capture, embedded = _service().pcap(connection_id)
+    return Response(
+        capture,
+        mimetype=PCAP_MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="tls-lab-{connection_id}.pcapng"',
+            KEY_LOG_HEADER: "embedded" if embedded else "absent",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @bp.get(HEALTH)

@@ -31,6 +31,7 @@ __all__ = [
     "HANDSHAKE",
     "HEALTH",
     "HELLO",
+    "KEY_LOG_HEADER",
     "MAX_FINISHED_RECORD",
     "MAX_PLAINTEXT_CHARS",
     "MAX_RECORDS_PER_REQUEST",
@@ -41,12 +42,14 @@ __all__ = [
     "NOT_PROCESSED_CODES",
     "OPENAPI",
     "PAGE",
+    "PCAP_MEDIA_TYPE",
     "PRF_CALCULATOR",
     "RECORDS",
     "RECORDS_MEDIA_TYPE",
     "REPLICA_HEADER",
     "SESSION",
     "SESSION_ID_PATTERN",
+    "SESSION_PCAP",
     "is_connection_id",
     "is_session_id",
     "new_connection_id",
@@ -72,6 +75,8 @@ MESSAGE = "/message"
 RECORDS = "/records/{connection_id}"
 #: Both services: what each derived and recorded for one connection.
 SESSION = "/sessions/{connection_id}"
+#: client_svc: one connection as a pcapng capture for Wireshark (lab_analysis.pcap).
+SESSION_PCAP = "/sessions/{connection_id}/pcap"
 #: Both services: the OpenAPI 3.1 document.
 OPENAPI = "/openapi.json"
 #: Both services: liveness.
@@ -116,6 +121,12 @@ MAX_RECORD_BYTES = 8 * 1024 * 1024
 #: The smallest reply fragment a client may ask for: RFC 6066 §4's smallest max_fragment_length.
 #: Smaller pieces would let one request make the server seal a record per few bytes.
 MIN_REPLY_FRAGMENT = 512
+#: The capture SESSION_PCAP answers: pcapng has no IANA registration; this is the type
+#: shared-mime-info gives it (application/vnd.tcpdump.pcap is the older pcap format).
+PCAP_MEDIA_TYPE = "application/x-pcapng"
+#: SESSION_PCAP's answer says whether the capture holds the key log line ("embedded": the
+#: operator set REVEAL_SECRETS=1) or not ("absent").
+KEY_LOG_HEADER = "Lab-Key-Log"
 #: The most records one /message or /records body may carry. Each record costs the server
 #: several microseconds whatever its size, so 4 MiB of empty records (145,000) would cost it
 #: 0.6 to 1.6 s of CPU. A MAX_BODY_LIMIT message in full records needs 512; in MIN_REPLY_FRAGMENT

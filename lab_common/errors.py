@@ -49,6 +49,7 @@ SERVICE_CODES = frozenset(
         "no_connection",
         "unknown_connection",
         "unknown_session",
+        "handshake_incomplete",  # client_svc: a pcap of a connection whose handshake failed
         "connection_lost",
         "outcome_unknown",
         "upstream_unavailable",

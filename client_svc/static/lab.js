@@ -1,7 +1,7 @@
 /* The live page of the TLS 1.2 handshake lab.
  *
  * It calls client_svc's JSON API (POST /handshake, POST /message, GET /sessions/<id>,
- * POST /api/prf, the /demo/* endpoints) and draws what really happened: a sequence diagram
+ * POST /api/prf, the /demo/* endpoints; it links GET /sessions/<id>/pcap) and draws what really happened: a sequence diagram
  * built from the exchanges that crossed the wire and both sides' trace, the two sides'
  * derivations with match marks, and P_hash's rounds.
  *
@@ -128,6 +128,9 @@
     $("resume-hint").textContent = hasConnection
       ? `Session ${short(state.last.session_id, 12)}: same master secret, fresh randoms, new keys.`
       : "Run a full handshake first.";
+    const pcap = $("pcap");
+    pcap.hidden = !hasConnection;
+    if (hasConnection) pcap.href = `/sessions/${encodeURIComponent(state.last.connection_id)}/pcap`;
   }
 
   // -- handshakes and messages --------------------------------------------------------------
