@@ -40,6 +40,7 @@ __all__ = [
     "client_random",
     "export",
     "handshake_records",
+    "holds_keylog",
     "packets",
     "with_keylog",
 ]
@@ -375,6 +376,15 @@ def packets(data: bytes) -> list[bytes]:
                 raise CaptureError("an Enhanced Packet Block is truncated")
             out.append(block[28 : 28 + captured])
     return out
+
+
+def holds_keylog(data: bytes) -> bool:
+    """Whether a capture this module wrote has a Decryption Secrets Block with a key log."""
+    return any(
+        block_type == _DSB and struct.unpack_from("<I", block, 8)[0] == _TLS_KEY_LOG
+        for block_type, block in _blocks(data)
+        if len(block) >= 16
+    )
 
 
 def client_random(data: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """``tls-lab``: the lab's terminal view and its offline decryptor.
 
 ``tls-lab handshake`` drives client_svc and draws the ladder, the derivation chain and the
-side-by-side check; ``tls-lab decrypt`` opens a saved session's records with a key log.
+side-by-side check; ``tls-lab decrypt`` opens a saved session's records with a key log;
+``tls-lab pcap`` writes a connection as a pcapng capture for Wireshark.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from lab_common.contract import HANDSHAKE, MESSAGE, SESSION
+from lab_common.contract import HANDSHAKE, MESSAGE, SESSION, SESSION_PCAP
 
 from . import __version__
 from .check import compare_views, render_check, verdict
@@ -23,6 +24,7 @@ from .derivation import render_derivation
 from .gather import DEFAULT_CLIENT_URL, DEFAULT_SERVER_URL, Gathered, HandshakeOptions, gather
 from .http import ApiError, Http, urllib_http
 from .ladder import render_ladder
+from .pcap import Capture, PcapError, build, download
 from .style import Style
 
 __all__ = ["build_parser", "main", "render_handshake"]
@@ -33,8 +35,8 @@ PROG = "tls-lab"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Watch the lab's TLS 1.2 handshake in a terminal, or decrypt a saved "
-        "session with a key log as Wireshark does.",
+        description="Watch the lab's TLS 1.2 handshake in a terminal, decrypt a saved "
+        "session with a key log as Wireshark does, or export a connection for Wireshark.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hs.add_argument("--no-ems", action="store_true", help="do not offer the extended master secret")
     hs.add_argument("--no-etm", action="store_true", help="do not offer encrypt-then-MAC")
+    hs.add_argument(
+        "--group",
+        metavar="NAME",
+        action="append",
+        dest="groups",
+        help="offer only this group: x25519, secp256r1 or secp384r1 (repeatable, in order)",
+    )
+    hs.add_argument(
+        "--signature-algorithm",
+        metavar="NAME",
+        action="append",
+        dest="signature_algorithms",
+        help="offer only this signature scheme, e.g. rsa_pkcs1_sha256 (repeatable, in order)",
+    )
     hs.add_argument(
         "--client",
         metavar="URL",
@@ -103,6 +119,41 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--records", metavar="FILE", help=f"{MESSAGE} answers or records (JSON list)")
     dec.add_argument("--json", action="store_true", help="print the result as JSON")
     _color_options(dec)
+
+    cap = commands.add_parser(
+        "pcap",
+        help="write one connection as a pcapng capture that Wireshark opens and decrypts",
+        description="Write one connection as a pcapng capture: the TLS 1.2 records it carried, "
+        "over a synthesized TCP connection to port 443. Either downloaded from client_svc "
+        f"(GET {SESSION_PCAP}: the handshake), or built from a saved session and its "
+        f"{MESSAGE} answers (the handshake and the application data). With --keylog, the "
+        "connection's own key log line goes into a Decryption Secrets Block, and Wireshark "
+        "decrypts the capture with no setup.",
+    )
+    source = cap.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--connection", metavar="ID", help=f"download GET {SESSION_PCAP} from client_svc"
+    )
+    source.add_argument(
+        "--session", metavar="FILE", help=f"build it from client_svc's saved GET {SESSION} answer"
+    )
+    cap.add_argument(
+        "--records",
+        metavar="FILE",
+        help=f"with --session: the {MESSAGE} answers (tls-lab handshake --save-records)",
+    )
+    cap.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="add this connection's line of an NSS key log (client_svc's SSLKEYLOGFILE)",
+    )
+    cap.add_argument(
+        "--client",
+        metavar="URL",
+        default=DEFAULT_CLIENT_URL,
+        help=f"client_svc, with --connection (default {DEFAULT_CLIENT_URL})",
+    )
+    cap.add_argument("-o", "--output", metavar="FILE", required=True, help="the .pcapng to write")
     return parser
 
 
@@ -144,6 +195,10 @@ def _run_handshake(args: argparse.Namespace, http: Http, out: TextIO, style: Sty
         extended_master_secret=not args.no_ems,
         encrypt_then_mac=not args.no_etm,
         messages=tuple(args.message),
+        supported_groups=tuple(args.groups) if args.groups else None,
+        signature_algorithms=(
+            tuple(args.signature_algorithms) if args.signature_algorithms else None
+        ),
     )
     g = gather(options, http, args.client, args.server)
     if args.save_session:
@@ -190,6 +245,36 @@ def _run_decrypt(args: argparse.Namespace, out: TextIO, style: Style) -> int:
     return 0 if report.ok else 1
 
 
+def _run_pcap(args: argparse.Namespace, http: Http, out: TextIO) -> int:
+    keylog_text = _read(args.keylog, "key log") if args.keylog else None
+    capture: Capture
+    if args.connection is not None:
+        if args.records:
+            raise PcapError(
+                "--records goes with --session: client_svc's capture holds the handshake only"
+            )
+        capture = download(http, args.client, args.connection, keylog_text, args.keylog)
+    else:
+        session = _read_json(args.session, "session file")
+        records = load_records(_read_json(args.records, "records file")) if args.records else []
+        capture = build(session, records, keylog_text, args.keylog)
+    Path(args.output).write_bytes(capture.data)
+    what = "the handshake"
+    if capture.application_records:
+        what += f" and {capture.application_records} application-data records"
+    lines = [f"wrote {args.output} ({len(capture.data)} bytes): {what}"]
+    if capture.keylog_embedded:
+        lines.append(f"its key log line is in it: wireshark {args.output}")
+    else:
+        lines += [
+            "it holds no key log line, so Wireshark shows the records encrypted; add one with",
+            "  --keylog FILE, or set Wireshark's TLS preference (Pre)-Master-Secret log filename",
+            f"  (tshark -o tls.keylog_file:FILE -r {args.output})",
+        ]
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -210,17 +295,22 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    style = Style.for_stream(out, env, args.color)
+    style = Style.for_stream(out, env, getattr(args, "color", None))
     try:
         if args.command == "handshake":
             return _run_handshake(args, http or urllib_http, out, style)
+        if args.command == "pcap":
+            return _run_pcap(args, http or urllib_http, out)
         return _run_decrypt(args, out, style)
     except ApiError as exc:
         first, *rest = exc.describe()
         err.write("\n".join([f"{PROG}: {first}", *rest]) + "\n")
         return 1
     except DecryptError as exc:
-        err.write(f"{PROG} decrypt: {exc}\n")
+        err.write(f"{PROG} {args.command}: {exc}\n")
+        return 1
+    except PcapError as exc:
+        err.write(f"{PROG} pcap: {exc}\n")
         return 1
     except OSError as exc:  # e.g. --save-session into a missing folder
         err.write(f"{PROG}: {exc}\n")
