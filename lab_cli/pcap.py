@@ -3,15 +3,19 @@
 Downloaded from client_svc (GET /sessions/<id>/pcap: the handshake), or built here from a
 saved session and its /message answers (the handshake and the application data), with
 lab_analysis.pcap either way. ``--keylog`` adds the connection's own line of a key log file
-as a Decryption Secrets Block; no other line of the file goes in.
+as a Decryption Secrets Block; no other line of the file goes in. A session saved from a
+client_svc with REVEAL_SECRETS=1 shows its master secret, and its line goes in unasked, as
+client_svc's own capture holds it then.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from kdf_lib import keylog
+from kdf_lib.prf import MASTER_SECRET_LENGTH
 from lab_analysis import pcap
 from lab_analysis.recorded import ExchangeError, parse_exchanges
 from lab_common.contract import SESSION_PCAP, path
@@ -77,7 +81,8 @@ def build(
     keylog_name: str,
 ) -> Capture:
     """A capture from a saved GET /sessions/<id> answer and the records of its /message
-    answers (lab_cli.decrypt.load_records), with the key log line when ``keylog_text`` is given."""
+    answers (lab_cli.decrypt.load_records), with the key log line from ``keylog_text``, or
+    from the session itself when client_svc revealed its secrets."""
     try:
         handshake = parse_exchanges(session)
     except ExchangeError as exc:
@@ -93,11 +98,26 @@ def build(
     line = None
     if keylog_text is not None:
         line = keylog_line_for(keylog_text, handshake.client_random, keylog_name)
+    else:
+        line = _revealed_line(session, handshake.client_random)
     try:
-        data = pcap.export(handshake, items, keylog_line=line)
+        data = pcap.export(handshake, items, keylog_line=line, start=time.time())
     except pcap.CaptureError as exc:
         raise PcapError(f"the records file: {exc}") from None
     return Capture(data, line is not None, len(pcap.application_records(items)))
+
+
+def _revealed_line(session: object, client_random: bytes) -> str | None:
+    """The key log line of a session saved from a client_svc with REVEAL_SECRETS=1, which shows
+    the master secret (client_svc's own capture embeds it then too)."""
+    secrets = session.get("secrets") if isinstance(session, dict) else None
+    master = secrets.get("master_secret") if isinstance(secrets, dict) else None
+    if not isinstance(master, str) or len(master) != 2 * MASTER_SECRET_LENGTH:
+        return None
+    try:
+        return keylog.format_line(client_random, bytes.fromhex(master))
+    except ValueError:
+        return None
 
 
 def _api_error(url: str, status: int, data: bytes) -> ApiError:

@@ -120,3 +120,36 @@ def test_an_unknown_connection_is_reported_with_client_svcs_error(lab: Lab, tmp_
     assert "unknown_connection" in err
     status, _, err = lab.run("pcap", "--connection", "ab" * 16, "--records", "r.json", *where)
     assert status == 1 and "--records goes with --session" in err
+
+
+def test_a_session_with_revealed_secrets_decrypts_without_a_key_log(
+    revealing_lab: Lab, tmp_path: Path
+) -> None:
+    session, records, _ = record(revealing_lab, tmp_path)
+    capture = tmp_path / "revealed.pcapng"
+    status, out, err = revealing_lab.run(
+        "pcap", "--session", str(session), "--records", str(records), "-o", str(capture)
+    )
+    assert status == 0, err
+    assert f"wireshark {capture}" in out
+    seen = dissect(capture)
+    assert seen.problems == []
+    assert seen.data_from(CLIENT) == "".join(MESSAGES).encode()
+
+
+def test_a_session_without_secrets_and_no_key_log_makes_a_capture_without_secrets(
+    lab: Lab, tmp_path: Path
+) -> None:
+    session, records, _ = record(lab, tmp_path)
+    capture = tmp_path / "hidden.pcapng"
+    status, out, err = lab.run(
+        "pcap", "--session", str(session), "--records", str(records), "-o", str(capture)
+    )
+    assert status == 0, err
+    assert "holds no key log line" in out
+    (line,) = lab.keylog.read_text().splitlines()
+    assert line.split()[2].encode() not in capture.read_bytes()
+    seen = dissect(capture)
+    assert seen.problems == []
+    assert seen.data_from(CLIENT) == seen.data_from(SERVER) == b""
+    assert dissect(capture, keylog_file=lab.keylog).data_from(CLIENT) == "".join(MESSAGES).encode()
