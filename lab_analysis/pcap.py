@@ -71,16 +71,6 @@ _OPT_END, _OPT_COMMENT, _SHB_USERAPPL, _IF_NAME = 0, 1, 4, 2
 _FIN, _SYN, _PSH, _ACK = 0x01, 0x02, 0x08, 0x10
 _ISN = {Role.CLIENT: 0x1000_0000, Role.SERVER: 0x5000_0000}
 
-_HANDSHAKE_NAMES = {
-    HandshakeType.client_hello: "ClientHello",
-    HandshakeType.server_hello: "ServerHello",
-    HandshakeType.new_session_ticket: "NewSessionTicket",
-    HandshakeType.certificate: "Certificate",
-    HandshakeType.server_key_exchange: "ServerKeyExchange",
-    HandshakeType.server_hello_done: "ServerHelloDone",
-    HandshakeType.client_key_exchange: "ClientKeyExchange",
-}
-
 
 class CaptureError(DecodeError, ValueError):
     """Records that are not complete TLS 1.2 records, or a capture this module did not write."""
@@ -129,9 +119,15 @@ def handshake_records(handshake: RecordedHandshake) -> list[TlsRecord]:
     """
     client, server = Role.CLIENT, Role.SERVER
     out: list[TlsRecord] = []
+    sender = client
     for message in handshake.handshake_messages():
-        sender = client if message.name in ("ClientHello", "ClientKeyExchange") else server
         out += _handshake_records(sender, message.name, message.encoded)
+        # The ClientHello hands the turn to the server, its ServerHelloDone back to the client
+        # (RFC 5246 §7.3, Figure 1): whatever the messages in each flight are.
+        if message.encoded[0] == HandshakeType.client_hello:
+            sender = server
+        elif message.encoded[0] == HandshakeType.server_hello_done:
+            sender = client
     client_finished = [
         _change_cipher_spec(client),
         TlsRecord(client, handshake.client_finished_record, "Finished (encrypted)"),

@@ -100,11 +100,8 @@ def full_types(key_exchange: str, ticket: bool) -> list[int]:
         HandshakeType.client_hello,
         HandshakeType.server_hello,
         HandshakeType.certificate,
-        *(
-            [HandshakeType.server_key_exchange]
-            if key_exchange == KeyExchange.ECDHE_RSA.value
-            else []
-        ),
+        # Every key exchange but plain RSA sends its parameters in a ServerKeyExchange.
+        *([HandshakeType.server_key_exchange] if key_exchange != KeyExchange.RSA else []),
         HandshakeType.server_hello_done,
         HandshakeType.client_key_exchange,
         HandshakeType.finished,  # decrypted: Wireshark opened the client's Finished record
