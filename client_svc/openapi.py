@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
+from kdf_lib.kex import NamedGroup, SignatureScheme
 from kdf_lib.prf import HASHES
 from kdf_lib.suites import SUITES
 from lab_common import contract
@@ -49,6 +50,15 @@ def _open(properties: dict[str, Schema], required: list[str] | None = None) -> S
     return closed_object(properties, required or [], closed=False)
 
 
+def _names(enum: Any) -> Schema:
+    return {
+        "type": "array",
+        "items": {"type": "string", "enum": [member.name for member in enum]},
+        "minItems": 1,
+        "uniqueItems": True,
+    }
+
+
 HANDSHAKE_REQUEST = _open(
     {
         "key_exchange": nullable({"type": "string", "enum": ["rsa", "ecdhe"]}),
@@ -60,6 +70,8 @@ HANDSHAKE_REQUEST = _open(
         "extended_master_secret": _BOOL_OR_NULL,
         "encrypt_then_mac": _BOOL_OR_NULL,
         "resumption": nullable({"type": "string", "enum": list(RESUMPTION_MODES)}),
+        "supported_groups": nullable(_names(NamedGroup)),
+        "signature_algorithms": nullable(_names(SignatureScheme)),
     }
 )
 

@@ -21,14 +21,29 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kdf_lib import keylog
-from kdf_lib.errors import ALERTS, BadCertificate, IllegalParameter, LabError, TLSError
+from kdf_lib.errors import (
+    ALERTS,
+    BadCertificate,
+    DecodeError,
+    IllegalParameter,
+    LabError,
+    TLSError,
+)
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
+from kdf_lib.kex import NamedGroup, SignatureScheme
 from kdf_lib.messages import (
+    DEFAULT_GROUPS,
+    DEFAULT_SIGNATURE_SCHEMES,
     MAX_FINISHED_RECORD,
+    Fields,
     NewSessionTicket,
     ServerFlight,
+    as_int,
+    as_str,
+    b64_field,
     decode_b64,
     encode_b64,
+    hex_field,
 )
 from kdf_lib.record import (
     HEADER_LENGTH,
@@ -43,8 +58,10 @@ from kdf_lib.suites import DEFAULT_SUITE, DEFAULT_SUITES, SUITES, CipherSuite
 from kdf_lib.trace import Trace
 from lab_common.contract import (
     ALERT,
+    ECHO_HEADER,
     FINISH,
     HELLO,
+    MAX_RECORD_BYTES,
     MESSAGE,
     NOT_PROCESSED_CODES,
     is_connection_id,
@@ -75,11 +92,7 @@ DELIVERED = "delivered"
 
 def choose_suites(request: HandshakeRequest, session: Session | None) -> tuple[CipherSuite, ...]:
     """The suites the client offers: the session's, the ones asked for, or the default."""
-    if session is not None:
-        return (session.suite,)
     names = request.cipher_suites or ((request.cipher_suite,) if request.cipher_suite else ())
-    if not names:
-        return (DEFAULT_SUITES[request.key_exchange] if request.key_exchange else DEFAULT_SUITE,)
     suites = []
     for name in names:
         suite = SUITES.get(name)
@@ -88,7 +101,150 @@ def choose_suites(request: HandshakeRequest, session: Session | None) -> tuple[C
         if request.key_exchange and suite.key_exchange != request.key_exchange:
             raise IllegalParameter(f"{suite.name} does not use {request.key_exchange} key exchange")
         suites.append(suite)
+    if session is not None:
+        _refuse_resume_conflicts(request, session, suites)
+        return (session.suite,)
+    if not suites:
+        return (DEFAULT_SUITES[request.key_exchange] if request.key_exchange else DEFAULT_SUITE,)
     return tuple(suites)
+
+
+def _refuse_resume_conflicts(
+    request: HandshakeRequest, session: Session, suites: list[CipherSuite]
+) -> None:
+    """A resumption keeps the session's suite and extended master secret (RFC 5246 §7.4.1.2,
+    RFC 7627 §5.3): a request that asks for others in the same breath is refused, not
+    overridden in silence."""
+    conflicts = []
+    if suites and session.suite not in suites:
+        conflicts.append(f"the session's suite is {session.suite.name}")
+    if request.key_exchange and session.suite.key_exchange != request.key_exchange:
+        conflicts.append(f"the session's key exchange is {session.suite.key_exchange.value}")
+    ems = request.extended_master_secret
+    if ems is not None and ems != session.extended_master_secret:
+        conflicts.append(
+            "the session was made "
+            + ("with" if session.extended_master_secret else "without")
+            + " the extended master secret"
+        )
+    if conflicts:
+        raise ServiceError(
+            "resume_conflict",
+            "resume keeps the session's parameters, and this request asks for others: "
+            + "; ".join(conflicts),
+            400,
+        )
+
+
+def _groups(request: HandshakeRequest) -> tuple[NamedGroup, ...]:
+    names = request.supported_groups
+    return tuple(NamedGroup[n] for n in names) if names else DEFAULT_GROUPS
+
+
+def _signature_schemes(request: HandshakeRequest) -> tuple[SignatureScheme, ...]:
+    names = request.signature_algorithms
+    return tuple(SignatureScheme[n] for n in names) if names else DEFAULT_SIGNATURE_SCHEMES
+
+
+#: The text fields every step of server_svc's trace has (docs/protocol.md §1.7).
+_STEP_TEXT = ("actor", "kind", "action", "purpose")
+#: The longest text a step's field holds.
+_MAX_STEP_TEXT = 4096
+
+
+def _object(value: object, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DecodeError(f"{name} must be a JSON object")
+    return value
+
+
+def _trace_steps(value: object, name: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise DecodeError(f"{name} must be a list of steps")
+    for step in value:
+        with Fields(step, "a trace step") as f:
+            for key in _STEP_TEXT:
+                f.required(key, lambda v, n: as_str(v, n, max_length=_MAX_STEP_TEXT))
+            f.optional("replica", as_str, "")
+            f.required("flight", as_int)
+            f.required("data", _object)
+            f.required("elapsed_ms", _number)
+            f.optional("secrets", _object, None)  # only under server_svc's REVEAL_SECRETS
+    return value
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DecodeError(f"{name} must be a number")
+    return float(value)
+
+
+def _fingerprints(value: object, name: str) -> dict[str, str]:
+    with Fields(value, name) as f:
+        return {key: f.required(key, hex_field(32)).hex() for key in ("master_secret", "key_block")}
+
+
+def _same_connection(answered: object, connection_id: str, what: str) -> None:
+    as_str(answered, "connection_id")
+    if answered != connection_id:
+        raise IllegalParameter(f"{what} names another connection")
+
+
+def read_finish_answer(
+    answer: dict[str, Any], connection_id: str, *, resumed: bool
+) -> tuple[bytes | None, NewSessionTicket | None, dict[str, str]]:
+    """server_svc's /handshake/finish answer, checked as strictly as a ServerHello
+    (docs/protocol.md §1.3, §1.5): its Finished record (None when resumed), its
+    NewSessionTicket, its fingerprints."""
+    with Fields(answer, "finish answer") as f:
+        _same_connection(f.required("connection_id", lambda v, n: v), connection_id, "the answer")
+        record = f.required(
+            "finished_record",
+            lambda v, n: None if v is None else decode_b64(v, n, max_length=MAX_FINISHED_RECORD),
+        )
+        fingerprints = f.required("fingerprints", _fingerprints)
+        f.required("trace", _trace_steps)
+        ticket = f.optional("new_session_ticket", lambda v, n: NewSessionTicket.from_json(v), None)
+    if resumed != (record is None):
+        raise DecodeError(
+            "a finish answer carries the server's Finished record in a full handshake only"
+        )
+    if resumed and ticket is not None:
+        raise DecodeError("a resumed handshake's NewSessionTicket comes with the hello answer")
+    return record, ticket, fingerprints
+
+
+def read_message_answer(
+    answer: dict[str, Any],
+    connection_id: str,
+    *,
+    sent_seq: int,
+    records: int,
+    sent_bytes: int,
+    reply_seq: int,
+) -> bytes:
+    """server_svc's /message answer, checked (docs/protocol.md §1.4, §1.5): its shape, and
+    that ``received`` and ``reply_seq`` are what this side sent and expects. Returns the
+    reply's records."""
+    with Fields(answer, "message answer") as f:
+        _same_connection(f.required("connection_id", lambda v, n: v), connection_id, "the answer")
+        reply = f.required("record", b64_field(max_length=MAX_RECORD_BYTES))
+        with Fields(f.required("received", lambda v, n: v), "received") as r:
+            received = (
+                r.required("seq", as_int),
+                r.required("records", as_int),
+                r.required("bytes", as_int),
+            )
+        answered_seq = f.required("reply_seq", as_int)
+    if received != (sent_seq, records, sent_bytes):
+        raise IllegalParameter(
+            f"server_svc says it received {received[2]} bytes in {received[1]} records from "
+            f"seq {received[0]}; {sent_bytes} bytes in {records} records from seq {sent_seq} "
+            "were sent"
+        )
+    if answered_seq != reply_seq:
+        raise IllegalParameter(f"the reply starts at seq {answered_seq}, not {reply_seq}")
+    return reply
 
 
 class KeyLogWriter:
@@ -287,9 +443,14 @@ class ClientService:
             try:
                 yield entry
             finally:
-                conn = entry.handshake.connection
-                if conn is not None and entry.handshake.failure is not None:
-                    self.store.forget_session(conn.session_id.hex())
+                self._end_session_if_fatal(entry)
+
+    def _end_session_if_fatal(self, entry: ClientConnection) -> None:
+        """RFC 5246 §7.2.2: a session whose connection or handshake a fatal alert ended (sent
+        or received) is never resumed, a session that a failed resumption offered included."""
+        session_id = entry.handshake.ended_session_id
+        if session_id:
+            self.store.forget_session(session_id.hex())
 
     def _connection_id(self, connection_id: str | None) -> str:
         """The connection named, or else the latest one."""
@@ -326,9 +487,13 @@ class ClientService:
             server_name=self.settings.server_name,
             cipher_suites=choose_suites(request, session),
             extended_master_secret=(
-                session.extended_master_secret if session else request.extended_master_secret
+                session.extended_master_secret
+                if session
+                else request.extended_master_secret is not False
             ),
             encrypt_then_mac=request.encrypt_then_mac,
+            groups=_groups(request),
+            signature_schemes=_signature_schemes(request),
             session_tickets=tickets,
         )
         machine = ClientHandshake(
@@ -387,22 +552,22 @@ class ClientService:
             FINISH,
             {"connection_id": entry.connection_id, **finish.to_json()},
         )
-        if not flight.resumed:
-            record = decode_b64(
-                reply.get("finished_record"), "finished_record", max_length=MAX_FINISHED_RECORD
-            )
-            ticket = reply.get("new_session_ticket")
-            machine.receive_server_finished(
-                record, NewSessionTicket.from_json(ticket) if ticket is not None else None
-            )
-        entry.server_view["fingerprints"] = reply.get("fingerprints")
+        record, ticket, fingerprints = read_finish_answer(
+            reply, entry.connection_id, resumed=flight.resumed
+        )
+        if record is not None:
+            machine.receive_server_finished(record, ticket)
+        entry.server_view["fingerprints"] = fingerprints
 
     def _handshake_failed(
         self, entry: ClientConnection, exc: TLSError | ServiceError
     ) -> TLSError | ServiceError:
-        """Keep the failed handshake for GET /sessions; the error names its connection_id."""
-        if isinstance(exc, TLSError) and exc.code in ALERTS:
-            self._send_alert(entry, exc.code)
+        """Keep the failed handshake for GET /sessions; the error names its connection_id.
+
+        Whoever ended it, the machine ends in ``failed`` with the error that ended it: this
+        side's fatal alert, which server_svc is told of; server_svc's, which needs no answer
+        (RFC 5246 §7.2.2); or a transport failure, which is no alert. The first two end the
+        session a resumption offered as well."""
         if isinstance(exc, BadCertificate):
             exc.message = f"server certificate refused before any secret was sent: {exc.message}"
             exc.status = CERTIFICATE_REFUSED_STATUS
@@ -413,6 +578,15 @@ class ClientService:
                 "or the handshake took longer than its half-open limit); run POST /handshake again",
                 409,
             )
+        machine = entry.handshake
+        if isinstance(exc, PeerError) and exc.code in ALERTS:
+            if machine.error is None:
+                machine.receive_alert(exc.code)
+        else:
+            machine.end(exc)
+            if isinstance(exc, TLSError) and exc.code in ALERTS:
+                self._send_alert(entry, exc.code)
+        self._end_session_if_fatal(entry)
         entry.fail(exc.code, exc.message)
         entry.freeze()
         self.store.create(entry)
@@ -431,10 +605,12 @@ class ClientService:
         """Tell server_svc that this side ended the handshake (RFC 5246 §7.2), so that it drops
         the half-open connection now instead of at HALF_OPEN_TTL. Best effort: the caller's
         error stands whatever becomes of it. It carries the alert name only, nothing secret."""
+        body = {"connection_id": entry.connection_id, "alert": alert}
         try:
-            self._exchange(
-                entry.exchanges, ALERT, {"connection_id": entry.connection_id, "alert": alert}
-            )
+            if entry.handshake.connection is None:
+                self._exchange(entry.exchanges, ALERT, body)
+            else:  # the handshake's exchanges are kept as they were when it ended
+                self.server.call("POST", ALERT, body)
         except (TLSError, ServiceError) as exc:
             log.info(
                 "alert not delivered",
@@ -539,9 +715,12 @@ class ClientService:
         request = HandshakeRequest(
             cipher_suite=conn.suite.name,
             resume=resume,
-            extended_master_secret=before.extended_master_secret,
+            # A resumption keeps the session's own (asking again could only contradict it).
+            extended_master_secret=None if resume else before.extended_master_secret,
             encrypt_then_mac=before.encrypt_then_mac,
             resumption=before.resumption,
+            supported_groups=before.supported_groups,
+            signature_algorithms=before.signature_algorithms,
         )
         try:
             fresh = self.handshake(request)
@@ -606,12 +785,25 @@ class ClientService:
             raise error from None
         reply_seq = conn.reader.seq
         try:
-            reply_record = decode_b64(answer.get("record"), "record")
+            reply_record = read_message_answer(
+                answer,
+                entry.connection_id,
+                sent_seq=sent_seq,
+                records=conn.writer.seq - sent_seq,
+                sent_bytes=len(plaintext),
+                reply_seq=reply_seq,
+            )
             reply = conn.open(reply_record)
+            echo = ECHO_HEADER.format(
+                bytes=len(plaintext), first=sent_seq, last=conn.writer.seq - 1
+            ).encode()
+            if reply != echo + plaintext:
+                raise IllegalParameter("the reply is not the echo of the message sent")
         except TLSError as exc:
-            # A fatal alert of this side's (a reply that is not even base64 too): the connection
-            # fails, and with it the session (see _locked).
+            # A fatal alert of this side's (an answer that does not decode too): the connection
+            # fails, and with it the session (see _locked), on server_svc's side as well.
             conn.fail(exc.code)
+            self._send_alert(entry, exc.code)
             raise _failed_message(entry, exc, DELIVERED) from None
         conn.release()  # no cipher objects kept while the connection is idle
         entry.messages += 1
@@ -698,6 +890,12 @@ class ClientService:
             lost = ConnectionLost(entry.connection_id)
             entry.fail(lost.code, lost.message)
             return lost
+        handshake = entry.handshake
+        if isinstance(exc, PeerError) and exc.code in ALERTS and handshake.failure is None:
+            conn = handshake.connection
+            if conn is not None and not conn.closed:
+                # server_svc's fatal alert ends the connection, and its session, here too.
+                handshake.receive_alert(exc.code)
         sent = exc.sent if isinstance(exc, UpstreamError) else True
         peer_status = exc.details.get("peer_status")
         # server_svc checks a request and opens its record before it changes anything, and

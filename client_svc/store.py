@@ -48,11 +48,15 @@ class HandshakeRequest:
     cipher_suites: tuple[str, ...] | None = None
     #: The session ID (hex) to resume.
     resume: str | None = None
-    extended_master_secret: bool = True
+    #: None: not asked for (on, or the resumed session's setting).
+    extended_master_secret: bool | None = None
     encrypt_then_mac: bool = True
     #: How the session is to be resumed later: "session_id" (server_svc's cache) or "ticket"
     #: (RFC 5077: the client offers the SessionTicket extension and presents its ticket).
     resumption: str = "session_id"
+    #: The groups and signature schemes offered, by name, in this order; None: the defaults.
+    supported_groups: tuple[str, ...] | None = None
+    signature_algorithms: tuple[str, ...] | None = None
 
 
 #: The ways POST /handshake can make a session resumable.
@@ -270,7 +274,18 @@ def _request_state(request: HandshakeRequest | None) -> dict[str, Any] | None:
         "extended_master_secret": request.extended_master_secret,
         "encrypt_then_mac": request.encrypt_then_mac,
         "resumption": request.resumption,
+        "supported_groups": _names(request.supported_groups),
+        "signature_algorithms": _names(request.signature_algorithms),
     }
+
+
+def _names(names: tuple[str, ...] | None) -> list[str] | None:
+    return list(names) if names is not None else None
+
+
+def _names_from(state: dict[str, Any], key: str) -> tuple[str, ...] | None:
+    names = state.get(key)  # absent from what an older version kept
+    return tuple(names) if names is not None else None
 
 
 def _request_from_state(state: dict[str, Any] | None) -> HandshakeRequest | None:
@@ -285,6 +300,8 @@ def _request_from_state(state: dict[str, Any] | None) -> HandshakeRequest | None
         extended_master_secret=state["extended_master_secret"],
         encrypt_then_mac=state["encrypt_then_mac"],
         resumption=state["resumption"],
+        supported_groups=_names_from(state, "supported_groups"),
+        signature_algorithms=_names_from(state, "signature_algorithms"),
     )
 
 

@@ -5,12 +5,21 @@ Each view decodes its request, calls one :class:`~client_svc.service.ClientServi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from kdf_lib.errors import DecodeError
-from kdf_lib.messages import Fields, as_bool, as_str, as_str_list
+from kdf_lib.messages import (
+    Fields,
+    as_bool,
+    as_groups,
+    as_signature_schemes,
+    as_str,
+    as_str_list,
+)
 from kdf_lib.suites import SUITES, KeyExchange
 from lab_common.contract import (
     HANDSHAKE,
@@ -65,6 +74,13 @@ def _resumption(value: object, name: str) -> str:
     return str(value)
 
 
+def _names(
+    convert: Callable[[object, str], tuple[Enum, ...]],
+) -> Callable[[object, str], tuple[str, ...]]:
+    """Names of groups or schemes as the spec names them, each checked (kdf_lib.messages)."""
+    return lambda value, name: tuple(item.name for item in convert(value, name))
+
+
 @bp.post(HANDSHAKE)
 def handshake() -> Any:
     with Fields(json_body(optional=True), "handshake request") as f:
@@ -73,9 +89,13 @@ def handshake() -> Any:
             cipher_suite=f.optional("cipher_suite", as_str, None),
             cipher_suites=f.optional("cipher_suites", _suite_names, None),
             resume=f.optional("resume", _session_id, None),
-            extended_master_secret=f.optional("extended_master_secret", as_bool, True),
+            extended_master_secret=f.optional("extended_master_secret", as_bool, None),
             encrypt_then_mac=f.optional("encrypt_then_mac", as_bool, True),
             resumption=f.optional("resumption", _resumption, "session_id"),
+            supported_groups=f.optional("supported_groups", _names(as_groups), None),
+            signature_algorithms=f.optional(
+                "signature_algorithms", _names(as_signature_schemes), None
+            ),
         )
     if request.cipher_suite is not None and request.cipher_suites is not None:
         raise DecodeError("give cipher_suite or cipher_suites, not both")

@@ -634,6 +634,13 @@ class _Machine:
             return conn.close_reason
         return None
 
+    @property
+    def ended_by_alert(self) -> bool:
+        """Whether a fatal alert (a protocol error of either side) ended this handshake or its
+        connection, rather than close_notify or a transport that gave up: RFC 5246 §7.2.2 then
+        forbids resuming its session."""
+        return self.failure in _ERRORS_BY_CODE
+
     def summary(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
         """This side's view of the handshake as public JSON data.
 
@@ -1180,6 +1187,17 @@ class ClientHandshake(_Machine):
             "new_session_ticket": self._ticket.to_json() if self._ticket else None,
         }
 
+    @property
+    def ended_session_id(self) -> bytes | None:
+        """The ID of the session a fatal alert ended (RFC 5246 §7.2.2): the connection's, or,
+        when a resumption failed before it had one, the session it offered. None when no
+        alert ended this handshake."""
+        if not self.ended_by_alert:
+            return None
+        if self.connection is not None:
+            return self.connection.session_id
+        return self.resume.session_id if self.resume is not None else None
+
     def compact(self, *, reveal_secrets: bool = False, freeze_trace: bool = True) -> None:
         super().compact(reveal_secrets=reveal_secrets, freeze_trace=freeze_trace)
         # The server's certificate and key exchange served the key exchange only.
@@ -1577,8 +1595,13 @@ def _error_from_state(state: dict[str, Any] | None) -> LabError | None:
         return None
     if state["local"]:
         return LocalProtocolError(state["message"])
-    kind = _ERRORS_BY_CODE.get(state["code"], InternalError)
-    return kind(state["message"])
+    kind = _ERRORS_BY_CODE.get(state["code"])
+    if kind is not None:
+        return kind(state["message"])
+    # A failure of the caller's that is no alert (a transport that gave up): its code stays.
+    error = LabError(state["message"])
+    error.code = state["code"]
+    return error
 
 
 def _server_hello_state(hello: ServerHello | None) -> dict[str, Any] | None:

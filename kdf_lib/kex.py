@@ -169,9 +169,13 @@ def decode_public_key(group: NamedGroup, data: bytes) -> PublicKey:
     """Parse a peer's public key, accepting only what RFC 8422 allows.
 
     Raises:
-        DecodeError: wrong length for the group.
-        IllegalParameter: compressed or identity encodings, points not on the curve.
+        DecodeError: empty (a point is ``<1..2^8-1>``), or the wrong length for the group
+            (X25519 keys, uncompressed NIST points).
+        IllegalParameter: a NIST point in another format than uncompressed (compressed,
+            identity, unknown), whatever its length; a point not on the curve.
     """
+    if not data:
+        raise DecodeError("an EC point is 1 to 255 bytes (RFC 8422 §5.4)")
     expected = _POINT_LENGTHS[group]
     if group is NamedGroup.x25519:
         if len(data) != expected:
@@ -179,7 +183,7 @@ def decode_public_key(group: NamedGroup, data: bytes) -> PublicKey:
         return x25519.X25519PublicKey.from_public_bytes(data)
     if data[:1] in (b"\x02", b"\x03"):
         raise IllegalParameter("compressed EC points are not negotiated (RFC 8422 §5.1.2)")
-    if data[:1] == b"\x00" or data == b"":
+    if data[:1] == b"\x00":
         raise IllegalParameter("the point at infinity is not a valid public key")
     if data[:1] != b"\x04":
         raise IllegalParameter("unknown EC point format")

@@ -335,6 +335,19 @@ def _enum_list(
     return convert
 
 
+def _point(value: object, name: str) -> bytes:
+    point = decode_hex(value, name, max_length=255)
+    if not point:  # ECPoint is <1..2^8-1> (RFC 8422 §5.4)
+        raise DecodeError(f"{name} must not be empty")
+    return point
+
+
+#: A non-empty list of group names, each once (POST /handshake's ``supported_groups``).
+as_groups = _enum_list(NamedGroup, "group")
+#: A non-empty list of signature scheme names, each once (``signature_algorithms``).
+as_signature_schemes = _enum_list(SignatureScheme, "signature algorithm")
+
+
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
@@ -604,7 +617,7 @@ class ServerKeyExchange:
             f.optional("curve_type", curve_type, "named_curve")
             return cls(
                 group=f.required("named_curve", named(NamedGroup, "named curve")),
-                public_key=f.required("public_key", hex_field(max_length=255)),
+                public_key=f.required("public_key", _point),
                 signature_algorithm=f.required(
                     "signature_algorithm", named(SignatureScheme, "signature algorithm")
                 ),

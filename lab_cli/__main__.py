@@ -58,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--no-ems", action="store_true", help="do not offer the extended master secret")
     hs.add_argument("--no-etm", action="store_true", help="do not offer encrypt-then-MAC")
     hs.add_argument(
+        "--group",
+        metavar="NAME",
+        action="append",
+        dest="groups",
+        help="offer only this group: x25519, secp256r1 or secp384r1 (repeatable, in order)",
+    )
+    hs.add_argument(
+        "--signature-algorithm",
+        metavar="NAME",
+        action="append",
+        dest="signature_algorithms",
+        help="offer only this signature scheme, e.g. rsa_pkcs1_sha256 (repeatable, in order)",
+    )
+    hs.add_argument(
         "--client",
         metavar="URL",
         default=DEFAULT_CLIENT_URL,
@@ -181,6 +195,10 @@ def _run_handshake(args: argparse.Namespace, http: Http, out: TextIO, style: Sty
         extended_master_secret=not args.no_ems,
         encrypt_then_mac=not args.no_etm,
         messages=tuple(args.message),
+        supported_groups=tuple(args.groups) if args.groups else None,
+        signature_algorithms=(
+            tuple(args.signature_algorithms) if args.signature_algorithms else None
+        ),
     )
     g = gather(options, http, args.client, args.server)
     if args.save_session:

@@ -27,6 +27,9 @@ class HandshakeOptions:
     extended_master_secret: bool = True
     encrypt_then_mac: bool = True
     messages: tuple[str, ...] = ()
+    #: The groups and signature schemes to offer, in order; None: client_svc's defaults.
+    supported_groups: tuple[str, ...] | None = None
+    signature_algorithms: tuple[str, ...] | None = None
 
     def request_body(self) -> dict[str, Any]:
         """The POST /handshake body: only what differs from client_svc's defaults."""
@@ -41,6 +44,10 @@ class HandshakeOptions:
             body["extended_master_secret"] = False
         if not self.encrypt_then_mac:
             body["encrypt_then_mac"] = False
+        if self.supported_groups:
+            body["supported_groups"] = list(self.supported_groups)
+        if self.signature_algorithms:
+            body["signature_algorithms"] = list(self.signature_algorithms)
         return body
 
 

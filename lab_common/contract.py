@@ -118,6 +118,9 @@ RECORDS_MEDIA_TYPE = "application/tls-records"
 #: A server_svc /message body holds at most this much record data (the request size limit
 #: applies too).
 MAX_RECORD_BYTES = 8 * 1024 * 1024
+#: The echo's reply starts with this line, then the plaintext received (docs/protocol.md §1.4);
+#: client_svc checks it in every reply.
+ECHO_HEADER = "server_svc received {bytes} bytes in records {first}..{last}: "
 #: The smallest reply fragment a client may ask for: RFC 6066 §4's smallest max_fragment_length.
 #: Smaller pieces would let one request make the server seal a record per few bytes.
 MIN_REPLY_FRAGMENT = 512

@@ -49,6 +49,7 @@ SERVICE_CODES = frozenset(
         "no_connection",
         "unknown_connection",
         "unknown_session",
+        "resume_conflict",  # client_svc: resume with a suite, key exchange or EMS the session lacks
         "handshake_incomplete",  # client_svc: a pcap of a connection whose handshake failed
         "connection_lost",
         "outcome_unknown",

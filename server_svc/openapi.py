@@ -137,8 +137,10 @@ ALERT_ANSWER = closed_object(
     {
         "connection_id": CONNECTION_ID,
         "alert": {"type": "string"},
-        "state": {"type": "string"},
-        "closed": {"type": "boolean"},
+        # failed: a fatal alert, or close_notify before Finished; established: close_notify
+        # on an established connection (docs/protocol.md §1.4c).
+        "state": {"type": "string", "enum": ["failed", "established"]},
+        "closed": {"const": True},
     },
     ["connection_id", "alert", "state", "closed"],
 )
@@ -350,7 +352,8 @@ def _paths() -> dict[str, Any]:
         ),
         contract.ALERT: _post(
             "The client's alert: a fatal one ends the handshake or connection and its session, "
-            "close_notify closes an established connection",
+            "close_notify closes an established connection; on a connection that has ended, "
+            "409 unexpected_message",
             ALERT,
             ALERT_ANSWER,
             400,

@@ -20,7 +20,7 @@ from kdf_lib.messages import ClientFinish, ClientHello, NewSessionTicket, Server
 from kdf_lib.record import count_records
 from kdf_lib.role import Role
 from kdf_lib.trace import Trace
-from lab_common.contract import MAX_RECORDS_PER_REQUEST, replica_name
+from lab_common.contract import ECHO_HEADER, MAX_RECORDS_PER_REQUEST, replica_name
 from lab_common.errors import ServiceError
 from lab_common.metrics import LabMetrics
 from lab_common.store import count_or_nan, held
@@ -253,9 +253,7 @@ class ServerService:
                 )
                 raise
             last_seq = conn.reader.seq - 1
-            header = (
-                f"server_svc received {len(plaintext)} bytes in records {first_seq}..{last_seq}: "
-            )
+            header = ECHO_HEADER.format(bytes=len(plaintext), first=first_seq, last=last_seq)
             reply_seq = conn.writer.seq
             pieces = _fragments(header.encode() + plaintext, fragment_size)
             # Both sequence numbers' advance is kept before any reply record exists: neither a

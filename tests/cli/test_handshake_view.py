@@ -245,6 +245,26 @@ def test_options_reach_client_svc(lab: Lab) -> None:
     assert hs["encrypt_then_mac"] is False
 
 
+def test_groups_and_signature_algorithms_reach_client_svc(lab: Lab) -> None:
+    _, out, _ = lab.run(
+        "handshake",
+        "--key-exchange",
+        "ecdhe",
+        "--group",
+        "secp384r1",
+        "--signature-algorithm",
+        "rsa_pkcs1_sha384",
+        "--json",
+    )
+    gathered = json.loads(out)
+    assert gathered["request"]["supported_groups"] == ["secp384r1"]
+    kx = next(s for s in gathered["handshake"]["trace"] if s["kind"] == "send_server_key_exchange")
+    assert kx["data"]["named_curve"] == "secp384r1"
+    assert kx["data"]["signature_algorithm"] == "rsa_pkcs1_sha384"
+    status, _, err = lab.run("handshake", "--group", "x448")
+    assert status == 1 and "illegal_parameter" in err
+
+
 def test_client_svc_error_prints_code_and_message_and_exits_1(lab: Lab) -> None:
     status, out, err = lab.run("handshake", "--suite", "TLS_NOT_A_SUITE")
     assert status == 1

@@ -10,7 +10,8 @@ import pytest
 from helpers.pair import client_config, connect
 from helpers.pki import server_config
 
-from kdf_lib.errors import BadRecordMac, UnexpectedMessage
+from kdf_lib import kex
+from kdf_lib.errors import BadRecordMac, DecodeError, IllegalParameter, UnexpectedMessage
 from kdf_lib.handshake import (
     ClientHandshake,
     ClientState,
@@ -18,7 +19,8 @@ from kdf_lib.handshake import (
     ServerState,
     Session,
 )
-from kdf_lib.messages import ClientExtensions, ClientHello
+from kdf_lib.kex import NamedGroup
+from kdf_lib.messages import ClientExtensions, ClientHello, ServerKeyExchange
 
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
 
@@ -142,3 +144,31 @@ def test_server_name_matches_for_resumption_ignoring_ascii_case(offered, resumed
     server = ServerHandshake(server_config(), lookup_session=sessions.get)
     flight = server.receive_client_hello(_resuming_hello(full.client.session, server_name=offered))
     assert flight.resumed is resumed
+
+
+@pytest.mark.parametrize("group", list(NamedGroup), ids=[g.name for g in NamedGroup])
+def test_an_empty_point_is_a_decode_error_for_every_group(group):
+    me = kex.generate_ephemeral_key(group)
+    with pytest.raises(DecodeError):
+        kex.ecdh_shared_secret(me, b"")
+
+
+def test_an_empty_server_key_exchange_point_is_refused_by_the_codec():
+    with pytest.raises(DecodeError):
+        ServerKeyExchange.from_json(
+            {
+                "named_curve": "secp256r1",
+                "public_key": "",
+                "signature_algorithm": "rsa_pkcs1_sha256",
+                "signature": "AAAA",
+            }
+        )
+
+
+@pytest.mark.parametrize("prefix", [b"\x02", b"\x03", b"\x00", b"\x05"])
+@pytest.mark.parametrize("length", [1, 33, 65, 200])
+def test_a_nist_point_in_another_format_is_illegal_parameter_whatever_its_length(prefix, length):
+    # The format byte is judged first (RFC 8422 §5.1.2: only uncompressed is negotiated).
+    me = kex.generate_ephemeral_key(NamedGroup.secp256r1)
+    with pytest.raises(IllegalParameter):
+        kex.ecdh_shared_secret(me, prefix + bytes(length - 1))

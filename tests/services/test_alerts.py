@@ -76,9 +76,11 @@ def test_a_fatal_alert_on_an_established_connection_ends_its_session(client, ser
     assert answer.get_json()["closed"] is True
     refused = client.post(MESSAGE, json={"connection_id": connection_id, "plaintext": "x"})
     assert refused.status_code in (409, 502)
-    # The server forgot the session: the resumption offer becomes a full handshake.
-    again = client.post(HANDSHAKE, json={"resume": session_id}).get_json()
-    assert again["resumed"] is False, again
+    # The server forgot the session, and the client too once the server's unexpected_message
+    # answered its message: a fatal alert on either side ends it on both.
+    again = client.post(HANDSHAKE, json={"resume": session_id})
+    assert again.status_code == 404, again.get_json()
+    assert again.get_json()["error"]["code"] == "unknown_session"
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,10 @@ from helpers.redis_server import RedisServer, running_redis, unused_port
 from helpers.transport import FlaskTransport
 
 from kdf_lib import keylog
-from lab_common.contract import HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
+from lab_common.contract import FINISH, HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
 from lab_common.errors import ServiceError
-from lab_common.sealing import write_key_file
+from lab_common.redis_state import SOCKET_TIMEOUT_S, Entry, RedisState
+from lab_common.sealing import StateSealer, write_key_file
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +172,31 @@ def test_a_redis_that_is_down_answers_503_within_two_seconds(make_server, redis_
     assert health["state"] == "unavailable" and health["state_backend"] == "redis"
 
 
+def test_a_write_whose_answer_is_late_is_given_up_not_sent_again(redis_server, tmp_path):
+    """Redis holds the compare-and-set past the socket timeout (CLIENT PAUSE ... WRITE). The
+    request gets 503 within the timeout and the write is given up, never sent again: redis-py
+    would by default send it again and again until one ran; a write whose first run landed late
+    would then refuse itself, and a lock lock out its own holder."""
+    key_file = tmp_path / "state.key"
+    write_key_file(key_file)
+    state = RedisState(redis_server.url, StateSealer.from_file(str(key_file)), "lab:test")
+    key = state.key("conn", "late")
+    assert state.create(key, b"state", 60)  # connected, and the scripts loaded
+    entry = Entry(key, 1, b"state", {}, {})
+    db = redis_server.client()
+    held_ms = int(SOCKET_TIMEOUT_S * 1000) + 1000
+    db.execute_command("CLIENT", "PAUSE", held_ms, "WRITE")
+    started = time.monotonic()
+    with pytest.raises(ServiceError) as late:
+        state.write(entry, b"newer", 60)
+    assert late.value.code == "state_unavailable"
+    assert time.monotonic() - started < 2.0
+    time.sleep(held_ms / 1000 + 0.5)  # the pause is over
+    # The one copy sent left with its connection when the client gave up; none was sent again.
+    assert db.hget(key, "v") == b"1"
+    assert db.hget(key, "refused") is None
+
+
 def test_connections_outlive_a_redis_restart(fleet_client, redis_server):
     handshake(fleet_client)
     redis_server.stop()
@@ -250,3 +276,52 @@ def test_a_ticket_resumes_on_any_replica_and_its_key_is_sealed_in_redis(
     dump = b"".join(db.get(key) or b"" for key in db.scan_iter() if db.type(key) == b"string")
     assert ring.current.aes_key not in dump and ring.current.aes_key.hex().encode() not in dump
     assert ring.current.mac_key.hex().encode() not in dump
+
+
+def test_the_redis_store_keeps_the_groups_and_schemes_asked_for(fleet_client):
+    first = handshake(
+        fleet_client,
+        key_exchange="ecdhe",
+        supported_groups=["secp384r1"],
+        signature_algorithms=["rsa_pkcs1_sha256"],
+        extended_master_secret=True,
+    )
+    service = fleet_client.application.extensions["client_service"]
+    with service.store.update(first["connection_id"]) as entry:
+        request = entry.request
+    assert request.supported_groups == ("secp384r1",)
+    assert request.signature_algorithms == ("rsa_pkcs1_sha256",)
+    assert request.extended_master_secret is True
+    # A reconnect (after the server lost the connection) asks for them again.
+    fresh = service._reconnect(entry)
+    assert fresh.request.supported_groups == ("secp384r1",)
+    assert fresh.request.signature_algorithms == ("rsa_pkcs1_sha256",)
+
+
+@pytest.mark.parametrize(
+    ("path_", "fault", "code"),
+    [
+        (FINISH, "answer", "decode_error"),  # client_svc's own fatal alert
+        (FINISH, "restart", "connection_lost"),  # no alert: the transport gave up
+    ],
+)
+def test_a_failed_handshake_read_back_from_redis_is_failed_with_its_code(
+    make_client_app, make_server, replicas, redis_settings, path_, fault, code
+):
+    transport = FlaskTransport(replicas[0])
+    client = make_client_app(TRANSPORT=transport, **redis_settings).test_client()
+    session_id = handshake(client, key_exchange="ecdhe")["session_id"]
+    if fault == "answer":
+        transport.answer_edits[path_] = lambda body: {**body, "surprise": 1}
+    else:
+        transport.before.append(
+            lambda where, body: transport.restart(make_server()) if where == path_ else None
+        )
+    answer = client.post(HANDSHAKE, json={"resume": session_id})
+    error = answer.get_json()["error"]
+    assert error["code"] == code, error
+    view = client.get(path(SESSION, error["connection_id"])).get_json()
+    assert (view["state"], view["error"]) == ("failed", code)
+    # A fatal alert ends the session the resumption offered; a lost connection does not.
+    service = client.application.extensions["client_service"]
+    assert (service.store.session(session_id) is None) is (code != "connection_lost")
