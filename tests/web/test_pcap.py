@@ -7,13 +7,19 @@ client_svc's SSLKEYLOGFILE.
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers.served import LiveLab
 from helpers.tshark import dissect
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from kdf_lib import keylog, pki
 from kdf_lib.wire import HandshakeType
@@ -24,6 +30,8 @@ from lab_common.contract import (
     SESSION_PCAP,
     path,
 )
+
+from .chromium import WAIT_S, chromium
 
 STATIC = Path(__file__).resolve().parents[2] / "client_svc" / "static"
 ECDHE_FULL = [
@@ -130,3 +138,32 @@ def test_the_page_offers_the_download_for_wireshark(client: FlaskClient) -> None
     page = client.get("/").get_data(as_text=True)
     assert 'id="pcap"' in page and "Download for Wireshark" in page
     assert "/pcap" in script
+
+
+@pytest.mark.browser
+def test_the_download_link_appears_after_a_handshake_and_fetches_its_capture(
+    revealing_lab: LiveLab, tmp_path: Path
+) -> None:
+    with chromium(tmp_path / "chromium-profile") as browser:
+        browser.get(f"{revealing_lab.client_url}/")
+        ready = WebDriverWait(browser, WAIT_S)
+        ready.until(lambda b: b.find_element(By.TAG_NAME, "html").get_attribute("data-ready"))
+        link = browser.find_element(By.ID, "pcap")
+        assert not link.is_displayed()
+        browser.find_element(By.ID, "run-ecdhe").click()
+        ready.until(lambda b: b.find_element(By.ID, "pcap").is_displayed())
+        href = link.get_attribute("href")
+        assert link.text == "Download for Wireshark"
+    assert href is not None
+    assert re.fullmatch(
+        rf"{re.escape(revealing_lab.client_url)}/sessions/[0-9a-f]{{32}}/pcap", href
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(href, timeout=WAIT_S) as answer:
+        assert answer.headers["Content-Type"] == PCAP_MEDIA_TYPE
+        assert answer.headers[KEY_LOG_HEADER] == "embedded"
+        capture = tmp_path / "downloaded.pcapng"
+        capture.write_bytes(answer.read())
+    seen = dissect(capture)
+    assert seen.problems == []
+    assert seen.handshake_types == ECDHE_FULL
