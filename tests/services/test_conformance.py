@@ -14,7 +14,17 @@ from flask.testing import FlaskClient
 from helpers.transport import FlaskTransport
 
 import server_svc.service
-from lab_common.contract import ALERT, FINISH, HANDSHAKE, HELLO, MESSAGE, SESSION, path
+from lab_common.contract import (
+    ALERT,
+    FINISH,
+    HANDSHAKE,
+    HELLO,
+    MESSAGE,
+    RECORDS,
+    RECORDS_MEDIA_TYPE,
+    SESSION,
+    path,
+)
 
 RSA = "TLS_RSA_WITH_AES_128_CBC_SHA256"
 
@@ -338,3 +348,48 @@ def test_bad_groups_and_schemes_are_refused(
     assert answer.status_code == 400, answer.get_json()
     assert answer.get_json()["error"]["code"] == code
     assert transport.paths() == []  # refused before anything was sent
+
+
+# -- the spec's smaller rules, through server_svc's HTTP API -------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["json", "binary"])
+def test_an_empty_record_is_a_record_error_that_ends_the_connection(
+    client: FlaskClient, server_app: Flask, endpoint: str
+) -> None:
+    connection_id = _established(client)["connection_id"]
+    server = server_app.test_client()
+    if endpoint == "json":
+        answer = server.post(MESSAGE, json={"connection_id": connection_id, "record": ""})
+    else:
+        answer = server.post(
+            path(RECORDS, connection_id), data=b"", content_type=RECORDS_MEDIA_TYPE
+        )
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (400, "bad_record_mac")
+    view = _server_view(server_app, connection_id)
+    assert (view["state"], view["error"], view["closed"]) == ("failed", "bad_record_mac", True)
+
+
+def test_a_resumed_server_hello_answers_only_the_extensions_offered(
+    client: FlaskClient, server_app: Flask
+) -> None:
+    first = _established(client)
+    hello = {
+        "client_random": "22" * 32,
+        "cipher_suites": [first["cipher_suite"]],
+        "session_id": first["session_id"],
+        "extensions": {
+            "extended_master_secret": True,
+            "server_name": "server",
+            "supported_groups": [],
+        },
+    }
+    answer = server_app.test_client().post(HELLO, json=hello).get_json()
+    assert answer["resumed"] is True, answer
+    assert answer["extensions"]["ec_point_formats"] is None
+    # The same resumption offering groups gets the extension back.
+    hello["client_random"] = "33" * 32
+    del hello["extensions"]["supported_groups"]
+    answer = server_app.test_client().post(HELLO, json=hello).get_json()
+    assert answer["resumed"] is True
+    assert answer["extensions"]["ec_point_formats"] == ["uncompressed"]
