@@ -90,13 +90,19 @@ def test_an_alert_after_bad_record_mac_is_409_and_the_server_shows_failed(
 
 
 def test_an_alert_after_close_notify_is_409(client: FlaskClient, server_app: Flask) -> None:
-    connection_id = _established(client)["connection_id"]
+    result = _established(client)
+    connection_id = result["connection_id"]
     server = server_app.test_client()
     closed = server.post(ALERT, json={"connection_id": connection_id, "alert": "close_notify"})
     assert closed.get_json()["state"] == "established" and closed.get_json()["closed"] is True
+    assert _server_keeps_session(server_app, result["session_id"])
     again = server.post(ALERT, json={"connection_id": connection_id, "alert": "close_notify"})
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "unexpected_message"
+    view = _server_view(server_app, connection_id)
+    assert (view["state"], view["error"], view["closed"]) == ("established", None, True)
+    # The 409 is server_svc's fatal alert, as for a record after close_notify: the session ends.
+    assert not _server_keeps_session(server_app, result["session_id"])
 
 
 # -- any fatal error ends the connection and the session on both sides -------------------------
