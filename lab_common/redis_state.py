@@ -30,7 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 import redis
 from kdf_lib.handshake import Session
@@ -209,7 +211,11 @@ class RedisState:
                 url,
                 socket_timeout=SOCKET_TIMEOUT_S,
                 socket_connect_timeout=SOCKET_TIMEOUT_S,
-                retry_on_timeout=False,
+                # Never sent twice: redis-py retries a command after a timeout by default, and a
+                # write that landed but whose answer was late would run again (a compare-and-set
+                # refusing its own first run, a lock refusing its own holder). A command whose
+                # answer does not come is a 503, and its outcome unknown to the request.
+                retry=Retry(NoBackoff(), 0),
                 health_check_interval=0,
             ),
         )

@@ -189,6 +189,7 @@ def test_redis_down_answers_503_fast_and_the_fleet_recovers_when_it_is_back(flee
         ("redis-flush", "404 unknown_connection"),
         ("partition", "fails closed"),
         ("latency", "the same connection went on throughout"),
+        ("pause", "its late write was refused by the version check"),
     ],
 )
 def test_the_fleet_demos_show_what_the_docs_promise(fleet: Fleet, scenario: str, shows: str):
