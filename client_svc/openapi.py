@@ -221,6 +221,12 @@ def _paths(blueprints: set[str]) -> dict[str, Any]:
                 "absent: decrypt with client_svc's SSLKEYLOGFILE",
                 "schema": {"type": "string", "enum": ["embedded", "absent"]},
             },
+            contract.CAPTURE_HEADER: {
+                "description": "complete: the capture holds every message the connection "
+                "carried; truncated: only the first ones (MAX_CAPTURED_MESSAGES messages, "
+                "MAX_CAPTURED_BYTES bytes of records), and its last packet's comment says so",
+                "schema": {"type": "string", "enum": ["complete", "truncated"]},
+            },
             "Content-Disposition": {"schema": {"type": "string"}},
         },
         "content": {contract.PCAP_MEDIA_TYPE: {"schema": {"type": "string"}}},

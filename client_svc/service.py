@@ -61,6 +61,8 @@ from lab_common.contract import (
     ECHO_HEADER,
     FINISH,
     HELLO,
+    MAX_CAPTURED_BYTES,
+    MAX_CAPTURED_MESSAGES,
     MAX_RECORD_BYTES,
     MESSAGE,
     NOT_PROCESSED_CODES,
@@ -806,6 +808,7 @@ class ClientService:
             self._send_alert(entry, exc.code)
             raise _failed_message(entry, exc, DELIVERED) from None
         conn.release()  # no cipher objects kept while the connection is idle
+        entry.capture.keep(record, reply_record)  # for the Wireshark export, within its bounds
         entry.messages += 1
         log.info(
             "message delivered",
@@ -932,9 +935,13 @@ class ClientService:
             cause=exc.code,
         )
 
-    def pcap(self, connection_id: str) -> tuple[bytes, bool]:
-        """GET /sessions/<connection_id>/pcap: the connection's handshake as a pcapng capture
-        (lab_analysis.pcap), and whether it holds the key log line.
+    def pcap(self, connection_id: str) -> tuple[bytes, bool, bool]:
+        """GET /sessions/<connection_id>/pcap: the connection as a pcapng capture
+        (lab_analysis.pcap), whether it holds the key log line, and whether it is truncated.
+
+        The capture holds the handshake and the records of the messages client_svc kept
+        (MessageCapture: the first MAX_CAPTURED_MESSAGES, within MAX_CAPTURED_BYTES); when later
+        messages are left out, a comment on its last packet says how many.
 
         The line holds the master secret, so it goes in only under REVEAL_SECRETS, the switch
         that shows that secret in GET /sessions already; SSLKEYLOGFILE writes it to a file on
@@ -956,8 +963,25 @@ class ClientService:
                     connection_id=connection_id,
                 )
             exchanges = entry.recorded_exchanges()
+            captured = self.store.captured(entry)
+            truncated, total = entry.capture.truncated, entry.messages
             line = None
             if self.settings.reveal_secrets:
                 line = keylog.format_line(conn.client_random, conn.master_secret_for_keylog)
         recorded = parse_exchanges({"exchanges": exchanges, "connection_id": connection_id})
-        return pcap.export(recorded, keylog_line=line, start=time.time()), line is not None
+        messages = [
+            (role, data)
+            for sent, reply in captured
+            for role, data in ((Role.CLIENT, sent), (Role.SERVER, reply))
+        ]
+        truncation = None
+        if truncated:
+            truncation = (
+                f"Truncated: client_svc keeps the records of a connection's first "
+                f"{MAX_CAPTURED_MESSAGES} messages, within {MAX_CAPTURED_BYTES} bytes; this "
+                f"capture holds {len(captured)} of its {total} messages, the later ones are not in it"
+            )
+        data = pcap.export(
+            recorded, messages, keylog_line=line, start=time.time(), truncation=truncation
+        )
+        return data, line is not None, truncated

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import threading
 import zlib
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
 from kdf_lib.suites import KeyExchange
-from lab_common.contract import replica_name
+from lab_common.contract import MAX_CAPTURED_BYTES, MAX_CAPTURED_MESSAGES, replica_name
 from lab_common.errors import ServiceError
 from lab_common.redis_state import (
     Entry,
@@ -64,6 +65,41 @@ RESUMPTION_MODES = ("session_id", "ticket")
 
 
 @dataclass
+class MessageCapture:
+    """The records of a connection's first messages, exactly as they crossed the wire, for its
+    Wireshark export (GET /sessions/<id>/pcap): at most MAX_CAPTURED_MESSAGES messages and
+    MAX_CAPTURED_BYTES bytes of records, whichever comes first.
+
+    Only a prefix is kept: once a message does not fit, no later one is, since Wireshark
+    decrypts the stream in order, and a message missing in the middle would leave its
+    sequence numbers (ChaCha20-Poly1305's nonce) out of step for every record after it.
+    """
+
+    #: How many messages are kept, and their records' bytes.
+    messages: int = 0
+    size: int = 0
+    #: A delivered message was left out (and so was every later one).
+    truncated: bool = False
+    #: The records (sent, reply) this object holds: every kept one in memory; in Redis those
+    #: kept since the connection was read, the others stay sealed beside it.
+    records: list[tuple[bytes, bytes]] = field(default_factory=list, repr=False)
+    #: How many of ``records`` the store has written (Redis).
+    written: int = 0
+
+    def keep(self, sent: bytes, reply: bytes) -> None:
+        """Keep a delivered message's records, if they are within the bounds."""
+        if self.truncated:
+            return
+        size = self.size + len(sent) + len(reply)
+        if self.messages >= MAX_CAPTURED_MESSAGES or size > MAX_CAPTURED_BYTES:
+            self.truncated = True
+            return
+        self.records.append((sent, reply))
+        self.messages += 1
+        self.size = size
+
+
+@dataclass
 class ClientConnection:
     """One connection with server_svc: its handshake (and, once established, its records),
     what the server published, and the JSON that crossed the wire."""
@@ -78,6 +114,8 @@ class ClientConnection:
     request: HandshakeRequest | None = None
     #: Why client_svc no longer uses the connection: {"code", "message"}; None while it does.
     failure: dict[str, str] | None = None
+    #: The records of its first messages, for the Wireshark export.
+    capture: MessageCapture = field(default_factory=MessageCapture)
     _frozen_exchanges: bytes | None = field(default=None, repr=False)
 
     def freeze(self) -> None:
@@ -182,6 +220,11 @@ class ClientStore(Protocol):
         """How many resumable sessions the store holds (/healthz, the metrics)."""
         ...
 
+    def captured(self, connection: ClientConnection) -> list[tuple[bytes, bytes]]:
+        """Inside ``update``: the records (sent, reply) of the connection's kept messages
+        (``connection.capture``), in order. Raises a ServiceError if the store cannot read them."""
+        ...
+
 
 @dataclass(slots=True)
 class _Held:
@@ -262,6 +305,9 @@ class MemoryClientStore:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def captured(self, connection: ClientConnection) -> list[tuple[bytes, bytes]]:
+        return list(connection.capture.records)
+
 
 def _request_state(request: HandshakeRequest | None) -> dict[str, Any] | None:
     if request is None:
@@ -309,7 +355,8 @@ class RedisClientStore:
     """A :class:`ClientStore` in Redis, shared by every client_svc replica
     (lab_common.redis_state): each connection's handshake saved by kdf_lib, with what client_svc
     keeps beside it, sealed with the key-encryption key; the exchanges with server_svc, which no
-    longer change once the handshake is over, are written once, beside it."""
+    longer change once the handshake is over, are written once, beside it, and so are the
+    records of each message the capture keeps (MessageCapture)."""
 
     def __init__(self, settings: ClientSettings, state: RedisState, config: ClientConfig) -> None:
         self.settings = settings
@@ -319,6 +366,7 @@ class RedisClientStore:
         self._held: dict[int, Entry] = {}
 
     def _saved(self, connection: ClientConnection) -> bytes:
+        capture = connection.capture
         return json.dumps(
             {
                 "handshake": connection.handshake.to_state(
@@ -328,6 +376,7 @@ class RedisClientStore:
                 "messages": connection.messages,
                 "request": _request_state(connection.request),
                 "failure": connection.failure,
+                "capture": [capture.messages, capture.size, capture.truncated],
             },
             separators=(",", ":"),
         ).encode()
@@ -391,12 +440,24 @@ class RedisClientStore:
             messages=int(saved["messages"]),
             request=_request_from_state(saved["request"]),
             failure=saved["failure"],
+            capture=_capture_from_state(saved),
         )
         connection._frozen_exchanges = self.state.open_field(entry, "x")
         return connection
 
     def _write(self, entry: Entry, connection: ClientConnection) -> None:
-        self.state.write(entry, self._saved(connection), self.settings.connection_ttl)
+        # The records kept since the last write go in the same script as the state (no round
+        # trip of their own), each message in its own sealed field ``m<n>``, written once: past
+        # the bounds nothing is added. They are ciphertext, sealed as everything here is.
+        # (The script takes bytes, as create's does.)
+        capture = connection.capture
+        first = capture.messages - len(capture.records)
+        fields: dict[str, Any] = {}
+        for n in range(capture.written, len(capture.records)):
+            name = f"m{first + n}"
+            fields[name] = self.state.seal_field(entry.key, name, _pack(*capture.records[n]))
+        self.state.write(entry, self._saved(connection), self.settings.connection_ttl, **fields)
+        capture.written = len(capture.records)
 
     def save(self, connection: ClientConnection) -> None:
         entry = self._held[id(connection)]
@@ -420,3 +481,31 @@ class RedisClientStore:
 
     def session_count(self) -> int:
         return self.state.count("session")
+
+    def captured(self, connection: ClientConnection) -> list[tuple[bytes, bytes]]:
+        entry = self._held[id(connection)]
+        capture = connection.capture
+        stored = []
+        for n in range(capture.messages - len(capture.records)):
+            value = self.state.open_field(entry, f"m{n}")
+            if value is None:
+                raise state_unavailable(f"the records of message {n} are missing")
+            stored.append(_unpack(value))
+        return stored + capture.records
+
+
+def _capture_from_state(saved: dict[str, Any]) -> MessageCapture:
+    kept = saved.get("capture")
+    if kept is None:  # kept by a version that captured nothing: its messages are not there
+        return MessageCapture(truncated=int(saved["messages"]) > 0)
+    messages, size, truncated = kept
+    return MessageCapture(int(messages), int(size), bool(truncated))
+
+
+def _pack(sent: bytes, reply: bytes) -> bytes:
+    return struct.pack(">I", len(sent)) + sent + reply
+
+
+def _unpack(value: bytes) -> tuple[bytes, bytes]:
+    (length,) = struct.unpack_from(">I", value)
+    return value[4 : 4 + length], value[4 + length :]

@@ -22,6 +22,7 @@ from kdf_lib.messages import (
 )
 from kdf_lib.suites import SUITES, KeyExchange
 from lab_common.contract import (
+    CAPTURE_HEADER,
     HANDSHAKE,
     HEALTH,
     KEY_LOG_HEADER,
@@ -121,13 +122,14 @@ def session(connection_id: str) -> Any:
 @bp.get(route(SESSION_PCAP))
 def session_pcap(connection_id: str) -> Any:
     connection_id = connection_id_field(connection_id, "connection_id")
-    capture, embedded = _service().pcap(connection_id)
+    capture, embedded, truncated = _service().pcap(connection_id)
     return Response(
         capture,
         mimetype=PCAP_MEDIA_TYPE,
         headers={
             "Content-Disposition": f'attachment; filename="tls-lab-{connection_id}.pcapng"',
             KEY_LOG_HEADER: "embedded" if embedded else "absent",
+            CAPTURE_HEADER: "truncated" if truncated else "complete",
             "Cache-Control": "no-store",
         },
     )

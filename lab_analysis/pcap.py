@@ -262,6 +262,7 @@ def capture(
     keylog_line: str | None = None,
     start: float = 0.0,
     connection_id: str | None = None,
+    truncation: str | None = None,
 ) -> bytes:
     """The records as a pcapng capture of one TCP connection: handshake, records, FIN.
 
@@ -272,6 +273,8 @@ def capture(
             secret: pass it only when whoever gets the file may know it.
         start: the first packet's time (seconds since the epoch); packets follow 1 ms apart.
         connection_id: names the capture's interface and chooses the client's port.
+        truncation: says that the connection carried records after ``records``, and which: a
+            second comment on the last packet (the capture ends where its records do).
     """
     if keylog_line is not None and keylog.parse_line(keylog_line) is None:
         raise ValueError("keylog_line must be one NSS CLIENT_RANDOM line")
@@ -307,11 +310,14 @@ def capture(
     if keylog_line is not None:
         out.append(_decryption_secrets_block(keylog_line.strip() + "\n"))
     microseconds = int(start * 1_000_000)
-    for packet, note in tcp.packets:
+    for number, (packet, note) in enumerate(tcp.packets, 1):
         body = struct.pack(
             "<IIIII", 0, microseconds >> 32, microseconds & 0xFFFF_FFFF, len(packet), len(packet)
         ) + _pad4(packet)
-        body += _options(_option(_OPT_COMMENT, note.encode())) if note else b""
+        comments = [note] if note else []
+        if truncation is not None and number == len(tcp.packets):
+            comments.append(truncation)
+        body += _options(*(_option(_OPT_COMMENT, c.encode()) for c in comments))
         out.append(_block(_EPB, body))
         microseconds += _TICK_US
     return b"".join(out)
@@ -323,11 +329,17 @@ def export(
     *,
     keylog_line: str | None = None,
     start: float = 0.0,
+    truncation: str | None = None,
 ) -> bytes:
-    """A recorded connection as pcapng: its handshake, then ``messages``' records in order."""
+    """A recorded connection as pcapng: its handshake, then ``messages``' records in order
+    (``truncation``: see :func:`capture`)."""
     records = handshake_records(handshake) + application_records(messages)
     return capture(
-        records, keylog_line=keylog_line, start=start, connection_id=handshake.connection_id
+        records,
+        keylog_line=keylog_line,
+        start=start,
+        connection_id=handshake.connection_id,
+        truncation=truncation,
     )
 
 

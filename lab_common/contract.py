@@ -17,6 +17,7 @@ from kdf_lib.messages import MAX_FINISHED_RECORD
 
 __all__ = [
     "ALERT",
+    "CAPTURE_HEADER",
     "CONNECTION_HEADER",
     "CONNECTION_ID_BYTES",
     "CONNECTION_ID_LENGTH",
@@ -32,6 +33,8 @@ __all__ = [
     "HEALTH",
     "HELLO",
     "KEY_LOG_HEADER",
+    "MAX_CAPTURED_BYTES",
+    "MAX_CAPTURED_MESSAGES",
     "MAX_FINISHED_RECORD",
     "MAX_PLAINTEXT_CHARS",
     "MAX_RECORDS_PER_REQUEST",
@@ -130,6 +133,14 @@ PCAP_MEDIA_TYPE = "application/x-pcapng"
 #: SESSION_PCAP's answer says whether the capture holds the key log line ("embedded": the
 #: operator set REVEAL_SECRETS=1) or not ("absent").
 KEY_LOG_HEADER = "Lab-Key-Log"
+#: SESSION_PCAP's answer says whether the capture holds every message the connection carried
+#: ("complete") or only the first ones ("truncated"): client_svc keeps the records of at most
+#: MAX_CAPTURED_MESSAGES messages and MAX_CAPTURED_BYTES bytes of them per connection.
+CAPTURE_HEADER = "Lab-Capture"
+#: A connection's records cost its store memory for CONNECTION_TTL (in Redis, a read with every
+#: message): 256 KiB for each of MAX_CONNECTIONS at most, of ciphertext a caller chose.
+MAX_CAPTURED_MESSAGES = 32
+MAX_CAPTURED_BYTES = 256 * 1024
 #: The most records one /message or /records body may carry. Each record costs the server
 #: several microseconds whatever its size, so 4 MiB of empty records (145,000) would cost it
 #: 0.6 to 1.6 s of CPU. A MAX_BODY_LIMIT message in full records needs 512; in MIN_REPLY_FRAGMENT

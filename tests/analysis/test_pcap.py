@@ -28,7 +28,16 @@ from kdf_lib.suites import SUITES, KeyExchange
 from kdf_lib.wire import HandshakeType
 from lab_analysis import pcap
 from lab_analysis.recorded import RecordedHandshake, parse_exchanges
-from lab_common.contract import HANDSHAKE, MESSAGE, SESSION, path
+from lab_common.contract import (
+    CAPTURE_HEADER,
+    HANDSHAKE,
+    MAX_CAPTURED_BYTES,
+    MAX_CAPTURED_MESSAGES,
+    MESSAGE,
+    SESSION,
+    SESSION_PCAP,
+    path,
+)
 
 CLIENT, SERVER = "127.0.0.1", "127.0.0.2"
 MESSAGES = ("hello, Wireshark", "ünïcödé over TLS 1.2", "x" * 20_000)  # the last spans records
@@ -84,6 +93,15 @@ class Lab:
             assert sent.status_code == 200, sent.get_json()
             answers.append(sent.get_json())
         return Recorded(self.client.get(path(SESSION, cid)).get_json(), messages, answers)
+
+    def download(self, recorded: Recorded, folder: Path) -> tuple[Path, str]:
+        """client_svc's own capture of the connection, and its Lab-Capture header."""
+        cid = recorded.view["connection_id"]
+        answer = self.client.get(path(SESSION_PCAP, cid))
+        assert answer.status_code == 200, answer.get_json()
+        capture = folder / f"{cid}-client_svc.pcapng"
+        capture.write_bytes(answer.get_data())
+        return capture, answer.headers[CAPTURE_HEADER]
 
 
 @pytest.fixture
@@ -187,6 +205,75 @@ def test_wireshark_dissects_and_decrypts_every_handshake_and_resumption(
     assert_decrypted(seen, by_ticket)
 
 
+ENDPOINT_CASES = [
+    pytest.param("TLS_RSA_WITH_AES_128_CBC_SHA", False, id="rsa-cbc-mac_then_encrypt"),
+    pytest.param("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", True, id="ecdhe-cbc-etm"),
+    pytest.param("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", True, id="ecdhe-gcm"),
+    pytest.param("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", True, id="ecdhe-chacha20"),
+]
+
+
+@pytest.mark.parametrize(("suite", "etm"), ENDPOINT_CASES)
+def test_client_svc_exports_the_records_of_its_messages_and_wireshark_decrypts_them(
+    lab: Lab, tmp_path: Path, suite: str, etm: bool
+) -> None:
+    options = {"cipher_suite": suite, "encrypt_then_mac": etm}
+    full = lab.connect(**options)
+    resumed = lab.connect(MESSAGES[:2], resume=full.view["session_id"], encrypt_then_mac=etm)
+    assert resumed.view["resumed"] is True
+    for recorded, types in [
+        (full, full_types(SUITES[suite].key_exchange.value, ticket=False)),
+        (resumed, resumed_types(ticket=False)),
+    ]:
+        capture, kept = lab.download(recorded, tmp_path)
+        assert kept == "complete"
+        # The records exactly as /message sent and answered them, in the order they crossed.
+        expected = pcap.export(recorded.handshake, recorded.records())
+        assert pcap.packets(capture.read_bytes()) == pcap.packets(expected)
+        seen = dissect(capture)  # REVEAL_SECRETS: its own key log line opens it
+        assert seen.handshake_types == types
+        assert_decrypted(seen, recorded)
+        assert "Truncated" not in seen.frames[-1].comment
+
+
+def test_client_svc_keeps_the_first_messages_up_to_its_message_bound(
+    lab: Lab, tmp_path: Path
+) -> None:
+    texts = [f"message {n}" for n in range(MAX_CAPTURED_MESSAGES + 2)]
+    recorded = lab.connect(texts, key_exchange="ecdhe")
+    capture, kept = lab.download(recorded, tmp_path)
+    assert kept == "truncated"
+    first = Recorded(recorded.view, texts[:MAX_CAPTURED_MESSAGES], recorded.answers[:-2])
+    expected = pcap.export(first.handshake, first.records())
+    assert pcap.packets(capture.read_bytes()) == pcap.packets(expected)
+    seen = dissect(capture)
+    assert_decrypted(seen, first)
+    assert seen.frames[-1].comment.endswith(
+        f"capture holds {MAX_CAPTURED_MESSAGES} of its {len(texts)} messages, "
+        "the later ones are not in it"
+    )
+    assert sum("Truncated" in f.comment for f in seen.frames) == 1
+
+
+def test_client_svc_keeps_the_first_messages_up_to_its_byte_bound(lab: Lab, tmp_path: Path) -> None:
+    """A message that does not fit ends the capture: a later one that would fit is left out
+    too, or Wireshark would lose step (the stream must have no hole)."""
+    texts = ["a" * (MAX_CAPTURED_BYTES // 5)] * 3 + ["small"]
+    recorded = lab.connect(texts, cipher_suite="TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256")
+    sizes = [sum(len(data) for _, data in recorded.records()[2 * n : 2 * n + 2]) for n in range(4)]
+    assert sizes[0] + sizes[1] <= MAX_CAPTURED_BYTES < sum(sizes[:3])
+    assert sizes[0] + sizes[1] + sizes[3] <= MAX_CAPTURED_BYTES  # "small" alone would fit
+    capture, kept = lab.download(recorded, tmp_path)
+    assert kept == "truncated"
+    first = Recorded(recorded.view, texts[:2], recorded.answers[:2])
+    assert pcap.packets(capture.read_bytes()) == pcap.packets(
+        pcap.export(first.handshake, first.records())
+    )
+    seen = dissect(capture)
+    assert_decrypted(seen, first)
+    assert "capture holds 2 of its 4 messages" in seen.frames[-1].comment
+
+
 def test_without_the_secrets_block_nothing_is_decrypted_until_the_key_log_is_given(
     lab: Lab, tmp_path: Path
 ) -> None:
@@ -283,6 +370,18 @@ def test_application_values_that_are_not_records_are_refused(records: bytes) -> 
 def test_a_capture_that_is_not_ours_is_refused(data: bytes) -> None:
     with pytest.raises(pcap.CaptureError):
         pcap.client_random(data)
+
+
+def test_a_truncation_note_is_a_second_comment_on_the_last_packet(lab: Lab, tmp_path: Path) -> None:
+    recorded = lab.connect(MESSAGES[:1])
+    capture = tmp_path / "truncated.pcapng"
+    capture.write_bytes(
+        pcap.export(recorded.handshake, recorded.records(), truncation="later messages omitted")
+    )
+    seen = dissect(capture)
+    assert seen.problems == []
+    assert seen.frames[-1].comment == "TCP close;later messages omitted"
+    assert all("omitted" not in f.comment for f in seen.frames[:-1])
 
 
 def test_the_key_log_line_must_be_a_client_random_line() -> None:

@@ -4,6 +4,7 @@ fenced off, and a Redis that is down or lost its data fails requests cleanly."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 from pathlib import Path
@@ -12,9 +13,21 @@ from typing import Any
 import pytest
 from helpers.redis_server import RedisServer, running_redis, unused_port
 from helpers.transport import FlaskTransport
+from helpers.tshark import dissect
 
 from kdf_lib import keylog
-from lab_common.contract import FINISH, HANDSHAKE, HEALTH, HELLO, MESSAGE, SESSION, path
+from lab_common.contract import (
+    CAPTURE_HEADER,
+    FINISH,
+    HANDSHAKE,
+    HEALTH,
+    HELLO,
+    MAX_CAPTURED_MESSAGES,
+    MESSAGE,
+    SESSION,
+    SESSION_PCAP,
+    path,
+)
 from lab_common.errors import ServiceError
 from lab_common.redis_state import SOCKET_TIMEOUT_S, Entry, RedisState
 from lab_common.sealing import StateSealer, write_key_file
@@ -325,3 +338,53 @@ def test_a_failed_handshake_read_back_from_redis_is_failed_with_its_code(
     # A fatal alert ends the session the resumption offered; a lost connection does not.
     service = client.application.extensions["client_service"]
     assert (service.store.session(session_id) is None) is (code != "connection_lost")
+
+
+def test_client_svc_keeps_the_first_messages_records_sealed_beside_the_connection(
+    make_client_app, replicas, redis_settings, redis_server, tmp_path
+):
+    """The Wireshark export's records in Redis: each kept message's in a sealed field written by
+    the script that writes the state (no round trip of their own), none past the bound; any
+    client_svc replica exports them, and Wireshark decrypts them with the key log."""
+    transport = Alternating(*(FlaskTransport(app) for app in replicas))
+    keylog_file = tmp_path / "keylog"
+    clients = [
+        make_client_app(
+            TRANSPORT=transport, SSLKEYLOGFILE=str(keylog_file), **redis_settings
+        ).test_client()
+        for _ in range(2)
+    ]
+    cid = handshake(clients[0], key_exchange="ecdhe")["connection_id"]
+    state = clients[0].application.extensions["client_service"].store.state
+    texts = [f"message {n}" for n in range(MAX_CAPTURED_MESSAGES + 2)]
+    round_trips: list[int] = []
+    records: list[bytes] = []
+    replies: list[str] = []
+    for text in texts:
+        before = state.round_trips
+        answer = clients[0].post(MESSAGE, json={"plaintext": text, "connection_id": cid})
+        assert answer.status_code == 200, answer.get_json()
+        round_trips.append(state.round_trips - before)
+        body = answer.get_json()
+        records += [base64.b64decode(body[side]["record"]) for side in ("sent", "reply")]
+        replies.append(body["reply"]["plaintext"])
+    # A kept message costs what one past the bound does: its records ride on the state write.
+    assert round_trips == [round_trips[0]] * len(texts)
+
+    db = redis_server.client()
+    fields = db.hgetall(state.key("conn", cid))
+    kept = {name for name in fields if name[:1] == b"m"}
+    assert kept == {f"m{n}".encode() for n in range(MAX_CAPTURED_MESSAGES)}
+    sealed = b"".join(fields[name] for name in kept)
+    assert not any(record in sealed for record in records)
+
+    answer = clients[1].get(path(SESSION_PCAP, cid))
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.headers[CAPTURE_HEADER] == "truncated"
+    capture = tmp_path / "redis.pcapng"
+    capture.write_bytes(answer.get_data())
+    seen = dissect(capture, keylog_file=keylog_file)
+    assert seen.problems == []
+    assert seen.data_from("127.0.0.1") == "".join(texts[:MAX_CAPTURED_MESSAGES]).encode()
+    assert seen.data_from("127.0.0.2") == "".join(replies[:MAX_CAPTURED_MESSAGES]).encode()
+    assert f"holds {MAX_CAPTURED_MESSAGES} of its {len(texts)} messages" in seen.frames[-1].comment

@@ -24,8 +24,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from kdf_lib import keylog, pki
 from kdf_lib.wire import HandshakeType
 from lab_common.contract import (
+    CAPTURE_HEADER,
     HANDSHAKE,
     KEY_LOG_HEADER,
+    MESSAGE,
     PCAP_MEDIA_TYPE,
     SESSION_PCAP,
     path,
@@ -54,21 +56,35 @@ def download(client: FlaskClient, connection_id: str, folder: Path) -> tuple[Pat
         f'attachment; filename="tls-lab-{connection_id}.pcapng"'
     )
     assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers[CAPTURE_HEADER] == "complete"
     capture = folder / f"{connection_id}.pcapng"
     capture.write_bytes(answer.get_data())
     return capture, answer.headers[KEY_LOG_HEADER]
+
+
+def send(client: FlaskClient, connection_id: str, *texts: str) -> bytes:
+    """Send each text; the replies' plaintexts, joined."""
+    replies = b""
+    for text in texts:
+        answer = client.post(MESSAGE, json={"plaintext": text, "connection_id": connection_id})
+        assert answer.status_code == 200, answer.get_json()
+        replies += answer.get_json()["reply"]["plaintext"].encode()
+    return replies
 
 
 def test_with_reveal_secrets_the_capture_decrypts_on_its_own(
     revealing_client: FlaskClient, tmp_path: Path
 ) -> None:
     shook = revealing_client.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
+    replies = send(revealing_client, shook["connection_id"], "first", "ünïcödé")
     capture, key_log = download(revealing_client, shook["connection_id"], tmp_path)
     assert key_log == "embedded"
     assert bytes.fromhex(shook["secrets"]["master_secret"]).hex().encode() in capture.read_bytes()
     seen = dissect(capture)
     assert seen.problems == []
     assert seen.handshake_types == ECDHE_FULL  # both Finished messages decrypted
+    assert seen.data_from("127.0.0.1") == "firstünïcödé".encode()
+    assert seen.data_from("127.0.0.2") == replies
 
 
 def test_without_reveal_secrets_the_capture_holds_no_secret_and_the_key_log_opens_it(
@@ -77,6 +93,7 @@ def test_without_reveal_secrets_the_capture_holds_no_secret_and_the_key_log_open
     keylog_file = tmp_path / "sslkeylog.txt"
     client = make_client_app(SSLKEYLOGFILE=str(keylog_file)).test_client()
     shook = client.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
+    replies = send(client, shook["connection_id"], "only with the key log")
     capture, key_log = download(client, shook["connection_id"], tmp_path)
     assert key_log == "absent"
     master = keylog.find_master_secret(
@@ -90,7 +107,11 @@ def test_without_reveal_secrets_the_capture_holds_no_secret_and_the_key_log_open
     seen = dissect(capture)
     assert seen.problems == []
     assert HandshakeType.finished not in seen.handshake_types  # still encrypted
-    assert dissect(capture, keylog_file=keylog_file).handshake_types == ECDHE_FULL
+    assert seen.data_from("127.0.0.1") == seen.data_from("127.0.0.2") == b""
+    opened = dissect(capture, keylog_file=keylog_file)
+    assert opened.handshake_types == ECDHE_FULL
+    assert opened.data_from("127.0.0.1") == b"only with the key log"
+    assert opened.data_from("127.0.0.2") == replies
 
 
 def test_a_resumed_connection_is_exported_too(
