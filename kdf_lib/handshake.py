@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import kex, pki
@@ -79,6 +79,7 @@ from .role import Role
 from .suites import (
     DEFAULT_SUITE,
     SUITES,
+    Authentication,
     CipherSuite,
     KeyExchange,
     key_block_layout,
@@ -187,16 +188,52 @@ class ServerState(Enum):
 
 
 @dataclass(frozen=True)
+class ServerIdentity:
+    """One certificate chain and its key, with the encodings the handshake sends."""
+
+    certificate_chain: tuple[x509.Certificate, ...]
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(repr=False)
+    chain_der: tuple[bytes, ...] = field(init=False, repr=False)
+    chain_pem: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.certificate_chain:
+            raise ValueError("a server needs a certificate")
+        if self.certificate_chain[0].public_key() != self.private_key.public_key():
+            raise ValueError("the private key does not match the certificate")
+        object.__setattr__(self, "chain_der", tuple(_der(c) for c in self.certificate_chain))
+        object.__setattr__(
+            self, "chain_pem", tuple(pki.certificate_chain_pem(self.certificate_chain))
+        )
+
+    @property
+    def ec_group(self) -> NamedGroup | None:
+        """The curve of an ECDSA certificate's key as a named group; None for RSA."""
+        if isinstance(self.private_key, ec.EllipticCurvePrivateKey):
+            return NamedGroup[self.private_key.curve.name]
+        return None
+
+
+@dataclass(frozen=True)
 class ServerConfig:
-    """The server's identity and policy; built once and shared by every handshake."""
+    """The server's identity and policy; built once and shared by every handshake.
+
+    ``certificate_chain`` and ``private_key`` are the RSA identity (RSA and ECDHE_RSA suites);
+    ``ecdsa_certificate_chain`` and ``ecdsa_private_key``, when given, the ECDSA one that
+    ECDHE_ECDSA suites need: a server with both picks by the suite, as dual-certificate
+    servers do. Without an ECDSA identity those suites are never chosen.
+    """
 
     certificate_chain: tuple[x509.Certificate, ...]
     private_key: rsa.RSAPrivateKey = field(repr=False)
     cipher_suites: tuple[CipherSuite, ...] = tuple(SUITES.values())
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
     signature_schemes: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+    ecdsa_certificate_chain: tuple[x509.Certificate, ...] = ()
+    ecdsa_private_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
     chain_der: tuple[bytes, ...] = field(init=False, repr=False)
     chain_pem: tuple[str, ...] = field(init=False, repr=False)
+    identities: dict[Authentication, ServerIdentity] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.certificate_chain:
@@ -205,6 +242,16 @@ class ServerConfig:
         object.__setattr__(
             self, "chain_pem", tuple(pki.certificate_chain_pem(self.certificate_chain))
         )
+        identities = {Authentication.RSA: ServerIdentity(self.certificate_chain, self.private_key)}
+        if bool(self.ecdsa_certificate_chain) != (self.ecdsa_private_key is not None):
+            raise ValueError("an ECDSA identity needs both its certificate chain and its key")
+        if self.ecdsa_private_key is not None:
+            if self.ecdsa_private_key.curve.name not in pki.ECDSA_CURVES:
+                raise ValueError(f"ECDSA keys must be on one of {tuple(pki.ECDSA_CURVES)}")
+            identities[Authentication.ECDSA] = ServerIdentity(
+                self.ecdsa_certificate_chain, self.ecdsa_private_key
+            )
+        object.__setattr__(self, "identities", identities)
 
 
 class _KeySchedule:
@@ -794,9 +841,24 @@ class ServerHandshake(_Machine):
         for suite in hello.cipher_suites:
             if suite not in self.config.cipher_suites:
                 continue
+            identity = self.config.identities.get(suite.authentication)
+            if identity is None:
+                continue  # no certificate for this suite (an ECDSA one, RFC 8422 §5.3)
             if suite.key_exchange is KeyExchange.ECDHE_RSA:
-                if groups and schemes:
-                    return suite, groups[0], schemes[0]
+                # The scheme signs with this suite's certificate key (RFC 5246 §7.4.1.4.1).
+                usable = [
+                    s
+                    for s in schemes
+                    if kex.scheme_uses_ecdsa(s) == (identity.ec_group is not None)
+                ]
+                # RFC 8422 §5.1: an ECC suite only when the client can take the certificate's
+                # curve too, so the handshake cannot fail on the server's key later.
+                curve_ok = (
+                    identity.ec_group is None
+                    or identity.ec_group in hello.extensions.supported_groups
+                )
+                if groups and usable and curve_ok:
+                    return suite, groups[0], usable[0]
                 continue
             return suite, None, None
         raise HandshakeFailure("no cipher suite in common")
@@ -890,16 +952,18 @@ class ServerHandshake(_Machine):
             session_id=server_hello.session_id.hex(),
             extensions=extensions.to_json(),
         )
-        certificate = CertificateMessage(self.config.chain_der)
+        identity = self.config.identities[suite.authentication]
+        certificate = CertificateMessage(identity.chain_der)
         self._add(certificate)
-        leaf = self.config.certificate_chain[0]
+        leaf = identity.certificate_chain[0]
         self.trace.add(
             StepKind.SEND_CERTIFICATE,
             "send Certificate",
             "the server's public key, vouched for by a CA the client trusts",
             subject=leaf.subject.rfc4514_string(),
             sha256=pki.fingerprint_sha256(leaf),
-            chain_length=len(self.config.chain_der),
+            chain_length=len(identity.chain_der),
+            public_key_type=suite.authentication.value,
         )
         ske = None
         if group is not None:
@@ -908,7 +972,7 @@ class ServerHandshake(_Machine):
             self._ephemeral = ephemeral
             params = kex.server_ecdh_params(group, ephemeral.public_bytes)
             signature = kex.sign_server_params(
-                self.config.private_key, scheme, hello.random, server_random, params
+                identity.private_key, scheme, hello.random, server_random, params
             )
             ske = ServerKeyExchange(group, ephemeral.public_bytes, scheme, signature)
             self._add(ske)
@@ -922,7 +986,7 @@ class ServerHandshake(_Machine):
                 signature_length=len(signature),
             )
         self._add(ServerHelloDone())
-        return ServerFlight(server_hello, self.config.chain_pem, ske, None)
+        return ServerFlight(server_hello, identity.chain_pem, ske, None)
 
     def _resume(self, hello: ClientHello, session: Session, server_random: bytes) -> ServerFlight:
         suite = session.suite
@@ -1344,9 +1408,19 @@ class ClientHandshake(_Machine):
             self.config.server_name,
             now=self.now(),
             key_exchange=server_hello.cipher_suite.key_exchange.value,
+            authentication=server_hello.cipher_suite.authentication.value,
         )
-        if not isinstance(leaf.public_key(), rsa.RSAPublicKey):
-            raise UnsupportedCertificate("the lab's suites need an RSA certificate")
+        public_key = leaf.public_key()
+        if server_hello.cipher_suite.authentication is Authentication.ECDSA:
+            assert isinstance(public_key, ec.EllipticCurvePublicKey)
+            # RFC 8422 §5.3: the certificate's curve must be one the client offered.
+            assert self.hello is not None
+            if NamedGroup[public_key.curve.name] not in self.hello.extensions.supported_groups:
+                raise UnsupportedCertificate(
+                    f"the server's ECDSA key is on {public_key.curve.name}, which was not offered"
+                )
+        elif not isinstance(public_key, rsa.RSAPublicKey):
+            raise UnsupportedCertificate("this suite needs an RSA certificate")
         self._leaf = leaf
         self._add(CertificateMessage(tuple(_der(c) for c in chain)))
         self.trace.add(
@@ -1368,7 +1442,7 @@ class ClientHandshake(_Machine):
             raise IllegalParameter("server signed with a scheme that was not offered")
         kex.decode_public_key(ske.group, ske.public_key)  # validate before anything else
         public_key = leaf.public_key()
-        assert isinstance(public_key, rsa.RSAPublicKey)
+        assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
         kex.verify_server_params(
             public_key,
             ske.signature_algorithm,

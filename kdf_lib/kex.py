@@ -38,6 +38,7 @@ __all__ = [
     "new_rsa_pre_master_secret",
     "rsa_decrypt_pre_master_secret",
     "rsa_encrypt_pre_master_secret",
+    "scheme_uses_ecdsa",
     "server_ecdh_params",
     "sign_server_params",
     "verify_server_params",
@@ -62,6 +63,10 @@ class SignatureScheme(IntEnum):
     rsa_pkcs1_sha384 = 0x0501
     rsa_pss_rsae_sha256 = 0x0804
     rsa_pss_rsae_sha384 = 0x0805
+    # TLS 1.2 reads these as {hash, ecdsa(3)}: ECDSA with that hash on any curve. The curve
+    # in the TLS 1.3 name binds only there (RFC 8446 §4.2.3).
+    ecdsa_secp256r1_sha256 = 0x0403
+    ecdsa_secp384r1_sha384 = 0x0503
 
 
 _NIST_CURVES: dict[NamedGroup, ec.EllipticCurve] = {
@@ -227,7 +232,17 @@ _SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
     SignatureScheme.rsa_pkcs1_sha384: hashes.SHA384,
     SignatureScheme.rsa_pss_rsae_sha256: hashes.SHA256,
     SignatureScheme.rsa_pss_rsae_sha384: hashes.SHA384,
+    SignatureScheme.ecdsa_secp256r1_sha256: hashes.SHA256,
+    SignatureScheme.ecdsa_secp384r1_sha384: hashes.SHA384,
 }
+_ECDSA_SCHEMES = frozenset(
+    {SignatureScheme.ecdsa_secp256r1_sha256, SignatureScheme.ecdsa_secp384r1_sha384}
+)
+
+
+def scheme_uses_ecdsa(scheme: SignatureScheme) -> bool:
+    """True for an ECDSA scheme (an EC certificate key), False for an RSA one."""
+    return scheme in _ECDSA_SCHEMES
 
 
 def _padding_for(scheme: SignatureScheme) -> padding.AsymmetricPadding:
@@ -245,18 +260,27 @@ def _signed_content(client_random: bytes, server_random: bytes, params: bytes) -
 
 
 def sign_server_params(
-    private_key: rsa.RSAPrivateKey,
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
     scheme: SignatureScheme,
     client_random: bytes,
     server_random: bytes,
     params: bytes,
 ) -> bytes:
+    """The DigitallySigned signature over the randoms and params. An ECDSA signature is the
+    DER-encoded Ecdsa-Sig-Value (RFC 8422 §5.4). Raises ValueError if ``scheme`` does not
+    fit the key's type."""
     content = _signed_content(client_random, server_random, params)
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        if not scheme_uses_ecdsa(scheme):
+            raise ValueError(f"{scheme.name} cannot sign with an EC key")
+        return private_key.sign(content, ec.ECDSA(_SCHEME_HASH[scheme]()))
+    if scheme_uses_ecdsa(scheme):
+        raise ValueError(f"{scheme.name} cannot sign with an RSA key")
     return private_key.sign(content, _padding_for(scheme), _SCHEME_HASH[scheme]())
 
 
 def verify_server_params(
-    public_key: rsa.RSAPublicKey,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
     scheme: SignatureScheme,
     signature: bytes,
     client_random: bytes,
@@ -265,7 +289,14 @@ def verify_server_params(
 ) -> None:
     """Raise DecryptError unless ``signature`` is the certificate key's signature over the params."""
     content = _signed_content(client_random, server_random, params)
+    if isinstance(public_key, ec.EllipticCurvePublicKey) is not scheme_uses_ecdsa(scheme):
+        # RFC 5246 §7.4.1.4.1: the scheme's signature algorithm is the certificate key's.
+        raise IllegalParameter(f"{scheme.name} does not fit the certificate's key")
     try:
-        public_key.verify(signature, content, _padding_for(scheme), _SCHEME_HASH[scheme]())
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            # A signature that is not a DER Ecdsa-Sig-Value fails here like a wrong one.
+            public_key.verify(signature, content, ec.ECDSA(_SCHEME_HASH[scheme]()))
+        else:
+            public_key.verify(signature, content, _padding_for(scheme), _SCHEME_HASH[scheme]())
     except InvalidSignature:
         raise DecryptError("ServerKeyExchange signature does not verify") from None

@@ -66,6 +66,8 @@ DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
     SignatureScheme.rsa_pkcs1_sha256,
     SignatureScheme.rsa_pss_rsae_sha384,
     SignatureScheme.rsa_pkcs1_sha384,
+    SignatureScheme.ecdsa_secp256r1_sha256,
+    SignatureScheme.ecdsa_secp384r1_sha384,
 )
 
 

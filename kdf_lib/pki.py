@@ -29,17 +29,22 @@ from .errors import (
 )
 
 __all__ = [
+    "AUTHENTICATIONS",
+    "ECDSA_CURVES",
     "KEY_EXCHANGES",
     "MAX_CHAIN_LENGTH",
     "MIN_RSA_KEY_SIZE",
     "CertificateDescription",
     "Issued",
+    "IssuedEcdsa",
     "certificate_chain_pem",
     "create_ca",
     "describe_certificate",
     "fingerprint_sha256",
+    "issue_ecdsa_server_certificate",
     "issue_server_certificate",
     "load_certificate_chain",
+    "load_ec_private_key",
     "load_private_key",
     "verify_server_chain",
 ]
@@ -48,6 +53,13 @@ MIN_RSA_KEY_SIZE = 2048
 # A TLS server sends its leaf and intermediates only; a longer list is junk, not a chain.
 MAX_CHAIN_LENGTH = 10
 KEY_EXCHANGES = ("rsa", "ecdhe")
+#: The server certificate key types, one per suite family (kdf_lib.suites.Authentication).
+AUTHENTICATIONS = ("rsa", "ecdsa")
+#: The curves an ECDSA server certificate may use: the lab's NIST groups (RFC 8422 §5.1.1).
+ECDSA_CURVES: dict[str, ec.EllipticCurve] = {
+    "secp256r1": ec.SECP256R1(),
+    "secp384r1": ec.SECP384R1(),
+}
 # Certificates start a little in the past so that containers whose clocks differ by a few
 # minutes do not see a freshly issued certificate as "not yet valid".
 NOT_BEFORE_BACKDATE = timedelta(minutes=5)
@@ -89,11 +101,30 @@ class Issued:
 
     def private_key_pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM (the caller decides where it may go)."""
-        return self.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        return _private_key_pem(self.private_key)
+
+
+@dataclass(frozen=True)
+class IssuedEcdsa:
+    """An ECDSA server certificate with its EC private key (never in ``repr``)."""
+
+    certificate: x509.Certificate
+    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def private_key_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM (the caller decides where it may go)."""
+        return _private_key_pem(self.private_key)
+
+
+def _private_key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 class CertificateDescription(TypedDict):
@@ -186,10 +217,68 @@ def issue_server_certificate(
         raise ValueError("not_after must be later than not_before")
 
     key = _generate_rsa_key(key_size)
+    certificate = _sign_server_certificate(
+        ca,
+        key,
+        alt_names,
+        start,
+        end,
+        key_usage=_key_usage(digital_signature=True, key_encipherment=key_usage_key_encipherment),
+        ca_flag=ca_flag,
+    )
+    return Issued(certificate=certificate, private_key=key)
+
+
+def issue_ecdsa_server_certificate(
+    ca: Issued,
+    server_name: str,
+    *,
+    now: datetime,
+    valid_days: int = 825,
+    curve: str = "secp256r1",
+    extra_names: Sequence[str] = (),
+) -> IssuedEcdsa:
+    """Issue an ECDSA server certificate (ECDHE_ECDSA suites) for ``server_name`` signed by
+    ``ca``'s RSA key, to sit beside the RSA one: a CA of one key type may sign leaves of the
+    other (RFC 5246 §7.4.2; the client's signature_algorithms offers the RSA schemes too).
+
+    ``curve`` is a key of :data:`ECDSA_CURVES`. The key usage is digitalSignature alone: an
+    EC key signs ServerKeyExchange and never decrypts anything (RFC 8422 §5.3).
+
+    Raises:
+        ValueError: a naive datetime, an empty or invalid name or an unknown curve.
+    """
+    _require_aware(now, "now")
+    _require_positive(valid_days, "valid_days")
+    if curve not in ECDSA_CURVES:
+        raise ValueError(f"curve must be one of {tuple(ECDSA_CURVES)}, not {curve!r}")
+    names = list(dict.fromkeys([server_name, *extra_names]))
+    alt_names = [_general_name(name) for name in names]
+    start = now - NOT_BEFORE_BACKDATE
+    end = min(now + timedelta(days=valid_days), ca.certificate.not_valid_after_utc)
+    key = ec.generate_private_key(ECDSA_CURVES[curve])
+    certificate = _sign_server_certificate(
+        ca, key, alt_names, start, end, key_usage=_key_usage(digital_signature=True), ca_flag=False
+    )
+    return IssuedEcdsa(certificate=certificate, private_key=key)
+
+
+def _sign_server_certificate(
+    ca: Issued,
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    alt_names: Sequence[x509.DNSName | x509.IPAddress],
+    start: datetime,
+    end: datetime,
+    *,
+    key_usage: x509.KeyUsage,
+    ca_flag: bool,
+) -> x509.Certificate:
+    """A server leaf for ``key`` whose subject is the first of ``alt_names``."""
+    server_name = str(alt_names[0].value)
     ca_key_identifier = ca.certificate.extensions.get_extension_for_class(
         x509.SubjectKeyIdentifier
     ).value
-    certificate = (
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]))
         .issuer_name(ca.certificate.subject)
@@ -199,10 +288,7 @@ def issue_server_certificate(
         .not_valid_after(end)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=ca_flag, path_length=None), critical=True)
-        .add_extension(
-            _key_usage(digital_signature=True, key_encipherment=key_usage_key_encipherment),
-            critical=True,
-        )
+        .add_extension(key_usage, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
@@ -211,7 +297,6 @@ def issue_server_certificate(
         )
         .sign(ca.private_key, _SIGNATURE_HASH)
     )
-    return Issued(certificate=certificate, private_key=key)
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -286,6 +371,27 @@ def load_private_key(pem: bytes | str) -> rsa.RSAPrivateKey:
     return key
 
 
+def load_ec_private_key(pem: bytes | str) -> ec.EllipticCurvePrivateKey:
+    """Load an unencrypted PEM private key for an ECDSA certificate: an EC key on one of
+    :data:`ECDSA_CURVES`.
+
+    Raises:
+        ValueError: the PEM does not hold an unencrypted EC private key on such a curve.
+    """
+    data = pem.encode("ascii") if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise ValueError("encrypted private keys are not supported") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("not a PEM private key that can be loaded") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"the ECDSA server key must be an EC key, not {_key_type_name(key)}")
+    if key.curve.name not in ECDSA_CURVES:
+        raise ValueError(f"EC key on {key.curve.name}; the lab signs on {tuple(ECDSA_CURVES)}")
+    return key
+
+
 def fingerprint_sha256(cert: x509.Certificate) -> str:
     """Lowercase hex SHA-256 over the certificate's DER encoding."""
     return cert.fingerprint(hashes.SHA256()).hex()
@@ -327,17 +433,20 @@ def verify_server_chain(
     *,
     now: datetime,
     key_exchange: str,
+    authentication: str = "rsa",
 ) -> x509.Certificate:
     """Verify a server's certificate chain for ``server_name`` at ``now`` and return the leaf.
 
     ``chain[0]`` is the leaf, the rest are untrusted intermediates. The leaf is first checked
-    on its own (validity, name, CA flag, key, key usage for ``key_exchange``), then the chain
+    on its own (validity, name, CA flag, key, key usage for ``key_exchange``; an RSA key, or
+    for ``authentication="ecdsa"`` an EC key on one of :data:`ECDSA_CURVES`), then the chain
     is built and verified to ``trust_anchors`` by cryptography's WebPKI verifier.
 
     Raises:
         TypeError: a chain element or trust anchor is not a certificate.
         ValueError: ``now`` is naive, ``trust_anchors`` is empty, ``server_name`` is not a valid
-            DNS name or IP address, or ``key_exchange`` is not one of :data:`KEY_EXCHANGES`.
+            DNS name or IP address, ``key_exchange`` is not one of :data:`KEY_EXCHANGES` or
+            ``authentication`` not one of :data:`AUTHENTICATIONS`.
         CertificateExpired: a certificate is outside its validity period at ``now``.
         BadCertificate: the leaf is not valid for ``server_name``, or is malformed.
         UnsupportedCertificate: the leaf's key or key usage cannot serve ``key_exchange``, or
@@ -347,6 +456,8 @@ def verify_server_chain(
     _require_aware(now, "now")
     if key_exchange not in KEY_EXCHANGES:
         raise ValueError(f"key_exchange must be one of {KEY_EXCHANGES}, not {key_exchange!r}")
+    if authentication not in AUTHENTICATIONS:
+        raise ValueError(f"authentication must be one of {AUTHENTICATIONS}, not {authentication!r}")
     for certificate in (*chain, *trust_anchors):
         if not isinstance(certificate, x509.Certificate):
             raise TypeError(f"expected x509.Certificate, not {type(certificate).__name__}")
@@ -361,7 +472,14 @@ def verify_server_chain(
         PolicyBuilder().store(Store(list(trust_anchors))).time(now).build_server_verifier(subject)
     )
     leaf = chain[0]
-    _check_leaf(leaf, server_name, subject, now=now, key_exchange=key_exchange)
+    _check_leaf(
+        leaf,
+        server_name,
+        subject,
+        now=now,
+        key_exchange=key_exchange,
+        authentication=authentication,
+    )
     try:
         verifier.verify(leaf, list(chain[1:]))
     except VerificationError as error:
@@ -376,6 +494,7 @@ def _check_leaf(
     *,
     now: datetime,
     key_exchange: str,
+    authentication: str = "rsa",
 ) -> None:
     """The leaf's own properties, checked here so failures map to precise errors.
 
@@ -401,15 +520,7 @@ def _check_leaf(
         public_key = leaf.public_key()
     except UnsupportedAlgorithm:
         raise UnsupportedCertificate("certificate public key algorithm is not supported") from None
-    # Every suite in the lab is RSA or ECDHE_RSA: the server key must be RSA (RFC 5246 §7.4.2).
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise UnsupportedCertificate(
-            f"server certificate key must be RSA, not {_key_type_name(public_key)}"
-        )
-    if public_key.key_size < MIN_RSA_KEY_SIZE:
-        raise UnsupportedCertificate(
-            f"server RSA key has {public_key.key_size} bits; at least {MIN_RSA_KEY_SIZE} required"
-        )
+    _check_leaf_key(public_key, authentication)
     key_usage = _extension(extensions, x509.KeyUsage)
     # An absent keyUsage extension places no restriction (RFC 5280 §4.2.1.3).
     if key_usage is None:
@@ -420,9 +531,32 @@ def _check_leaf(
             "certificate keyUsage lacks keyEncipherment, required for RSA key exchange"
         )
     if key_exchange == "ecdhe" and not key_usage.digital_signature:
-        # RFC 8422 §5.3 (ECDHE_RSA): the key signs ServerKeyExchange.
+        # RFC 8422 §5.3 (ECDHE_RSA, ECDHE_ECDSA): the key signs ServerKeyExchange.
         raise UnsupportedCertificate(
             "certificate keyUsage lacks digitalSignature, required for ECDHE key exchange"
+        )
+
+
+def _check_leaf_key(public_key: object, authentication: str) -> None:
+    """The leaf's key type must be the suite's: an EC key on a lab curve for ECDHE_ECDSA
+    (RFC 8422 §5.3), an RSA key of a usable size for the others (RFC 5246 §7.4.2)."""
+    if authentication == "ecdsa":
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise UnsupportedCertificate(
+                f"an ECDSA suite needs an EC certificate key, not {_key_type_name(public_key)}"
+            )
+        if public_key.curve.name not in ECDSA_CURVES:
+            raise UnsupportedCertificate(
+                f"server EC key is on {public_key.curve.name}; supported: {tuple(ECDSA_CURVES)}"
+            )
+        return
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise UnsupportedCertificate(
+            f"server certificate key must be RSA, not {_key_type_name(public_key)}"
+        )
+    if public_key.key_size < MIN_RSA_KEY_SIZE:
+        raise UnsupportedCertificate(
+            f"server RSA key has {public_key.key_size} bits; at least {MIN_RSA_KEY_SIZE} required"
         )
 
 

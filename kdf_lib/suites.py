@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_SUITE",
     "SUITES",
     "SUITES_BY_CODE",
+    "Authentication",
     "BulkCipher",
     "CipherSuite",
     "KeyBlockPart",
@@ -29,6 +30,16 @@ __all__ = [
 class KeyExchange(StrEnum):
     RSA = "rsa"
     ECDHE_RSA = "ecdhe"
+    #: The same key exchange: ECDHE_ECDSA suites differ from ECDHE_RSA ones only in the
+    #: certificate that signs the ECDH key (:class:`Authentication`).
+    ECDHE = "ecdhe"
+
+
+class Authentication(StrEnum):
+    """The server certificate's key type, which signs ServerKeyExchange (RFC 8422 §2, §5.3)."""
+
+    RSA = "rsa"
+    ECDSA = "ecdsa"
 
 
 class BulkCipher(StrEnum):
@@ -62,6 +73,7 @@ class CipherSuite:
     prf_hash: str
     block_size: int = 0
     tag_length: int = 0
+    authentication: Authentication = Authentication.RSA
 
     @property
     def is_aead(self) -> bool:
@@ -86,6 +98,7 @@ class CipherSuite:
             "name": self.name,
             "code": f"0x{self.code:04X}",
             "key_exchange": self.key_exchange.value,
+            "authentication": self.authentication.value,
             "cipher": self.bulk_cipher.value,
             "kind": self.kind,
             "mac": f"hmac-{self.mac_name}" if self.mac_name else None,
@@ -98,20 +111,75 @@ class CipherSuite:
         }
 
 
-def _cbc(name: str, code: int, kx: KeyExchange, key: int, mac: str, prf_hash: str) -> CipherSuite:
+def _cbc(
+    name: str,
+    code: int,
+    kx: KeyExchange,
+    key: int,
+    mac: str,
+    prf_hash: str,
+    auth: Authentication = Authentication.RSA,
+) -> CipherSuite:
     mac_length = {"sha1": 20, "sha256": 32, "sha384": 48}[mac]
     return CipherSuite(
-        name, code, kx, BulkCipher.AES_CBC, key, 16, 16, mac, mac_length, prf_hash, block_size=16
+        name,
+        code,
+        kx,
+        BulkCipher.AES_CBC,
+        key,
+        16,
+        16,
+        mac,
+        mac_length,
+        prf_hash,
+        block_size=16,
+        authentication=auth,
     )
 
 
-def _gcm(name: str, code: int, kx: KeyExchange, key: int, prf_hash: str) -> CipherSuite:
+def _gcm(
+    name: str,
+    code: int,
+    kx: KeyExchange,
+    key: int,
+    prf_hash: str,
+    auth: Authentication = Authentication.RSA,
+) -> CipherSuite:
     return CipherSuite(
-        name, code, kx, BulkCipher.AES_GCM, key, 4, 8, None, 0, prf_hash, tag_length=16
+        name,
+        code,
+        kx,
+        BulkCipher.AES_GCM,
+        key,
+        4,
+        8,
+        None,
+        0,
+        prf_hash,
+        tag_length=16,
+        authentication=auth,
+    )
+
+
+def _chacha20(name: str, code: int, auth: Authentication) -> CipherSuite:
+    return CipherSuite(
+        name,
+        code,
+        KeyExchange.ECDHE,
+        BulkCipher.CHACHA20_POLY1305,
+        32,
+        12,
+        0,
+        None,
+        0,
+        "sha256",
+        tag_length=16,
+        authentication=auth,
     )
 
 
 _RSA, _ECDHE = KeyExchange.RSA, KeyExchange.ECDHE_RSA
+_ECDSA = Authentication.ECDSA
 
 _TABLE = (
     _cbc("TLS_RSA_WITH_AES_128_CBC_SHA", 0x002F, _RSA, 16, "sha1", "sha256"),
@@ -126,19 +194,14 @@ _TABLE = (
     _cbc("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", 0xC028, _ECDHE, 32, "sha384", "sha384"),
     _gcm("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0xC02F, _ECDHE, 16, "sha256"),
     _gcm("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 0xC030, _ECDHE, 32, "sha384"),
-    CipherSuite(
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-        0xCCA8,
-        _ECDHE,
-        BulkCipher.CHACHA20_POLY1305,
-        32,
-        12,
-        0,
-        None,
-        0,
-        "sha256",
-        tag_length=16,
-    ),
+    _chacha20("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA8, Authentication.RSA),
+    # RFC 5289 §3.1-3.2 and RFC 7905: the ECDHE_RSA suites' record protection and PRF hash,
+    # with an ECDSA certificate signing the ECDH key.
+    _cbc("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", 0xC023, _ECDHE, 16, "sha256", "sha256", _ECDSA),
+    _cbc("TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384", 0xC024, _ECDHE, 32, "sha384", "sha384", _ECDSA),
+    _gcm("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0xC02B, _ECDHE, 16, "sha256", _ECDSA),
+    _gcm("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", 0xC02C, _ECDHE, 32, "sha384", _ECDSA),
+    _chacha20("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9, _ECDSA),
 )
 
 SUITES: dict[str, CipherSuite] = {s.name: s for s in _TABLE}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers.pki import SERVER_NAME, identity, server_config
+from helpers.pki import SERVER_NAME, ecdsa_identity, identity, server_config
 from helpers.transport import FlaskTransport
 
 from kdf_lib import pki
@@ -28,21 +28,34 @@ def ca() -> pki.Issued:
 
 @pytest.fixture(scope="session")
 def server_identity() -> pki.Issued:
-    """server_svc's certificate (for "server", issued by ``ca``) and its key."""
+    """server_svc's RSA certificate (for "server", issued by ``ca``) and its key."""
     return identity()[1]
+
+
+@pytest.fixture(scope="session")
+def ecdsa_server_identity() -> pki.IssuedEcdsa:
+    """server_svc's ECDSA (P-256) certificate (for "server", issued by ``ca``) and its key: the
+    servers of ``make_server`` hold both and pick by suite."""
+    return ecdsa_identity()
 
 
 @pytest.fixture
 def make_server() -> Callable[..., Flask]:
-    """``make_server(identity=None, **settings)``: a fresh server_svc app (a fresh process:
-    empty stores) presenting ``identity`` (by default ``server_identity``)."""
+    """``make_server(identity=None, ecdsa=None, rsa_only=False, **settings)``: a fresh
+    server_svc app (a fresh process: empty stores) presenting ``identity`` (by default
+    ``server_identity``) and ``ecdsa`` (by default ``ecdsa_server_identity``; none with
+    ``rsa_only``)."""
 
-    def make(identity: pki.Issued | None = None, **settings: Any) -> Flask:
+    def make(
+        identity: pki.Issued | None = None,
+        ecdsa: pki.IssuedEcdsa | None = None,
+        rsa_only: bool = False,
+        **settings: Any,
+    ) -> Flask:
         from server_svc import create_app as create_server_app  # tests/kdf runs without it
 
-        return create_server_app(
-            {"SERVER_CONFIG": server_config(identity), "TESTING": True, **settings}
-        )
+        config = server_config(identity, ecdsa, rsa_only=rsa_only)
+        return create_server_app({"SERVER_CONFIG": config, "TESTING": True, **settings})
 
     return make
 

@@ -35,10 +35,32 @@ def identity() -> tuple[pki.Issued, pki.Issued]:
     return ca, pki.issue_server_certificate(ca, SERVER_NAME, now=NOW)
 
 
-def server_config(server: pki.Issued | None = None) -> ServerConfig:
-    """A server that presents ``server`` (by default the run's identity)."""
+@lru_cache(maxsize=1)
+def ecdsa_identity() -> pki.IssuedEcdsa:
+    """The run's ECDSA (P-256) server certificate for :data:`SERVER_NAME`, issued by the run's
+    CA beside the RSA one, as the compose ``certs`` step does."""
+    return pki.issue_ecdsa_server_certificate(identity()[0], SERVER_NAME, now=NOW)
+
+
+def server_config(
+    server: pki.Issued | None = None,
+    ecdsa: pki.IssuedEcdsa | None = None,
+    *,
+    rsa_only: bool = False,
+) -> ServerConfig:
+    """A server that presents ``server`` (by default the run's RSA identity) for RSA-signed
+    suites and ``ecdsa`` (by default the run's ECDSA identity) for ECDSA-signed ones;
+    ``rsa_only=True`` gives it no ECDSA certificate, so it never chooses those suites."""
     chosen = server or identity()[1]
-    return ServerConfig((chosen.certificate,), chosen.private_key)
+    if rsa_only:
+        return ServerConfig((chosen.certificate,), chosen.private_key)
+    ecdsa_chosen = ecdsa or ecdsa_identity()
+    return ServerConfig(
+        (chosen.certificate,),
+        chosen.private_key,
+        ecdsa_certificate_chain=(ecdsa_chosen.certificate,),
+        ecdsa_private_key=ecdsa_chosen.private_key,
+    )
 
 
 def rsa_key(key_size: int = 2048) -> rsa.RSAPrivateKey:

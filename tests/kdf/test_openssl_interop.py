@@ -113,6 +113,16 @@ INTEROPS = [
     Interop("ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
     Interop("ECDHE-RSA-AES256-GCM-SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
     Interop("ECDHE-RSA-CHACHA20-POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+    # The OpenSSL server holds the run's RSA and ECDSA certificates and picks by suite.
+    Interop(
+        "ECDHE-ECDSA-AES128-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+        encrypt_then_mac=True,
+    ),
+    Interop("ECDHE-ECDSA-AES256-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384"),
+    Interop("ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+    Interop("ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+    Interop("ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
 ]
 RSA_INTEROPS = [i for i in INTEROPS if get_suite(i.suite_name).key_exchange is KeyExchange.RSA]
 
@@ -273,18 +283,27 @@ class ServerFiles:
     cert_path: Path
     key_path: Path
     private_key: rsa.RSAPrivateKey
+    ecdsa_cert_path: Path
+    ecdsa_key_path: Path
 
 
 @pytest.fixture(scope="module")
 def server_files(
-    tmp_path_factory: pytest.TempPathFactory, server_identity: pki.Issued
+    tmp_path_factory: pytest.TempPathFactory,
+    server_identity: pki.Issued,
+    ecdsa_server_identity: pki.IssuedEcdsa,
 ) -> ServerFiles:
-    """The run's server identity; OpenSSL's client does not verify it."""
+    """The run's server identities (RSA and ECDSA); OpenSSL's client does not verify them."""
     directory = tmp_path_factory.mktemp("openssl-interop")
     cert_path, key_path = directory / "server.pem", directory / "server.key"
     cert_path.write_bytes(server_identity.certificate_pem())
     key_path.write_bytes(server_identity.private_key_pem())
-    return ServerFiles(cert_path, key_path, server_identity.private_key)
+    ecdsa_cert_path, ecdsa_key_path = directory / "ecdsa.pem", directory / "ecdsa.key"
+    ecdsa_cert_path.write_bytes(ecdsa_server_identity.certificate_pem())
+    ecdsa_key_path.write_bytes(ecdsa_server_identity.private_key_pem())
+    return ServerFiles(
+        cert_path, key_path, server_identity.private_key, ecdsa_cert_path, ecdsa_key_path
+    )
 
 
 @dataclass
@@ -369,6 +388,7 @@ def _context(purpose: int, interop: Interop) -> ssl.SSLContext:
 def run_handshake(interop: Interop, files: ServerFiles, keylog_path: Path) -> Connection:
     server_context = _context(ssl.PROTOCOL_TLS_SERVER, interop)
     server_context.load_cert_chain(files.cert_path, files.key_path)
+    server_context.load_cert_chain(files.ecdsa_cert_path, files.ecdsa_key_path)
     client_context = _context(ssl.PROTOCOL_TLS_CLIENT, interop)
     client_context.check_hostname = False
     client_context.verify_mode = ssl.CERT_NONE
