@@ -34,6 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import kex, pki
+from .client_auth import (
+    VERIFIABLE_SCHEMES,
+    ClientAuth,
+    PeerIdentity,
+    choose_signature_scheme,
+    sign_certificate_verify,
+    verify_certificate_verify,
+    verify_client_chain,
+)
 from .connection import Connection
 from .errors import (
     ALERTS,
@@ -55,6 +64,9 @@ from .messages import (
     DEFAULT_GROUPS,
     DEFAULT_SIGNATURE_SCHEMES,
     CertificateMessage,
+    CertificateRequest,
+    CertificateVerify,
+    ClientCertificateType,
     ClientExtensions,
     ClientFinish,
     ClientHello,
@@ -148,6 +160,9 @@ class Session:
     #: The client's copy of an RFC 5077 ticket for this session, and its lifetime hint.
     ticket: bytes | None = field(default=None, repr=False)
     ticket_lifetime_hint: int = 0
+    #: The client certificate that authenticated the session (mutual TLS): on the server the
+    #: peer's, verified; on the client its own. A resumption keeps it.
+    client_identity: PeerIdentity | None = None
 
     def to_state(self) -> dict[str, Any]:
         """Plain data for a store; it holds the master secret (encrypt it at rest)."""
@@ -159,11 +174,15 @@ class Session:
             "server_name": self.server_name,
             "ticket": self.ticket.hex() if self.ticket is not None else None,
             "ticket_lifetime_hint": self.ticket_lifetime_hint,
+            "client_identity": (
+                self.client_identity.to_json() if self.client_identity is not None else None
+            ),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Session:
         ticket = state["ticket"]
+        identity = state.get("client_identity")
         return cls(
             bytes.fromhex(state["session_id"]),
             SUITES[state["suite"]],
@@ -172,6 +191,7 @@ class Session:
             state["server_name"],
             bytes.fromhex(ticket) if ticket is not None else None,
             int(state["ticket_lifetime_hint"]),
+            PeerIdentity.from_json(identity) if identity is not None else None,
         )
 
 
@@ -180,7 +200,9 @@ class Session:
 
 class ServerState(Enum):
     WAIT_CLIENT_HELLO = "wait_client_hello"
+    WAIT_CLIENT_CERTIFICATE = "wait_client_certificate"
     WAIT_CLIENT_KEY_EXCHANGE = "wait_client_key_exchange"
+    WAIT_CERTIFICATE_VERIFY = "wait_certificate_verify"
     WAIT_CLIENT_FINISHED = "wait_client_finished"
     WAIT_RESUMED_FINISHED = "wait_resumed_finished"
     ESTABLISHED = "established"
@@ -229,6 +251,10 @@ class ServerConfig:
     cipher_suites: tuple[CipherSuite, ...] = tuple(SUITES.values())
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
     signature_schemes: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+    #: Mutual TLS (RFC 5246 §7.4.4): ask for a client certificate, and whether to insist.
+    client_auth: ClientAuth = ClientAuth.NONE
+    #: The CAs a client certificate must chain to; needed unless ``client_auth`` is NONE.
+    client_trust_anchors: tuple[x509.Certificate, ...] = ()
     ecdsa_certificate_chain: tuple[x509.Certificate, ...] = ()
     ecdsa_private_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
     chain_der: tuple[bytes, ...] = field(init=False, repr=False)
@@ -236,6 +262,8 @@ class ServerConfig:
     identities: dict[Authentication, ServerIdentity] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.client_auth is not ClientAuth.NONE and not self.client_trust_anchors:
+            raise ValueError("client authentication needs client_trust_anchors")
         if not self.certificate_chain:
             raise ValueError("a server needs a certificate")
         object.__setattr__(self, "chain_der", tuple(_der(c) for c in self.certificate_chain))
@@ -747,9 +775,15 @@ class ServerHandshake(_Machine):
         tickets: TicketKeys | None = None,
         random_bytes: RandomBytes = secrets.token_bytes,
         trace: Trace | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(random_bytes, trace)
         self.config = config
+        self.now = now
+        #: The CertificateRequest this handshake sent, if it asks for a client certificate.
+        self._certificate_request: CertificateRequest | None = None
+        #: The client's verified certificate, between its Certificate and CertificateVerify.
+        self._client_leaf: x509.Certificate | None = None
         self.lookup_session = lookup_session
         #: The ticket keys (RFC 5077); without them no ticket is issued or taken.
         self.tickets = tickets
@@ -766,6 +800,8 @@ class ServerHandshake(_Machine):
     def receive_client_hello(self, hello: ClientHello) -> ServerFlight:
         self.trace.flight = 2
         result: ServerFlight = self._dispatch(HandshakeType.client_hello, hello)
+        if self._certificate_request is not None:
+            result = dataclasses.replace(result, certificate_request=self._certificate_request)
         return result
 
     @classmethod
@@ -816,16 +852,31 @@ class ServerHandshake(_Machine):
         return None if self._resumed_from_ticket else self.session
 
     def receive_client_finish(
-        self, client_key_exchange: ClientKeyExchange | None, finished_record: bytes
+        self,
+        client_key_exchange: ClientKeyExchange | None,
+        finished_record: bytes,
+        *,
+        certificate_chain: Sequence[str] | None = None,
+        certificate_verify: CertificateVerify | None = None,
     ) -> bytes:
         """Take the client's second flight; returns the server Finished record (full handshake,
         preceded by :attr:`new_session_ticket` when one is sent) or ``b""`` (abbreviated
-        handshake, where the server spoke first)."""
+        handshake, where the server spoke first). ``certificate_chain`` (PEM, possibly empty)
+        and ``certificate_verify`` answer a CertificateRequest (RFC 5246 §7.4.6, §7.4.8)."""
         self.trace.flight = 4
+        if certificate_chain is not None:
+            self._dispatch(HandshakeType.certificate, certificate_chain)
+        elif self.state is ServerState.WAIT_CLIENT_CERTIFICATE:
+            # RFC 5246 §7.4.6: a client asked for a certificate answers, if only with an empty one.
+            self._fail(UnexpectedMessage("the client's Certificate is missing"))
         if client_key_exchange is not None:
             self._dispatch(HandshakeType.client_key_exchange, client_key_exchange)
         elif self.state is ServerState.WAIT_CLIENT_KEY_EXCHANGE:
             self._fail(UnexpectedMessage("ClientKeyExchange is missing"))
+        if certificate_verify is not None:
+            self._dispatch(HandshakeType.certificate_verify, certificate_verify)
+        elif self.state is ServerState.WAIT_CERTIFICATE_VERIFY:
+            self._fail(UnexpectedMessage("CertificateVerify is missing"))
         result: bytes = self._dispatch(HandshakeType.finished, finished_record)
         return result
 
@@ -889,6 +940,7 @@ class ServerHandshake(_Machine):
             state.extended_master_secret,
             state.master_secret,
             state.server_name,
+            client_identity=state.client_identity,
         )
         accepted = self._acceptable(hello, session)
         self._resumed_from_ticket = accepted is not None
@@ -913,6 +965,8 @@ class ServerHandshake(_Machine):
             )
         if not session.extended_master_secret and hello.extensions.extended_master_secret:
             return None  # RFC 7627 §5.3: fall back to a full handshake
+        if self.config.client_auth is ClientAuth.REQUIRED and session.client_identity is None:
+            return None  # a session made without a client certificate: authenticate now
         return session
 
     def _on_client_hello(self, hello: ClientHello) -> ServerFlight:
@@ -985,6 +1039,8 @@ class ServerHandshake(_Machine):
                 signature_algorithm=scheme.name,
                 signature_length=len(signature),
             )
+        if self.config.client_auth is not ClientAuth.NONE:
+            self._send_certificate_request()
         self._add(ServerHelloDone())
         return ServerFlight(server_hello, identity.chain_pem, ske, None)
 
@@ -1027,6 +1083,90 @@ class ServerHandshake(_Machine):
         record = self._seal_finished(Role.SERVER)
         return ServerFlight(server_hello, (), None, record, ticket)
 
+    def _send_certificate_request(self) -> None:
+        """Ask for a client certificate (RFC 5246 §7.4.4): RSA keys, the schemes this server
+        verifies, and the names of the CAs it trusts for clients."""
+        request = CertificateRequest(
+            (ClientCertificateType.rsa_sign,),
+            self._requested_schemes(),
+            tuple(anchor.subject.public_bytes() for anchor in self.config.client_trust_anchors),
+        )
+        self._certificate_request = request
+        self._add(request)
+        self.trace.add(
+            StepKind.SEND_CERTIFICATE_REQUEST,
+            "send CertificateRequest",
+            "mutual TLS: the server asks the client to prove who it is with a certificate "
+            f"from a CA it trusts ({self.config.client_auth.value})",
+            client_auth=self.config.client_auth.value,
+            certificate_types=[t.name for t in request.certificate_types],
+            signature_algorithms=[s.name for s in request.signature_algorithms],
+            certificate_authorities=[
+                anchor.subject.rfc4514_string() for anchor in self.config.client_trust_anchors
+            ],
+        )
+
+    def _requested_schemes(self) -> tuple[SignatureScheme, ...]:
+        schemes = tuple(s for s in self.config.signature_schemes if s in VERIFIABLE_SCHEMES)
+        return schemes or VERIFIABLE_SCHEMES
+
+    def _on_client_certificate(self, chain_pem: Sequence[str]) -> None:
+        if not chain_pem:
+            self._add(CertificateMessage(()))
+            self.trace.add(
+                StepKind.VERIFY_CLIENT_CERTIFICATE,
+                "receive empty client Certificate",
+                "the client has no certificate to offer",
+                client_auth=self.config.client_auth.value,
+                accepted=self.config.client_auth is not ClientAuth.REQUIRED,
+            )
+            if self.config.client_auth is ClientAuth.REQUIRED:
+                # RFC 5246 §7.4.6: the server "may respond with a fatal handshake_failure alert".
+                raise HandshakeFailure("this server requires a client certificate; none was sent")
+            return
+        chain = [c for pem in chain_pem for c in pki.load_certificate_chain(pem)]
+        leaf = verify_client_chain(chain, self.config.client_trust_anchors, now=self.now())
+        self._client_leaf = leaf
+        self._add(CertificateMessage(tuple(_der(c) for c in chain)))
+        self.trace.add(
+            StepKind.VERIFY_CLIENT_CERTIFICATE,
+            "verify client Certificate",
+            "the client's chain leads to a CA this server trusts for clients; its key must now "
+            "sign the handshake",
+            subject=leaf.subject.rfc4514_string(),
+            issuer=leaf.issuer.rfc4514_string(),
+            sha256=pki.fingerprint_sha256(leaf),
+            chain_length=len(chain),
+        )
+
+    def _on_certificate_verify(self, message: CertificateVerify) -> None:
+        leaf = self._client_leaf
+        assert leaf is not None
+        if message.signature_algorithm not in self._requested_schemes():
+            raise IllegalParameter("the client signed with a scheme the server did not offer")
+        public_key = leaf.public_key()
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        # RFC 5246 §7.4.8: over every handshake message before this one, ClientKeyExchange
+        # included; RFC 7627's session hash stopped at the same place.
+        verify_certificate_verify(
+            public_key, message.signature_algorithm, message.signature, self.transcript
+        )
+        self.trace.add(
+            StepKind.VERIFY_CERTIFICATE_VERIFY,
+            "verify CertificateVerify",
+            "the client's signature over the handshake so far proves it holds the certificate's "
+            "private key",
+            signature_algorithm=message.signature_algorithm.name,
+            signature_length=len(message.signature),
+            transcript_sha256=fingerprint(self.transcript),
+            subject=leaf.subject.rfc4514_string(),
+        )
+        self._add(message)
+
+    def _client_identity(self) -> PeerIdentity | None:
+        leaf = self._client_leaf
+        return PeerIdentity.of(leaf) if leaf is not None else None
+
     def _issue_ticket(self) -> NewSessionTicket:
         """Seal this handshake's session into a NewSessionTicket; it joins the transcript
         before the server's Finished (RFC 5077 §3.3)."""
@@ -1045,6 +1185,11 @@ class ServerHandshake(_Machine):
             (self._resumed_session.server_name if self._resumed_session else None)
             or hello.extensions.server_name,
             tickets.now(),
+            (
+                self._resumed_session.client_identity
+                if self._resumed_session
+                else self._client_identity()
+            ),
         )
         message = NewSessionTicket(tickets.lifetime, tickets.seal(state, self.random_bytes))
         self._add(message)
@@ -1134,6 +1279,7 @@ class ServerHandshake(_Machine):
             ems,
             schedule.master_secret,
             hello.extensions.server_name,
+            client_identity=self._client_identity(),
         )
 
 
@@ -1143,10 +1289,24 @@ ServerHandshake._table = {
         ServerState.WAIT_CLIENT_KEY_EXCHANGE,
         branches=(
             (lambda server: server._resumed_session is not None, ServerState.WAIT_RESUMED_FINISHED),
+            (
+                lambda server: server._certificate_request is not None,
+                ServerState.WAIT_CLIENT_CERTIFICATE,
+            ),
         ),
     ),
+    (ServerState.WAIT_CLIENT_CERTIFICATE, HandshakeType.certificate): _Rule(
+        ServerHandshake._on_client_certificate, ServerState.WAIT_CLIENT_KEY_EXCHANGE
+    ),
     (ServerState.WAIT_CLIENT_KEY_EXCHANGE, HandshakeType.client_key_exchange): _Rule(
-        ServerHandshake._on_client_key_exchange, ServerState.WAIT_CLIENT_FINISHED
+        ServerHandshake._on_client_key_exchange,
+        ServerState.WAIT_CLIENT_FINISHED,
+        branches=(
+            (lambda server: server._client_leaf is not None, ServerState.WAIT_CERTIFICATE_VERIFY),
+        ),
+    ),
+    (ServerState.WAIT_CERTIFICATE_VERIFY, HandshakeType.certificate_verify): _Rule(
+        ServerHandshake._on_certificate_verify, ServerState.WAIT_CLIENT_FINISHED
     ),
     (ServerState.WAIT_CLIENT_FINISHED, HandshakeType.finished): _Rule(
         ServerHandshake._on_client_finished, ServerState.ESTABLISHED
@@ -1166,6 +1326,8 @@ class ClientState(Enum):
     WAIT_CERTIFICATE = "wait_certificate"
     WAIT_SERVER_KEY_EXCHANGE = "wait_server_key_exchange"
     WAIT_SERVER_HELLO_DONE = "wait_server_hello_done"
+    #: After a CertificateRequest: only ServerHelloDone may follow (RFC 5246 §7.3).
+    WAIT_SERVER_HELLO_DONE_REQUESTED = "wait_server_hello_done_requested"
     WAIT_NEW_SESSION_TICKET = "wait_new_session_ticket"
     WAIT_SERVER_FINISHED = "wait_server_finished"
     WAIT_RESUMED_TICKET = "wait_resumed_ticket"
@@ -1185,6 +1347,10 @@ class ClientConfig:
     signature_schemes: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
     #: Offer the SessionTicket extension (RFC 5077) when not resuming from a ticket already.
     session_tickets: bool = False
+    #: The client's own certificate (leaf first) and key for mutual TLS; without them a
+    #: CertificateRequest is answered with an empty Certificate (RFC 5246 §7.4.6).
+    client_certificate_chain: tuple[x509.Certificate, ...] = ()
+    client_private_key: rsa.RSAPrivateKey | None = field(default=None, repr=False)
 
 
 class ClientHandshake(_Machine):
@@ -1212,6 +1378,9 @@ class ClientHandshake(_Machine):
         self._ske: ServerKeyExchange | None = None
         self._resuming = False
         self._ticket: NewSessionTicket | None = None
+        self._certificate_request: CertificateRequest | None = None
+        #: The scheme the CertificateVerify signs with, once the client sent its certificate.
+        self._client_scheme: SignatureScheme | None = None
 
     @classmethod
     def from_state(
@@ -1297,6 +1466,8 @@ class ClientHandshake(_Machine):
         self._dispatch(HandshakeType.certificate, flight.certificate_pem)
         if flight.server_key_exchange is not None:
             self._dispatch(HandshakeType.server_key_exchange, flight.server_key_exchange)
+        if flight.certificate_request is not None:
+            self._dispatch(HandshakeType.certificate_request, flight.certificate_request)
         finish: ClientFinish = self._dispatch(HandshakeType.server_hello_done, None)
         return finish
 
@@ -1466,6 +1637,7 @@ class ClientHandshake(_Machine):
         hello, server_hello, leaf = self.hello, self.server_hello, self._leaf
         assert hello is not None and server_hello is not None and leaf is not None
         self._add(ServerHelloDone())
+        client_chain = self._send_client_certificate()
         suite = server_hello.cipher_suite
         if suite.key_exchange is KeyExchange.RSA:
             public_key = leaf.public_key()
@@ -1506,8 +1678,77 @@ class ClientHandshake(_Machine):
             ems=ext.extended_master_secret,
             etm=ext.encrypt_then_mac,
         )
+        verify = self._send_certificate_verify()
         record = self._seal_finished(Role.CLIENT)
-        return ClientFinish(cke, record)
+        return ClientFinish(cke, record, client_chain, verify)
+
+    def _on_certificate_request(self, request: CertificateRequest) -> None:
+        self._certificate_request = request
+        self._add(request)
+        self.trace.add(
+            StepKind.RECEIVE_CERTIFICATE_REQUEST,
+            "receive CertificateRequest",
+            "mutual TLS: the server asks for a client certificate from one of the CAs it names",
+            certificate_types=[t.name for t in request.certificate_types],
+            signature_algorithms=[s.name for s in request.signature_algorithms],
+            certificate_authorities=len(request.certificate_authorities),
+            names_own_issuer=bool(self.config.client_certificate_chain)
+            and self.config.client_certificate_chain[0].issuer.public_bytes()
+            in request.certificate_authorities,
+        )
+
+    def _send_client_certificate(self) -> tuple[str, ...] | None:
+        """The client's Certificate when the server asked for one (RFC 5246 §7.4.6): its own
+        chain when it has one the request allows, else an empty one. None when not asked."""
+        request, config = self._certificate_request, self.config
+        if request is None:
+            return None
+        scheme = None
+        if (
+            config.client_certificate_chain
+            and config.client_private_key is not None
+            and ClientCertificateType.rsa_sign in request.certificate_types
+        ):
+            scheme = choose_signature_scheme(request.signature_algorithms, config.signature_schemes)
+        # The lab's client has one certificate: it sends it whatever CAs the request names,
+        # and the server judges it (a foreign CA is the server's unknown_ca to give).
+        chain = config.client_certificate_chain if scheme is not None else ()
+        self._client_scheme = scheme
+        self._add(CertificateMessage(tuple(_der(c) for c in chain)))
+        self.trace.add(
+            StepKind.SEND_CLIENT_CERTIFICATE,
+            "send client Certificate",
+            (
+                "the client's certificate chain, for the server to check against its client CAs"
+                if chain
+                else "an empty Certificate: the client has no certificate the server can take"
+            ),
+            subject=chain[0].subject.rfc4514_string() if chain else None,
+            sha256=pki.fingerprint_sha256(chain[0]) if chain else None,
+            chain_length=len(chain),
+        )
+        return tuple(pki.certificate_chain_pem(chain))
+
+    def _send_certificate_verify(self) -> CertificateVerify | None:
+        """RFC 5246 §7.4.8: sign the handshake so far (ClientKeyExchange included) with the
+        certificate's key; only after a non-empty client Certificate."""
+        scheme, key = self._client_scheme, self.config.client_private_key
+        if scheme is None:
+            return None
+        assert key is not None
+        signature = sign_certificate_verify(key, scheme, self.transcript)
+        message = CertificateVerify(scheme, signature)
+        self.trace.add(
+            StepKind.SEND_CERTIFICATE_VERIFY,
+            "send CertificateVerify",
+            "the client signs every handshake message so far: proof it holds the certificate's "
+            "private key (RFC 5246 §7.4.8)",
+            signature_algorithm=scheme.name,
+            signature_length=len(signature),
+            transcript_sha256=fingerprint(self.transcript),
+        )
+        self._add(message)
+        return message
 
     def _on_new_session_ticket(self, message: NewSessionTicket) -> None:
         self._ticket = message
@@ -1556,6 +1797,11 @@ class ClientHandshake(_Machine):
                 ext.extended_master_secret,
                 schedule.master_secret,
                 self.config.server_name,
+                client_identity=(
+                    PeerIdentity.of(self.config.client_certificate_chain[0])
+                    if self._client_scheme is not None
+                    else None
+                ),
             )
         if session is not None and ticket is not None:
             session = dataclasses.replace(
@@ -1571,6 +1817,7 @@ _CLIENT_STATES_MID_FLIGHT = frozenset(
         ClientState.WAIT_CERTIFICATE,
         ClientState.WAIT_SERVER_KEY_EXCHANGE,
         ClientState.WAIT_SERVER_HELLO_DONE,
+        ClientState.WAIT_SERVER_HELLO_DONE_REQUESTED,
     }
 )
 
@@ -1614,6 +1861,14 @@ ClientHandshake._table = {
         ClientHandshake._on_server_key_exchange, ClientState.WAIT_SERVER_HELLO_DONE
     ),
     (ClientState.WAIT_SERVER_HELLO_DONE, HandshakeType.server_hello_done): _Rule(
+        ClientHandshake._on_server_hello_done,
+        ClientState.WAIT_SERVER_FINISHED,
+        branches=((_ticket_follows, ClientState.WAIT_NEW_SESSION_TICKET),),
+    ),
+    (ClientState.WAIT_SERVER_HELLO_DONE, HandshakeType.certificate_request): _Rule(
+        ClientHandshake._on_certificate_request, ClientState.WAIT_SERVER_HELLO_DONE_REQUESTED
+    ),
+    (ClientState.WAIT_SERVER_HELLO_DONE_REQUESTED, HandshakeType.server_hello_done): _Rule(
         ClientHandshake._on_server_hello_done,
         ClientState.WAIT_SERVER_FINISHED,
         branches=((_ticket_follows, ClientState.WAIT_NEW_SESSION_TICKET),),

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, TypeVar
 
 from .errors import DecodeError, IllegalParameter
@@ -26,6 +27,9 @@ __all__ = [
     "DEFAULT_SIGNATURE_SCHEMES",
     "MAX_FINISHED_RECORD",
     "CertificateMessage",
+    "CertificateRequest",
+    "CertificateVerify",
+    "ClientCertificateType",
     "ClientExtensions",
     "ClientFinish",
     "ClientHello",
@@ -627,6 +631,107 @@ class ServerKeyExchange:
             )
 
 
+class ClientCertificateType(IntEnum):
+    """RFC 5246 §7.4.4 ClientCertificateType values this lab names (RFC 8422 §5.5 adds
+    ecdsa_sign)."""
+
+    rsa_sign = 1
+    ecdsa_sign = 64
+
+
+#: Most entries a CertificateRequest list may carry in JSON (types, schemes, authorities).
+MAX_CERTIFICATE_REQUEST_ENTRIES = 16
+#: Longest DER distinguished name a CertificateRequest may name.
+MAX_DISTINGUISHED_NAME = 1024
+
+
+def _distinguished_names(value: object, name: str) -> tuple[bytes, ...]:
+    if not isinstance(value, list) or len(value) > MAX_CERTIFICATE_REQUEST_ENTRIES:
+        raise DecodeError(
+            f"{name} must be a list of at most {MAX_CERTIFICATE_REQUEST_ENTRIES} base64 DER names"
+        )
+    names = tuple(decode_b64(v, name, max_length=MAX_DISTINGUISHED_NAME) for v in value)
+    if not all(names):
+        raise DecodeError(f"{name} holds an empty name")  # DistinguishedName is <1..2^16-1>
+    return names
+
+
+@dataclass(frozen=True)
+class CertificateRequest:
+    """RFC 5246 §7.4.4: the server asks the client for a certificate, between
+    ServerKeyExchange (or Certificate) and ServerHelloDone."""
+
+    certificate_types: tuple[ClientCertificateType, ...]
+    signature_algorithms: tuple[SignatureScheme, ...]
+    #: DER-encoded DistinguishedNames of the CAs the server accepts (may be empty).
+    certificate_authorities: tuple[bytes, ...] = ()
+
+    msg_type = HandshakeType.certificate_request
+
+    def encode(self) -> bytes:
+        types = bytes(self.certificate_types)
+        schemes = b"".join(u16(s) for s in self.signature_algorithms)
+        authorities = b"".join(vector(dn, 2) for dn in self.certificate_authorities)
+        body = vector(types, 1) + vector(schemes, 2) + vector(authorities, 2)
+        return handshake_message(self.msg_type, body)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "certificate_types": [t.name for t in self.certificate_types],
+            "signature_algorithms": [s.name for s in self.signature_algorithms],
+            "certificate_authorities": [encode_b64(dn) for dn in self.certificate_authorities],
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> CertificateRequest:
+        with Fields(obj, "certificate_request") as f:
+            return cls(
+                certificate_types=f.required(
+                    "certificate_types", _enum_list(ClientCertificateType, "certificate type")
+                ),
+                signature_algorithms=f.required(
+                    "signature_algorithms", _enum_list(SignatureScheme, "signature algorithm")
+                ),
+                certificate_authorities=f.required("certificate_authorities", _distinguished_names),
+            )
+
+
+@dataclass(frozen=True)
+class CertificateVerify:
+    """RFC 5246 §7.4.8: the client's signature over the handshake messages so far (from
+    ClientHello up to and including ClientKeyExchange), with its certificate's key."""
+
+    signature_algorithm: SignatureScheme
+    signature: bytes
+
+    msg_type = HandshakeType.certificate_verify
+
+    def encode(self) -> bytes:
+        body = u16(self.signature_algorithm) + vector(self.signature, 2)
+        return handshake_message(self.msg_type, body)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "signature_algorithm": self.signature_algorithm.name,
+            "signature": encode_b64(self.signature),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> CertificateVerify:
+        def scheme(value: object, name: str) -> SignatureScheme:
+            try:
+                return SignatureScheme[as_str(value, name)]
+            except KeyError:
+                raise IllegalParameter("unknown signature algorithm") from None
+
+        with Fields(obj, "certificate_verify") as f:
+            algorithm = f.required("signature_algorithm", scheme)
+            signature = f.required("signature", b64_field(max_length=1024))
+        if not signature:
+            raise DecodeError("signature must not be empty")
+        return cls(algorithm, signature)
+
+
 @dataclass(frozen=True)
 class ServerHelloDone:
     msg_type = HandshakeType.server_hello_done
@@ -738,6 +843,8 @@ class ServerFlight:
     finished_record: bytes | None  # only when resuming
     #: Only when resuming, and only when the ServerHello carries session_ticket.
     new_session_ticket: NewSessionTicket | None = None
+    #: Only in a full handshake, when the server asks for a client certificate.
+    certificate_request: CertificateRequest | None = None
 
     @property
     def resumed(self) -> bool:
@@ -755,6 +862,8 @@ class ServerFlight:
         }
         if self.server_key_exchange is not None:
             out["server_key_exchange"] = self.server_key_exchange.to_json()
+        if self.certificate_request is not None:
+            out["certificate_request"] = self.certificate_request.to_json()
         if self.new_session_ticket is not None:
             out["new_session_ticket"] = self.new_session_ticket.to_json()
         if self.finished_record is not None:
@@ -786,6 +895,9 @@ class ServerFlight:
             ske = f.optional(
                 "server_key_exchange", lambda v, n: ServerKeyExchange.from_json(v), None
             )
+            request = f.optional(
+                "certificate_request", lambda v, n: CertificateRequest.from_json(v), None
+            )
             ticket = f.optional(
                 "new_session_ticket", lambda v, n: NewSessionTicket.from_json(v), None
             )
@@ -798,8 +910,10 @@ class ServerFlight:
             raise DecodeError(
                 "a full handshake's NewSessionTicket comes with the server's Finished"
             )
+        if request is not None and resumed:
+            raise DecodeError("a resumed handshake carries no certificate_request")
         hello = ServerHello(random, session_id, chosen, extensions)
-        return cls(hello, chain, ske, finished, ticket)
+        return cls(hello, chain, ske, finished, ticket, request)
 
 
 @dataclass(frozen=True)
@@ -808,18 +922,40 @@ class ClientFinish:
 
     client_key_exchange: ClientKeyExchange | None
     finished_record: bytes
+    #: The client's Certificate (RFC 5246 §7.4.6), PEM, leaf first: present (possibly empty)
+    #: exactly when the server sent a CertificateRequest; None when it did not.
+    certificate_chain: tuple[str, ...] | None = None
+    #: RFC 5246 §7.4.8: only after a non-empty client certificate.
+    certificate_verify: CertificateVerify | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"finished_record": encode_b64(self.finished_record)}
+        if self.certificate_chain is not None:
+            out["certificate_chain"] = list(self.certificate_chain)
         if self.client_key_exchange is not None:
             out["client_key_exchange"] = self.client_key_exchange.to_json()
+        if self.certificate_verify is not None:
+            out["certificate_verify"] = self.certificate_verify.to_json()
         return out
 
     @classmethod
     def from_json(cls, obj: object) -> ClientFinish:
+        def pem_list(value: object, name: str) -> tuple[str, ...]:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise DecodeError("certificate_chain must be a list of PEM strings")
+            if len(value) > 8:
+                raise DecodeError("certificate_chain is too long")
+            return tuple(value)
+
         with Fields(obj, "client finish") as f:
+            chain = f.optional("certificate_chain", pem_list, None)
             cke = f.optional(
                 "client_key_exchange", lambda v, n: ClientKeyExchange.from_json(v), None
             )
+            verify = f.optional(
+                "certificate_verify", lambda v, n: CertificateVerify.from_json(v), None
+            )
             record = f.required("finished_record", b64_field(max_length=MAX_FINISHED_RECORD))
-        return cls(cke, record)
+        if verify is not None and not chain:
+            raise DecodeError("certificate_verify follows a non-empty certificate_chain only")
+        return cls(cke, record, chain, verify)

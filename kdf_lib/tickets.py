@@ -19,14 +19,18 @@ The state is RFC 5077 §4's ``StatePlaintext`` plus what the lab must also keep:
         CipherSuite cipher_suite;
         CompressionMethod compression_method;  0 (null)
         opaque master_secret[48];
-        ClientIdentity client_identity;        0 (anonymous: no client certificates)
+        ClientIdentity client_identity;        anonymous(0), or certificate_based(1) with
+                                               the client certificate's SHA-256 (32 bytes)
+                                               and its subject (RFC 4514 text, <0..2^16-1>)
         uint32 timestamp;                      when the ticket was issued, seconds since 1970
         uint8 extended_master_secret;          RFC 7627 §5.3: a resumption keeps it
         opaque server_name<0..2^8-1>;          RFC 6066 §3: never resumed for another name
     } StatePlaintext;
 
 Only the server reads a ticket, so its content is the server's own business (RFC 5077 §4); a
-client stores it as opaque bytes. Keys live in a :class:`TicketKeys` ring: the current key seals
+client stores it as opaque bytes. A verified client certificate is kept as its fingerprint and
+subject rather than RFC 5077's whole certificate_list: tickets stay small, and a resumed session
+shows the same identity (RFC 5077 §4 leaves the content to the server). Keys live in a :class:`TicketKeys` ring: the current key seals
 and opens, previous keys only open, so that rotating keys does not break tickets in flight.
 """
 
@@ -42,6 +46,7 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .client_auth import MAX_SUBJECT_LENGTH, PeerIdentity
 from .errors import DecodeError
 from .prf import MASTER_SECRET_LENGTH
 from .suites import SUITES_BY_CODE, CipherSuite
@@ -69,6 +74,8 @@ DEFAULT_TICKET_LIFETIME = 3600
 _CLOCK_SKEW = 60
 _TLS12 = b"\x03\x03"
 _ANONYMOUS = 0
+_CERTIFICATE_BASED = 1
+_FINGERPRINT_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -80,15 +87,25 @@ class TicketState:
     extended_master_secret: bool
     server_name: str | None
     issued: int
+    #: The verified client certificate of the session (mutual TLS), if any.
+    client_identity: PeerIdentity | None = None
 
     def encode(self) -> bytes:
         name = (self.server_name or "").encode("ascii")
+        identity = self.client_identity
+        if identity is None:
+            client = u8(_ANONYMOUS)
+        else:
+            subject = identity.subject.encode()
+            if len(subject) > MAX_SUBJECT_LENGTH:
+                raise ValueError("a client identity's subject is too long for a ticket")
+            client = u8(_CERTIFICATE_BASED) + bytes.fromhex(identity.sha256) + vector(subject, 2)
         return (
             _TLS12
             + u16(self.suite.code)
             + u8(0)
             + self.master_secret
-            + u8(_ANONYMOUS)
+            + client
             + self.issued.to_bytes(4, "big")
             + u8(1 if self.extended_master_secret else 0)
             + vector(name, 1)
@@ -103,15 +120,24 @@ class TicketState:
         if suite is None or reader.uint(1) != 0:
             raise DecodeError("ticket state names an unknown suite or compression")
         master = reader.take(MASTER_SECRET_LENGTH)
-        if reader.uint(1) != _ANONYMOUS:
-            raise DecodeError("ticket state names a client identity")
+        kind = reader.uint(1)
+        identity = None
+        if kind == _CERTIFICATE_BASED:
+            fingerprint = reader.take(_FINGERPRINT_LENGTH).hex()
+            subject = reader.vector(2, maximum=MAX_SUBJECT_LENGTH)
+            try:
+                identity = PeerIdentity(subject.decode(), fingerprint)
+            except UnicodeDecodeError:
+                raise DecodeError("ticket state has a malformed client subject") from None
+        elif kind != _ANONYMOUS:
+            raise DecodeError("ticket state names an unknown kind of client identity")
         issued = reader.uint(4)
         ems = reader.uint(1)
         name = reader.take(reader.uint(1))
         reader.finish()
         if ems not in (0, 1):
             raise DecodeError("ticket state has a bad extended_master_secret flag")
-        return cls(suite, master, bool(ems), name.decode("ascii") or None, issued)
+        return cls(suite, master, bool(ems), name.decode("ascii") or None, issued, identity)
 
 
 @dataclass(frozen=True)

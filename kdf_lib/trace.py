@@ -146,6 +146,13 @@ class StepKind(Enum):
     OPEN_TICKET = "open_ticket"
     SEND_NEW_SESSION_TICKET = "send_new_session_ticket"
     RECEIVE_NEW_SESSION_TICKET = "receive_new_session_ticket"
+    # Client authentication (RFC 5246 §7.4.4, §7.4.6, §7.4.8).
+    SEND_CERTIFICATE_REQUEST = "send_certificate_request"
+    RECEIVE_CERTIFICATE_REQUEST = "receive_certificate_request"
+    SEND_CLIENT_CERTIFICATE = "send_client_certificate"
+    VERIFY_CLIENT_CERTIFICATE = "verify_client_certificate"
+    SEND_CERTIFICATE_VERIFY = "send_certificate_verify"
+    VERIFY_CERTIFICATE_VERIFY = "verify_certificate_verify"
     RECEIVE_ALERT = "receive_alert"
     ABORT = "abort"
     #: Not TLS: the shared state store refused a late write of another replica (a fleet's

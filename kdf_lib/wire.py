@@ -21,7 +21,9 @@ class HandshakeType(IntEnum):
     new_session_ticket = 4  # RFC 5077 §3.3
     certificate = 11
     server_key_exchange = 12
+    certificate_request = 13
     server_hello_done = 14
+    certificate_verify = 15
     client_key_exchange = 16
     finished = 20
 
