@@ -20,11 +20,20 @@ from .store import MemoryServerStore, RedisServerStore, ServerStore
 from .ticket_keys import LocalTicketKeys, RedisTicketKeys, TicketKeySource
 
 
-def load_server_config(chain_path: str, key_path: str) -> ServerConfig:
-    """Read and parse the certificate chain and key once, at start-up."""
+def load_server_config(
+    chain_path: str, key_path: str, ecdsa_chain_path: str = "", ecdsa_key_path: str = ""
+) -> ServerConfig:
+    """Read and parse the certificate chains and keys once, at start-up: the RSA identity,
+    and the ECDSA one when its paths are given (the server then picks by suite)."""
     chain = pki.load_certificate_chain(Path(chain_path).read_bytes())
     key = pki.load_private_key(Path(key_path).read_bytes())
-    return ServerConfig(tuple(chain), key)
+    if not ecdsa_chain_path:
+        return ServerConfig(tuple(chain), key)
+    ecdsa_chain = pki.load_certificate_chain(Path(ecdsa_chain_path).read_bytes())
+    ecdsa_key = pki.load_ec_private_key(Path(ecdsa_key_path).read_bytes())
+    return ServerConfig(
+        tuple(chain), key, ecdsa_certificate_chain=tuple(ecdsa_chain), ecdsa_private_key=ecdsa_key
+    )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -37,7 +46,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(app, ServerSettings, config)
     lab_metrics = configure_app(app, "server_svc", settings)
     server_config = app.config.get("SERVER_CONFIG") or load_server_config(
-        settings.server_cert_chain, settings.server_key
+        settings.server_cert_chain,
+        settings.server_key,
+        settings.server_ecdsa_cert_chain,
+        settings.server_ecdsa_key,
     )
     store: ServerStore
     tickets: TicketKeySource

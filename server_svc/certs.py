@@ -5,10 +5,11 @@ Usage (the compose ``certs`` step)::
     python -m server_svc.certs --server-dir /certs/server --trust-dir /certs/trust \\
         --server-name server [--extra-name localhost] [--owner UID[:GID]]
 
-Idempotent: if ``server.key`` and ``chain.pem`` (server dir) and ``ca.pem`` (trust dir) exist,
-match each other, verify for every requested name and stay valid for at least
-:data:`RENEW_BEFORE`, they are reused ("reusing"); otherwise a new CA and server certificate
-are created and all three files are replaced. ``--force`` always regenerates.
+Idempotent: if ``server.key``, ``chain.pem``, ``ecdsa-server.key`` and ``ecdsa-chain.pem``
+(server dir) and ``ca.pem`` (trust dir) exist, match each other, verify for every requested
+name and stay valid for at least :data:`RENEW_BEFORE`, they are reused ("reusing"); otherwise
+a new CA and both server certificates are created and all five files are replaced.
+``--force`` always regenerates.
 
 With ``--state-key PATH`` it also makes the key-encryption key that seals the services' state
 in Redis (the scaled stack), once: 32 random bytes, mode 0600, kept on later runs.
@@ -21,6 +22,10 @@ Files written:
   pass ``--owner 10001`` so the service can still read its key (chown needs CAP_CHOWN).
 * ``chain.pem`` — the leaf only: the CA is a root, and TLS servers do not send the root
   (RFC 5246 §7.4.2: the self-signed root "MAY be omitted").
+* ``ecdsa-server.key`` and ``ecdsa-chain.pem`` — the same for the ECDSA (P-256) certificate
+  that ECDHE_ECDSA suites need. The one RSA CA signs both leaves, as a public CA signs RSA and
+  ECDSA certificates for one site: the client keeps one trust anchor, and a CA's key type need
+  not match its leaves' (RFC 5246 §7.4.2, with the RSA schemes in signature_algorithms).
 * ``ca.pem`` in the trust dir — the client's only trust anchor.
 
 The CA private key is discarded unless ``--keep-ca-key PATH`` is given: whoever holds it can
@@ -50,6 +55,8 @@ from lab_common.sealing import write_key_file
 
 SERVER_KEY_FILE = "server.key"
 CHAIN_FILE = "chain.pem"
+ECDSA_KEY_FILE = "ecdsa-server.key"
+ECDSA_CHAIN_FILE = "ecdsa-chain.pem"
 CA_FILE = "ca.pem"
 DEFAULT_CA_NAME = "TLS Lab Demo CA"
 RENEW_BEFORE = timedelta(days=30)
@@ -78,13 +85,16 @@ def ensure_certificates(
     owner: Owner | None = None,
     keep_ca_key: Path | None = None,
 ) -> dict[str, object]:
-    """Reuse or (re)create the server's key, chain and the client's trust anchor.
+    """Reuse or (re)create the server's keys and chains (RSA and ECDSA) and the client's trust
+    anchor.
 
     Returns the log record describing what was done (public data only).
     """
     names = list(dict.fromkeys([server_name, *extra_names]))
     key_path = server_dir / SERVER_KEY_FILE
     chain_path = server_dir / CHAIN_FILE
+    ecdsa_key_path = server_dir / ECDSA_KEY_FILE
+    ecdsa_chain_path = server_dir / ECDSA_CHAIN_FILE
     ca_path = trust_dir / CA_FILE
 
     reason = "forced"
@@ -93,18 +103,23 @@ def ensure_certificates(
             leaf, ca_certificate = _load_reusable(
                 key_path, chain_path, ca_path, names, ca_name, now
             )
+            ecdsa_leaf = _load_reusable_ecdsa(
+                ecdsa_key_path, ecdsa_chain_path, ca_certificate, names, now
+            )
         except _NotReusable as problem:
             reason = str(problem)
         else:
             # Re-apply permissions: a reused key must stay private and readable by the service.
             _apply_mode_and_owner(key_path, _PRIVATE_MODE, owner)
-            record = _log_record("reusing", None, names, leaf, ca_certificate, None)
+            _apply_mode_and_owner(ecdsa_key_path, _PRIVATE_MODE, owner)
+            record = _log_record("reusing", None, names, leaf, ecdsa_leaf, ca_certificate, None)
             if keep_ca_key is not None:
                 record["note"] = "the CA key only exists when a CA is created; use --force"
             return record
 
     ca = pki.create_ca(ca_name, now=now)
     server = pki.issue_server_certificate(ca, server_name, now=now, extra_names=names[1:])
+    ecdsa = pki.issue_ecdsa_server_certificate(ca, server_name, now=now, extra_names=names[1:])
     server_dir.mkdir(parents=True, exist_ok=True)
     trust_dir.mkdir(parents=True, exist_ok=True)
     # Key and chain first, the trust anchor last: a run interrupted in between leaves files
@@ -112,11 +127,22 @@ def ensure_certificates(
     _write_atomically(key_path, server.private_key_pem(), _PRIVATE_MODE, owner)
     chain_pem = "".join(pki.certificate_chain_pem([server.certificate])).encode("ascii")
     _write_atomically(chain_path, chain_pem, _PUBLIC_MODE, owner)
+    _write_atomically(ecdsa_key_path, ecdsa.private_key_pem(), _PRIVATE_MODE, owner)
+    ecdsa_chain_pem = "".join(pki.certificate_chain_pem([ecdsa.certificate])).encode("ascii")
+    _write_atomically(ecdsa_chain_path, ecdsa_chain_pem, _PUBLIC_MODE, owner)
     _write_atomically(ca_path, ca.certificate_pem(), _PUBLIC_MODE, owner)
     if keep_ca_key is not None:
         keep_ca_key.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(keep_ca_key, ca.private_key_pem(), _PRIVATE_MODE, None)
-    return _log_record("created", reason, names, server.certificate, ca.certificate, keep_ca_key)
+    return _log_record(
+        "created",
+        reason,
+        names,
+        server.certificate,
+        ecdsa.certificate,
+        ca.certificate,
+        keep_ca_key,
+    )
 
 
 class _NotReusable(Exception):
@@ -157,6 +183,42 @@ def _load_reusable(
     return leaf, ca_certificate
 
 
+def _load_reusable_ecdsa(
+    key_path: Path,
+    chain_path: Path,
+    ca_certificate: x509.Certificate,
+    names: Sequence[str],
+    now: datetime,
+) -> x509.Certificate:
+    """The ECDSA leaf on disk, if it and its key can be served with the CA's certificate."""
+    missing = [path.name for path in (key_path, chain_path) if not path.is_file()]
+    if missing:
+        raise _NotReusable(f"missing {', '.join(missing)}")
+    try:
+        private_key = pki.load_ec_private_key(key_path.read_bytes())
+        chain = pki.load_certificate_chain(chain_path.read_bytes())
+    except (OSError, ValueError, TLSError) as error:
+        raise _NotReusable(f"unreadable: {error}") from None
+    leaf = chain[0]
+    if leaf.public_key() != private_key.public_key():
+        raise _NotReusable(f"{key_path.name} does not match the certificate in {chain_path.name}")
+    for name in names:
+        try:
+            pki.verify_server_chain(
+                chain,
+                [ca_certificate],
+                name,
+                now=now,
+                key_exchange="ecdhe",
+                authentication="ecdsa",
+            )
+        except TLSError as error:
+            raise _NotReusable(f"{chain_path.name}: {error.code}: {error.message}") from None
+    if leaf.not_valid_after_utc - now < RENEW_BEFORE:
+        raise _NotReusable(f"{chain_path.name} expires at {leaf.not_valid_after_utc.isoformat()}")
+    return leaf
+
+
 def _write_atomically(path: Path, data: bytes, mode: int, owner: Owner | None) -> None:
     """Write via a temporary file in the same directory and rename over ``path``.
 
@@ -188,6 +250,7 @@ def _log_record(
     reason: str | None,
     names: Sequence[str],
     leaf: x509.Certificate,
+    ecdsa_leaf: x509.Certificate,
     ca_certificate: x509.Certificate,
     keep_ca_key: Path | None,
 ) -> dict[str, object]:
@@ -199,6 +262,7 @@ def _log_record(
         "names": list(names),
         "leaf_fingerprint_sha256": leaf_description["fingerprint_sha256"],
         "leaf_not_after": leaf_description["not_after"],
+        "ecdsa_leaf_fingerprint_sha256": pki.fingerprint_sha256(ecdsa_leaf),
         "ca_subject": ca_description["subject"],
         "ca_fingerprint_sha256": ca_description["fingerprint_sha256"],
         "ca_key_kept_at": None if keep_ca_key is None else str(keep_ca_key),
@@ -225,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m server_svc.certs",
         description="Create (or reuse) the lab's demo CA, server key and certificate chain.",
     )
-    parser.add_argument("--server-dir", type=Path, required=True, help="gets server.key, chain.pem")
+    parser.add_argument(
+        "--server-dir",
+        type=Path,
+        required=True,
+        help="gets server.key, chain.pem, ecdsa-server.key, ecdsa-chain.pem",
+    )
     parser.add_argument("--trust-dir", type=Path, required=True, help="gets ca.pem")
     parser.add_argument("--server-name", required=True, help="DNS name or IP of the server")
     parser.add_argument(

@@ -13,6 +13,10 @@ from lab_common.settings import Settings
 class ServerSettings(Settings):
     server_cert_chain: str = "/certs/server/chain.pem"
     server_key: str = "/certs/server/server.key"
+    #: The ECDSA certificate chain and key (ECDHE_ECDSA suites), beside the RSA ones above.
+    #: Both empty: no ECDSA certificate, and the server never chooses those suites.
+    server_ecdsa_cert_chain: str = ""
+    server_ecdsa_key: str = ""
     #: A handshake must finish within this many seconds.
     half_open_ttl: float = 30.0
     max_connections: int = 20_000
@@ -23,6 +27,8 @@ class ServerSettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if bool(self.server_ecdsa_cert_chain) != bool(self.server_ecdsa_key):
+            raise ValueError("SERVER_ECDSA_CERT_CHAIN and SERVER_ECDSA_KEY go together")
         if not self.half_open_ttl > 0:
             raise ValueError("HALF_OPEN_TTL must be more than 0 seconds")
         if self.ticket_lifetime < 1:

@@ -64,12 +64,15 @@ def _environment(settings: Mapping[str, str]) -> dict[str, str]:
 @dataclass(frozen=True)
 class Certificates:
     """server_svc's chain and key and the CA client_svc trusts, as files; ``server_name`` is
-    the name the server's certificate is for (client_svc's SERVER_NAME)."""
+    the name the server's certificate is for (client_svc's SERVER_NAME). The ECDSA chain and
+    key, when there, make the server hold both certificates, as the certs step's do."""
 
     chain: Path
     key: Path
     trust: Path
     server_name: str
+    ecdsa_chain: Path | None = None
+    ecdsa_key: Path | None = None
 
 
 def issue_certificates(
@@ -84,7 +87,14 @@ def issue_certificates(
         command, cwd=REPO_ROOT, env=_environment({}), check=True, capture_output=True, timeout=60
     )
     server, trust = directory / "server", directory / "trust"
-    return Certificates(server / "chain.pem", server / "server.key", trust / "ca.pem", server_name)
+    return Certificates(
+        server / "chain.pem",
+        server / "server.key",
+        trust / "ca.pem",
+        server_name,
+        server / "ecdsa-chain.pem",
+        server / "ecdsa-server.key",
+    )
 
 
 def write_certificates(
@@ -102,9 +112,16 @@ def write_certificates(
 
 
 def server_settings(certificates: Certificates, **settings: str) -> dict[str, str]:
+    ecdsa = {}
+    if certificates.ecdsa_chain is not None and certificates.ecdsa_key is not None:
+        ecdsa = {
+            "SERVER_ECDSA_CERT_CHAIN": str(certificates.ecdsa_chain),
+            "SERVER_ECDSA_KEY": str(certificates.ecdsa_key),
+        }
     return {
         "SERVER_CERT_CHAIN": str(certificates.chain),
         "SERVER_KEY": str(certificates.key),
+        **ecdsa,
         **settings,
     }
 

@@ -481,7 +481,13 @@ def test_certs_cli_creates_then_reuses_then_force_regenerates(tmp_path: Path) ->
     chain = pki.load_certificate_chain((tmp_path / "server" / "chain.pem").read_bytes())
     anchors = pki.load_certificate_chain((tmp_path / "trust" / "ca.pem").read_bytes())
     assert len(chain) == 1 and len(anchors) == 1
-    assert sorted(snapshot(tmp_path)) == ["server/chain.pem", "server/server.key", "trust/ca.pem"]
+    assert sorted(snapshot(tmp_path)) == [
+        "server/chain.pem",
+        "server/ecdsa-chain.pem",
+        "server/ecdsa-server.key",
+        "server/server.key",
+        "trust/ca.pem",
+    ]
     key = pki.load_private_key(key_path.read_bytes())
     assert key.public_key() == chain[0].public_key()
     now = datetime.now(UTC)
