@@ -23,6 +23,10 @@ class ClientSettings(Settings):
     trust_store: str = "/certs/trust/ca.pem"
     #: The name the client expects in the server's certificate (compose: the service name).
     server_name: str = "server"
+    #: client_svc's own certificate chain and key (PEM) for mutual TLS, sent when server_svc
+    #: asks for one (CLIENT_AUTH); both empty: it answers with an empty Certificate.
+    client_cert_file: str = ""
+    client_key_file: str = ""
     #: Where NSS key log lines go (for Wireshark); "" = nowhere.
     sslkeylogfile: str = ""
     upstream_connect_timeout: float = 2.0
@@ -44,6 +48,8 @@ class ClientSettings(Settings):
             raise ValueError(
                 f"SERVER_MAX_BODY_BYTES must be between {MIN_BODY_LIMIT} and {MAX_BODY_LIMIT} bytes"
             )
+        if bool(self.client_cert_file) != bool(self.client_key_file):
+            raise ValueError("CLIENT_CERT_FILE and CLIENT_KEY_FILE go together")
         if self.upstream_max_response_bytes < MIN_RESPONSE_BYTES:
             raise ValueError(f"UPSTREAM_MAX_RESPONSE_BYTES must be at least {MIN_RESPONSE_BYTES}")
         for name in ("upstream_connect_timeout", "upstream_read_timeout"):

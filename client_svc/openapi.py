@@ -72,6 +72,8 @@ HANDSHAKE_REQUEST = _open(
         "resumption": nullable({"type": "string", "enum": list(RESUMPTION_MODES)}),
         "supported_groups": nullable(_names(NamedGroup)),
         "signature_algorithms": nullable(_names(SignatureScheme)),
+        # Mutual TLS: false answers a CertificateRequest with an empty Certificate.
+        "client_certificate": _BOOL_OR_NULL,
     }
 )
 
@@ -99,6 +101,12 @@ HANDSHAKE_ANSWER = _open(
         "fingerprints": _FINGERPRINTS,
         "server_fingerprints": nullable(_FINGERPRINTS),
         "fingerprints_match": {"type": "boolean"},
+        "client_identity": nullable(
+            closed_object(
+                {"subject": {"type": "string"}, "sha256": {"type": "string"}},
+                ["subject", "sha256"],
+            )
+        ),
         "key_block_layout": {"type": "array", "items": {"type": "object"}},
         "trace": {"type": "array", "items": {"type": "object"}},
         "secrets_revealed": {"type": "boolean"},

@@ -73,6 +73,7 @@ from lab_common.errors import ServiceError
 from lab_common.metrics import LabMetrics
 from lab_common.store import held
 
+from .client_cert import client_certificate
 from .config import ClientSettings
 from .store import ClientConnection, ClientStore, HandshakeRequest
 from .upstream import PeerError, ServerClient, UpstreamError, encode_body
@@ -497,6 +498,7 @@ class ClientService:
             groups=_groups(request),
             signature_schemes=_signature_schemes(request),
             session_tickets=tickets,
+            **client_certificate(self.settings, request.client_certificate),
         )
         machine = ClientHandshake(
             config, resume=session, trace=Trace(Role.CLIENT, replica=replica_name())
@@ -648,6 +650,8 @@ class ClientService:
             "extended_master_secret": conn.extended_master_secret,
             "encrypt_then_mac": conn.encrypt_then_mac,
             "resumption": entry.request.resumption if entry.request else "session_id",
+            # Mutual TLS: the certificate this side authenticated the session with, or null.
+            "client_identity": summary["client_identity"],
             # RFC 5077: the ticket this side now holds for the session (its length and hint
             # only: a ticket is a bearer token for the session), or null.
             "session_ticket": (
@@ -723,6 +727,7 @@ class ClientService:
             resumption=before.resumption,
             supported_groups=before.supported_groups,
             signature_algorithms=before.signature_algorithms,
+            client_certificate=before.client_certificate,
         )
         try:
             fresh = self.handshake(request)

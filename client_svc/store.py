@@ -58,6 +58,9 @@ class HandshakeRequest:
     #: The groups and signature schemes offered, by name, in this order; None: the defaults.
     supported_groups: tuple[str, ...] | None = None
     signature_algorithms: tuple[str, ...] | None = None
+    #: Mutual TLS: send client_svc's certificate when server_svc asks for one; false answers
+    #: with an empty Certificate (to show the refusal).
+    client_certificate: bool = True
 
 
 #: The ways POST /handshake can make a session resumable.
@@ -322,6 +325,7 @@ def _request_state(request: HandshakeRequest | None) -> dict[str, Any] | None:
         "resumption": request.resumption,
         "supported_groups": _names(request.supported_groups),
         "signature_algorithms": _names(request.signature_algorithms),
+        "client_certificate": request.client_certificate,
     }
 
 
@@ -348,6 +352,7 @@ def _request_from_state(state: dict[str, Any] | None) -> HandshakeRequest | None
         resumption=state["resumption"],
         supported_groups=_names_from(state, "supported_groups"),
         signature_algorithms=_names_from(state, "signature_algorithms"),
+        client_certificate=bool(state.get("client_certificate", True)),
     )
 
 

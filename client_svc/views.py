@@ -97,6 +97,7 @@ def handshake() -> Any:
             signature_algorithms=f.optional(
                 "signature_algorithms", _names(as_signature_schemes), None
             ),
+            client_certificate=f.optional("client_certificate", as_bool, True),
         )
     if request.cipher_suite is not None and request.cipher_suites is not None:
         raise DecodeError("give cipher_suite or cipher_suites, not both")

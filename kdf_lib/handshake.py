@@ -745,6 +745,13 @@ class _Machine:
             "sequence_numbers": (
                 {"write": conn.writer.seq, "read": conn.reader.seq} if conn else None
             ),
+            # Mutual TLS: the client certificate that authenticated the session (subject and
+            # SHA-256), verified by the server; null without one.
+            "client_identity": (
+                self.session.client_identity.to_json()
+                if self.session is not None and self.session.client_identity is not None
+                else None
+            ),
             "fingerprints": conn.fingerprints() if conn else None,
             "key_block_layout": conn.key_layout() if conn else None,
             # The handshake messages as sent: 40 bytes or more once a hello was sent or

@@ -14,6 +14,7 @@ from kdf_lib.handshake import ServerConfig
 from lab_common.app import configure_app, load_settings
 from lab_common.redis_state import shared_state
 
+from .client_auth import with_client_auth
 from .config import ServerSettings
 from .service import ServerService
 from .store import MemoryServerStore, RedisServerStore, ServerStore
@@ -51,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings.server_ecdsa_cert_chain,
         settings.server_ecdsa_key,
     )
+    server_config = with_client_auth(server_config, settings)
     store: ServerStore
     tickets: TicketKeySource
     if settings.state_backend == "redis":

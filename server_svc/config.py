@@ -6,7 +6,11 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from kdf_lib.client_auth import ClientAuth
 from lab_common.settings import Settings
+
+#: CLIENT_AUTH's values.
+CLIENT_AUTH_MODES = tuple(mode.value for mode in ClientAuth)
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,11 @@ class ServerSettings(Settings):
     #: Both empty: no ECDSA certificate, and the server never chooses those suites.
     server_ecdsa_cert_chain: str = ""
     server_ecdsa_key: str = ""
+    #: Mutual TLS: none (no CertificateRequest), optional or required (a client without an
+    #: acceptable certificate is refused); CLIENT_CA_FILE holds the CAs client certificates
+    #: must chain to (PEM), needed unless CLIENT_AUTH is none.
+    client_auth: str = "none"
+    client_ca_file: str = ""
     #: A handshake must finish within this many seconds.
     half_open_ttl: float = 30.0
     max_connections: int = 20_000
@@ -29,6 +38,10 @@ class ServerSettings(Settings):
         super().__post_init__()
         if bool(self.server_ecdsa_cert_chain) != bool(self.server_ecdsa_key):
             raise ValueError("SERVER_ECDSA_CERT_CHAIN and SERVER_ECDSA_KEY go together")
+        if self.client_auth not in CLIENT_AUTH_MODES:
+            raise ValueError(f"CLIENT_AUTH must be one of {', '.join(CLIENT_AUTH_MODES)}")
+        if self.client_auth != "none" and not self.client_ca_file:
+            raise ValueError("CLIENT_AUTH optional or required needs CLIENT_CA_FILE")
         if not self.half_open_ttl > 0:
             raise ValueError("HALF_OPEN_TTL must be more than 0 seconds")
         if self.ticket_lifetime < 1:

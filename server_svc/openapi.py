@@ -9,9 +9,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from kdf_lib.errors import ALERTS, BadCertificate
+from kdf_lib.errors import ALERTS
 from kdf_lib.kex import NamedGroup, SignatureScheme
-from kdf_lib.messages import MAX_FINISHED_RECORD, MAX_SESSION_ID, RANDOM_LENGTH
+from kdf_lib.messages import (
+    MAX_FINISHED_RECORD,
+    MAX_SESSION_ID,
+    RANDOM_LENGTH,
+    ClientCertificateType,
+)
 from kdf_lib.record import MAX_PLAINTEXT
 from kdf_lib.suites import SUITES
 from kdf_lib.tickets import MAX_TICKET_LENGTH
@@ -109,6 +114,14 @@ CLIENT_FINISH = closed_object(
             ]
         },
         "finished_record": base64_string(MAX_FINISHED_RECORD),
+        # Mutual TLS (docs/protocol.md §3.10): the client's Certificate, present (possibly
+        # empty) exactly when the hello answer carried certificate_request, and its
+        # CertificateVerify after a non-empty one.
+        "certificate_chain": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
+        "certificate_verify": closed_object(
+            {"signature_algorithm": SCHEME_NAME, "signature": base64_string(1024)},
+            ["signature_algorithm", "signature"],
+        ),
     },
     ["connection_id", "finished_record"],
 )
@@ -147,6 +160,20 @@ ALERT_ANSWER = closed_object(
 
 _LOWER_HEX_32 = hex_string(min_bytes=32, max_bytes=32, lowercase=True)
 
+#: RFC 5246 §7.4.4, when server_svc runs with CLIENT_AUTH optional or required.
+CERTIFICATE_REQUEST = closed_object(
+    {
+        "certificate_types": {
+            "type": "array",
+            "items": {"type": "string", "enum": [t.name for t in ClientCertificateType]},
+            "minItems": 1,
+        },
+        "signature_algorithms": {"type": "array", "items": SCHEME_NAME, "minItems": 1},
+        "certificate_authorities": {"type": "array", "items": base64_string(1024)},
+    },
+    ["certificate_types", "signature_algorithms", "certificate_authorities"],
+)
+
 SERVER_HELLO = closed_object(
     {
         "connection_id": CONNECTION_ID,
@@ -178,6 +205,7 @@ SERVER_HELLO = closed_object(
             ["curve_type", "named_curve", "public_key", "signature_algorithm", "signature"],
         ),
         "new_session_ticket": NEW_SESSION_TICKET,
+        "certificate_request": CERTIFICATE_REQUEST,
         "finished_record": base64_string(MAX_FINISHED_RECORD),
     },
     [
@@ -296,8 +324,8 @@ HEALTH = closed_object(
 
 def _errors(*statuses: int, method: str = "get") -> dict[int, Schema]:
     """Each status's codes; with the refusals of lab_common.origin that come before any view."""
-    # server_svc verifies no certificate (the client sends none), so it never refuses one.
-    codes = error_codes_by_status(never_raised=(BadCertificate,))
+    # With CLIENT_AUTH, server_svc verifies the client's certificate: it may refuse one.
+    codes = error_codes_by_status()
     refusals = HOST_STATUSES if method == "get" else CROSS_SITE_STATUSES
     return {status: error_schema(codes[status]) for status in sorted({*statuses, *refusals})}
 

@@ -174,7 +174,10 @@ class ServerService:
             handshake = connection.handshake
             try:
                 reply = handshake.receive_client_finish(
-                    request.client_key_exchange, request.finished_record
+                    request.client_key_exchange,
+                    request.finished_record,
+                    certificate_chain=request.certificate_chain,
+                    certificate_verify=request.certificate_verify,
                 )
             except TLSError as exc:
                 self._count_handshake(handshake, exc.code)

@@ -1,0 +1,167 @@
+"""Mutual TLS between the services: server_svc's CLIENT_AUTH and CLIENT_CA_FILE, client_svc's
+CLIENT_CERT_FILE and CLIENT_KEY_FILE, and POST /handshake's ``client_certificate``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from helpers.pki import NOW, identity
+
+from kdf_lib import pki
+from kdf_lib.client_auth import issue_client_certificate
+from lab_common.contract import HANDSHAKE, SESSION, path
+
+
+@cache
+def _client_identity() -> pki.Issued:
+    return issue_client_certificate(identity()[0], "client_svc", now=NOW)
+
+
+@cache
+def _foreign_identity() -> pki.Issued:
+    return issue_client_certificate(pki.create_ca("Foreign CA", now=NOW), "client_svc", now=NOW)
+
+
+def _files(directory: Path, issued: pki.Issued) -> dict[str, str]:
+    cert, key = directory / "client.pem", directory / "client.key"
+    cert.write_bytes(issued.certificate_pem())
+    key.write_bytes(issued.private_key_pem())
+    return {"CLIENT_CERT_FILE": str(cert), "CLIENT_KEY_FILE": str(key)}
+
+
+@pytest.fixture
+def client_ca_file(tmp_path: Path, ca: pki.Issued) -> Path:
+    found = tmp_path / "client-ca.pem"
+    found.write_bytes(ca.certificate_pem())
+    return found
+
+
+@pytest.fixture(params=["required"])
+def client_auth(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def server_app(make_server: Callable[..., Flask], client_ca_file: Path, client_auth: str) -> Flask:
+    return make_server(CLIENT_AUTH=client_auth, CLIENT_CA_FILE=str(client_ca_file))
+
+
+@pytest.fixture
+def client_identity(ca: pki.Issued) -> pki.Issued:
+    assert ca is identity()[0]
+    return _client_identity()
+
+
+@pytest.fixture
+def client_app(
+    make_client_app: Callable[..., Flask], tmp_path: Path, client_identity: pki.Issued
+) -> Flask:
+    return make_client_app(**_files(tmp_path, client_identity))
+
+
+def _handshake(client: FlaskClient, status: int = 200, **body: Any) -> dict[str, Any]:
+    response = client.post(HANDSHAKE, json=body)
+    assert response.status_code == status, response.get_json()
+    answer: dict[str, Any] = response.get_json()
+    return answer
+
+
+def _kinds(trace: list[dict[str, Any]]) -> list[str]:
+    return [step["kind"] for step in trace]
+
+
+def test_required_client_certificate_is_verified_and_shown_by_both_services(
+    client: FlaskClient, server: FlaskClient, client_identity: pki.Issued
+) -> None:
+    answer = _handshake(client, key_exchange="ecdhe")
+    kinds = _kinds(answer["trace"])
+    for kind in (
+        "receive_certificate_request",
+        "send_client_certificate",
+        "send_certificate_verify",
+    ):
+        assert kind in kinds
+    view = server.get(path(SESSION, answer["connection_id"])).get_json()
+    expected = {
+        "subject": "CN=client_svc",
+        "sha256": pki.fingerprint_sha256(client_identity.certificate),
+    }
+    assert view["state"] == "established"
+    assert view["client_identity"] == expected
+    server_kinds = _kinds(view["trace"])
+    assert "send_certificate_request" in server_kinds
+    assert "verify_client_certificate" in server_kinds
+    assert "verify_certificate_verify" in server_kinds
+    assert answer["client_identity"] == expected
+
+
+def test_a_client_that_sends_no_certificate_is_refused_with_handshake_failure(
+    client: FlaskClient,
+) -> None:
+    # server_svc refuses (its 400 and alert), and client_svc reports the peer's refusal.
+    answer = _handshake(client, 502, client_certificate=False)
+    assert answer["error"]["code"] == "handshake_failure"
+    assert answer["error"]["peer"] == "server" and answer["error"]["peer_status"] == 400
+
+
+def test_a_certificate_from_a_foreign_ca_is_refused_with_unknown_ca(
+    make_client_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    foreign = make_client_app(**_files(tmp_path, _foreign_identity())).test_client()
+    answer = _handshake(foreign, 502)
+    assert answer["error"]["code"] == "unknown_ca"
+    assert answer["error"]["peer_status"] == 400
+
+
+def test_a_resumed_session_keeps_the_client_identity(
+    client: FlaskClient, server: FlaskClient
+) -> None:
+    first = _handshake(client)
+    again = _handshake(client, resume=first["session_id"])
+    assert again["resumed"] is True
+    view = server.get(path(SESSION, again["connection_id"])).get_json()
+    assert view["client_identity"]["subject"] == "CN=client_svc"
+    tickets = _handshake(client, resumption="ticket")
+    by_ticket = _handshake(client, resume=tickets["session_id"], resumption="ticket")
+    assert by_ticket["resumed"] is True
+    view = server.get(path(SESSION, by_ticket["connection_id"])).get_json()
+    assert view["client_identity"]["subject"] == "CN=client_svc"
+
+
+@pytest.mark.parametrize("client_auth", ["optional"], indirect=True)
+def test_optional_client_auth_takes_a_client_without_certificate(
+    make_client_app: Callable[..., Flask], server: FlaskClient
+) -> None:
+    anonymous = make_client_app().test_client()
+    answer = _handshake(anonymous)
+    view = server.get(path(SESSION, answer["connection_id"])).get_json()
+    assert view["client_identity"] is None
+    assert "send_certificate_request" in _kinds(view["trace"])
+
+
+@pytest.mark.parametrize("client_auth", ["none"], indirect=True)
+def test_without_client_auth_no_certificate_is_asked_for(
+    client: FlaskClient, server: FlaskClient
+) -> None:
+    answer = _handshake(client)
+    assert "receive_certificate_request" not in _kinds(answer["trace"])
+    view = server.get(path(SESSION, answer["connection_id"])).get_json()
+    assert view["client_identity"] is None
+
+
+def test_settings_are_checked(make_server: Callable[..., Flask], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="CLIENT_AUTH"):
+        make_server(CLIENT_AUTH="sometimes")
+    with pytest.raises(ValueError, match="CLIENT_CA_FILE"):
+        make_server(CLIENT_AUTH="required")
+
+
+def test_client_certificate_settings_go_together(make_client_app: Callable[..., Flask]) -> None:
+    with pytest.raises(ValueError, match="CLIENT_KEY_FILE"):
+        make_client_app(CLIENT_CERT_FILE="/nonexistent.pem")
