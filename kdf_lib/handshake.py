@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from . import kex, pki
+from . import ffdhe, kex, pki
 from .client_auth import (
     VERIFIABLE_SCHEMES,
     ClientAuth,
@@ -51,6 +51,7 @@ from .errors import (
     DecryptError,
     HandshakeFailure,
     IllegalParameter,
+    InsufficientSecurity,
     InternalError,
     LabError,
     LocalProtocolError,
@@ -892,7 +893,13 @@ class ServerHandshake(_Machine):
     def _choose(
         self, hello: ClientHello
     ) -> tuple[CipherSuite, NamedGroup | None, SignatureScheme | None]:
-        groups = [g for g in hello.extensions.supported_groups if g in self.config.groups]
+        offered = hello.extensions.supported_groups
+        groups = [g for g in offered if g in self.config.groups and not kex.is_ffdhe(g)]
+        dh_groups = [g for g in offered if g in self.config.groups and kex.is_ffdhe(g)]
+        if not any(kex.is_ffdhe(g) for g in offered):
+            # RFC 7919 §4: a client that names no finite-field group predates RFC 7919; the
+            # server may still use DHE, with a group of its own choosing.
+            dh_groups = [g for g in self.config.groups if kex.is_ffdhe(g)]
         schemes = [
             s for s in hello.extensions.signature_algorithms if s in self.config.signature_schemes
         ]
@@ -917,6 +924,14 @@ class ServerHandshake(_Machine):
                 )
                 if groups and usable and curve_ok:
                     return suite, groups[0], usable[0]
+                continue
+            if suite.key_exchange is KeyExchange.DHE:
+                # DHE_RSA: the RSA certificate key signs the parameters.
+                rsa_schemes = [s for s in schemes if s.name.startswith("rsa_")]
+                # RFC 7919 §4: none of the client's finite-field groups is acceptable, so no
+                # DHE suite: another one, or handshake_failure below.
+                if dh_groups and rsa_schemes:
+                    return suite, dh_groups[0], rsa_schemes[0]
                 continue
             return suite, None, None
         raise HandshakeFailure("no cipher suite in common")
@@ -1031,7 +1046,10 @@ class ServerHandshake(_Machine):
             assert scheme is not None
             ephemeral = kex.generate_ephemeral_key(group)
             self._ephemeral = ephemeral
-            params = kex.server_ecdh_params(group, ephemeral.public_bytes)
+            if kex.is_ffdhe(group):
+                params = kex.server_dh_params(group, ephemeral.public_bytes)
+            else:
+                params = kex.server_ecdh_params(group, ephemeral.public_bytes)
             signature = kex.sign_server_params(
                 identity.private_key, scheme, hello.random, server_random, params
             )
@@ -1040,8 +1058,10 @@ class ServerHandshake(_Machine):
             self.trace.add(
                 StepKind.SEND_SERVER_KEY_EXCHANGE,
                 "send ServerKeyExchange",
-                "an ephemeral ECDH key signed with the certificate key: forward secrecy",
-                named_curve=group.name,
+                "an ephemeral "
+                + ("DH value in an RFC 7919 group" if kex.is_ffdhe(group) else "ECDH key")
+                + " signed with the certificate key: forward secrecy",
+                **_group_field(group),
                 public_key=ephemeral.public_bytes.hex(),
                 signature_algorithm=scheme.name,
                 signature_length=len(signature),
@@ -1229,6 +1249,19 @@ class ServerHandshake(_Machine):
                 "decrypt pre-master secret",
                 "RSA private key opens the client's secret; a bad one silently becomes random (RFC 5246 §7.4.7.1)",
                 encrypted_length=len(cke.encrypted_pre_master_secret),
+            )
+        elif suite.key_exchange is KeyExchange.DHE:
+            if cke.dh_public is None:
+                raise DecodeError("DHE key exchange needs the client's dh_Yc")
+            assert self._ephemeral is not None
+            pms = kex.dh_shared_secret(self._ephemeral, cke.dh_public)
+            self.trace.add(
+                StepKind.DH_SHARED_SECRET,
+                "DH shared secret",
+                "client value ^ server exponent mod p = the number the client computes; its "
+                "leading zero bytes are stripped (RFC 5246 §8.1.2)",
+                client_public_key=cke.dh_public.hex(),
+                named_group=self._ephemeral.group.name,
             )
         else:
             if cke.public_key is None:
@@ -1505,11 +1538,16 @@ class ClientHandshake(_Machine):
             if self.resume.suite not in suites:
                 suites = (self.resume.suite, *suites)
         uses_ecdhe = any(s.key_exchange is KeyExchange.ECDHE_RSA for s in suites)
+        uses_dhe = any(s.key_exchange is KeyExchange.DHE for s in suites)
+        # Curves only with ECDHE suites, finite-field groups only with DHE ones (RFC 7919 §3).
+        groups = tuple(
+            g for g in self.config.groups if (uses_dhe if kex.is_ffdhe(g) else uses_ecdhe)
+        )
         extensions = ClientExtensions(
             extended_master_secret=self.config.extended_master_secret,
             encrypt_then_mac=self.config.encrypt_then_mac,
             server_name=_sni_name(self.config.server_name),
-            supported_groups=self.config.groups if uses_ecdhe else (),
+            supported_groups=groups,
             signature_algorithms=self.config.signature_schemes,
             session_ticket=ticket,
         )
@@ -1614,11 +1652,21 @@ class ClientHandshake(_Machine):
     def _on_server_key_exchange(self, ske: ServerKeyExchange) -> None:
         hello, server_hello, leaf = self.hello, self.server_hello, self._leaf
         assert hello is not None and server_hello is not None and leaf is not None
+        dhe = server_hello.cipher_suite.key_exchange is KeyExchange.DHE
+        if dhe != kex.is_ffdhe(ske.group):
+            raise IllegalParameter("the ServerKeyExchange does not fit the chosen suite")
         if ske.group not in hello.extensions.supported_groups:
+            if dhe:
+                # RFC 7919 §3: the client offered its groups; it refuses other parameters.
+                raise InsufficientSecurity(f"server used {ske.group.name}, which was not offered")
             raise IllegalParameter(f"server used {ske.group.name}, which was not offered")
         if ske.signature_algorithm not in hello.extensions.signature_algorithms:
             raise IllegalParameter("server signed with a scheme that was not offered")
-        kex.decode_public_key(ske.group, ske.public_key)  # validate before anything else
+        # Validate before anything else.
+        if dhe:
+            ffdhe.check_public_value(ffdhe.FFDHE_GROUPS[ske.group], ske.public_key)
+        else:
+            kex.decode_public_key(ske.group, ske.public_key)
         public_key = leaf.public_key()
         assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
         kex.verify_server_params(
@@ -1634,8 +1682,10 @@ class ClientHandshake(_Machine):
         self.trace.add(
             StepKind.VERIFY_SERVER_KEY_EXCHANGE,
             "verify ServerKeyExchange",
-            "the signature over both randoms and the ECDH key proves the certificate holder sent it",
-            named_curve=ske.group.name,
+            "the signature over both randoms and the "
+            + ("DH parameters" if dhe else "ECDH key")
+            + " proves the certificate holder sent it",
+            **_group_field(ske.group),
             server_public_key=ske.public_key.hex(),
             signature_algorithm=ske.signature_algorithm.name,
         )
@@ -1659,6 +1709,22 @@ class ClientHandshake(_Machine):
                 secrets={"pre_master_secret": pms},
                 encrypted_length=len(encrypted),
                 client_version="0303",
+            )
+        elif suite.key_exchange is KeyExchange.DHE:
+            ske = self._ske
+            if ske is None:
+                raise UnexpectedMessage("ServerKeyExchange is missing")
+            ephemeral = kex.generate_ephemeral_key(ske.group)
+            pms = kex.dh_shared_secret(ephemeral, ske.public_key)
+            cke = ClientKeyExchange(dh_public=ephemeral.public_bytes)
+            self.trace.add(
+                StepKind.SEND_DH_PUBLIC_KEY,
+                "send DH public value",
+                "g ^ client exponent mod p; server value ^ client exponent = the pre-master "
+                "secret, leading zero bytes stripped; neither exponent travels",
+                secrets={"pre_master_secret": pms},
+                client_public_key=ephemeral.public_bytes.hex(),
+                named_group=ske.group.name,
             )
         else:
             ske = self._ske
@@ -1830,8 +1896,10 @@ _CLIENT_STATES_MID_FLIGHT = frozenset(
 
 
 def _uses_ecdhe(client: ClientHandshake) -> bool:
+    """Whether a ServerKeyExchange follows the Certificate (ECDHE and DHE suites)."""
     assert client.server_hello is not None
-    return client.server_hello.cipher_suite.key_exchange is KeyExchange.ECDHE_RSA
+    kx = client.server_hello.cipher_suite.key_exchange
+    return kx is KeyExchange.ECDHE_RSA or kx is KeyExchange.DHE
 
 
 def _ticket_follows(client: ClientHandshake) -> bool:
@@ -1890,6 +1958,11 @@ ClientHandshake._table = {
         ClientHandshake._on_resumed_finished, ClientState.ESTABLISHED
     ),
 }
+
+
+def _group_field(group: NamedGroup) -> dict[str, Any]:
+    """A trace step's name for the key exchange's group: a curve or an RFC 7919 group."""
+    return {("named_group" if kex.is_ffdhe(group) else "named_curve"): group.name}
 
 
 def _unsolicited(name: str) -> TLSError:

@@ -2,7 +2,8 @@
 
 RFC 5246 §7.4.7.1 (RSA-encrypted premaster secret, with the Bleichenbacher
 countermeasure), RFC 8422 §5.4/§5.10 (ECDHE parameters, point formats, signature)
-and RFC 7748 §6.1 (the all-zero X25519 check). Primitives come from ``cryptography``.
+and RFC 7748 §6.1 (the all-zero X25519 check); the RFC 7919 finite-field groups (ffdhe.py)
+share the ephemeral key type. Primitives come from ``cryptography``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_private_key,
 )
 
+from . import ffdhe
 from .errors import DecodeError, DecryptError, IllegalParameter
 from .wire import u8, u16, vector
 
@@ -33,8 +35,10 @@ __all__ = [
     "NamedGroup",
     "SignatureScheme",
     "decode_public_key",
+    "dh_shared_secret",
     "ecdh_shared_secret",
     "generate_ephemeral_key",
+    "is_ffdhe",
     "new_rsa_pre_master_secret",
     "rsa_decrypt_pre_master_secret",
     "rsa_encrypt_pre_master_secret",
@@ -49,11 +53,18 @@ CLIENT_VERSION = b"\x03\x03"
 
 
 class NamedGroup(IntEnum):
-    """RFC 8422 §5.1.1 / IANA supported_groups."""
+    """RFC 8422 §5.1.1 / RFC 7919 §6 / IANA supported_groups."""
 
     secp256r1 = 23
     secp384r1 = 24
     x25519 = 29
+    ffdhe2048 = 256
+    ffdhe3072 = 257
+
+
+def is_ffdhe(group: NamedGroup) -> bool:
+    """A finite-field group (RFC 7919), for DHE suites; the others are curves, for ECDHE."""
+    return group in ffdhe.FFDHE_GROUPS
 
 
 class SignatureScheme(IntEnum):
@@ -122,13 +133,13 @@ def rsa_decrypt_pre_master_secret(
 
 # -- ECDHE -------------------------------------------------------------------
 
-PrivateKey = ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey
+PrivateKey = ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey | ffdhe.DHPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | x25519.X25519PublicKey
 
 
 @dataclass(frozen=True)
 class EphemeralKey:
-    """An ephemeral ECDH key pair; the private half never shows in repr()."""
+    """An ephemeral ECDH or finite-field DH key pair; the private half never shows in repr()."""
 
     group: NamedGroup
     public_bytes: bytes
@@ -138,6 +149,10 @@ class EphemeralKey:
 def generate_ephemeral_key(group: NamedGroup) -> EphemeralKey:
     """A fresh key pair on ``group``; NIST points are encoded uncompressed (RFC 8422 §5.4.1)."""
     private: PrivateKey
+    if is_ffdhe(group):
+        dh_group = ffdhe.FFDHE_GROUPS[group]
+        dh_private = ffdhe.generate_private_key(dh_group)
+        return EphemeralKey(group, ffdhe.public_bytes(dh_group, dh_private), dh_private)
     if group is NamedGroup.x25519:
         private = x25519.X25519PrivateKey.generate()
         public = private.public_key().public_bytes_raw()
@@ -149,13 +164,19 @@ def generate_ephemeral_key(group: NamedGroup) -> EphemeralKey:
 
 def export_ephemeral_key(key: EphemeralKey) -> bytes:
     """The private half as PKCS#8 DER, for a store that keeps a handshake between requests
-    (it must encrypt it at rest)."""
+    (it must encrypt it at rest). A finite-field key is its private exponent."""
+    if isinstance(key.private_key, ffdhe.DHPrivateKey):
+        return ffdhe.export_private_key(key.private_key)
     return key.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
 
 
 def import_ephemeral_key(group: NamedGroup, der: bytes) -> EphemeralKey:
     """The key pair :func:`export_ephemeral_key` wrote. Raises ValueError if it is not a key
     on ``group``."""
+    if is_ffdhe(group):
+        dh_group = ffdhe.FFDHE_GROUPS[group]
+        dh_private = ffdhe.import_private_key(dh_group, der)
+        return EphemeralKey(group, ffdhe.public_bytes(dh_group, dh_private), dh_private)
     private = load_der_private_key(der, password=None)
     if group is NamedGroup.x25519 and isinstance(private, x25519.X25519PrivateKey):
         public = private.public_key().public_bytes_raw()
@@ -179,6 +200,8 @@ def decode_public_key(group: NamedGroup, data: bytes) -> PublicKey:
         IllegalParameter: a NIST point in another format than uncompressed (compressed,
             identity, unknown), whatever its length; a point not on the curve.
     """
+    if is_ffdhe(group):
+        raise ValueError("a finite-field public value is checked by ffdhe.check_public_value")
     if not data:
         raise DecodeError("an EC point is 1 to 255 bytes (RFC 8422 §5.4)")
     expected = _POINT_LENGTHS[group]
@@ -213,6 +236,7 @@ def ecdh_shared_secret(private: EphemeralKey, peer_public: bytes) -> bytes:
             shared = private.private_key.exchange(peer)
         else:
             assert isinstance(peer, ec.EllipticCurvePublicKey)
+            assert isinstance(private.private_key, ec.EllipticCurvePrivateKey)
             shared = private.private_key.exchange(ec.ECDH(), peer)
     except ValueError:
         # cryptography refuses low-order X25519 peers itself.
@@ -220,6 +244,19 @@ def ecdh_shared_secret(private: EphemeralKey, peer_public: bytes) -> bytes:
     if not any(shared):
         raise IllegalParameter("ECDH with this public key gives an all-zero secret")
     return shared
+
+
+def dh_shared_secret(private: EphemeralKey, peer_public: bytes) -> bytes:
+    """The finite-field DHE pre-master secret: Z with leading zero bytes stripped
+    (RFC 5246 §8.1.2), after the peer's value passed 1 < y < p - 1 (RFC 7919 §5.1)."""
+    assert isinstance(private.private_key, ffdhe.DHPrivateKey)
+    return ffdhe.shared_secret(ffdhe.FFDHE_GROUPS[private.group], private.private_key, peer_public)
+
+
+def server_dh_params(group: NamedGroup, public_bytes: bytes) -> bytes:
+    """ServerDHParams: dh_p, dh_g, dh_Ys, each ``opaque <1..2^16-1>`` (RFC 5246 §7.4.3)."""
+    dh_group = ffdhe.FFDHE_GROUPS[group]
+    return vector(dh_group.p_bytes, 2) + vector(dh_group.g_bytes, 2) + vector(public_bytes, 2)
 
 
 def server_ecdh_params(group: NamedGroup, public_bytes: bytes) -> bytes:

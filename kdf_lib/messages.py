@@ -1,6 +1,6 @@
 """Handshake messages: typed values, their TLS 1.2 wire encoding, and the strict JSON codec.
 
-The JSON form is what travels over HTTP; the TLS encoding (RFC 5246 §7.4, RFC 8422 §5,
+The JSON form is what travels over HTTP; the TLS encoding (RFC 5246 §7.4, RFC 8422 §5, RFC 7919,
 RFC 6066 §3, RFC 7366, RFC 7627) is what goes into the transcript that Finished and the
 extended master secret hash. docs/protocol.md defines the mapping between the two.
 """
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TypeVar
 
-from .errors import DecodeError, IllegalParameter
-from .kex import NamedGroup, SignatureScheme
+from . import ffdhe
+from .errors import DecodeError, IllegalParameter, InsufficientSecurity
+from .kex import NamedGroup, SignatureScheme, is_ffdhe
 from .suites import SUITES, CipherSuite
 from .tickets import MAX_TICKET_LENGTH
 from .wire import HandshakeType, Reader, handshake_message, u8, u16, vector
@@ -64,6 +65,9 @@ DEFAULT_GROUPS: tuple[NamedGroup, ...] = (
     NamedGroup.x25519,
     NamedGroup.secp256r1,
     NamedGroup.secp384r1,
+    # RFC 7919: offered only with DHE suites, as the curves are only with ECDHE ones.
+    NamedGroup.ffdhe2048,
+    NamedGroup.ffdhe3072,
 )
 DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
     SignatureScheme.rsa_pss_rsae_sha256,
@@ -576,8 +580,15 @@ class CertificateMessage:
         return handshake_message(self.msg_type, vector(certs, 3))
 
 
+#: The longest DH value (dh_p, dh_g, dh_Ys, dh_Yc) the codec reads: ffdhe8192's 1024 bytes.
+MAX_DH_VALUE = 1024
+
+
 @dataclass(frozen=True)
 class ServerKeyExchange:
+    """ServerECDHParams (an ECDHE suite) or, for an RFC 7919 ``group``, ServerDHParams whose
+    dh_p and dh_g are that group's and dh_Ys is ``public_key`` (a DHE suite)."""
+
     group: NamedGroup
     public_key: bytes
     signature_algorithm: SignatureScheme
@@ -587,7 +598,11 @@ class ServerKeyExchange:
 
     @property
     def params(self) -> bytes:
-        """ServerECDHParams, the part the signature covers (with the randoms)."""
+        """ServerECDHParams or ServerDHParams, the part the signature covers (with the randoms)."""
+        if is_ffdhe(self.group):
+            group = ffdhe.FFDHE_GROUPS[self.group]
+            # RFC 5246 §7.4.3: dh_p, dh_g, dh_Ys, each opaque <1..2^16-1>.
+            return vector(group.p_bytes, 2) + vector(group.g_bytes, 2) + vector(self.public_key, 2)
         return u8(3) + u16(self.group) + vector(self.public_key, 1)
 
     def encode(self) -> bytes:
@@ -595,6 +610,15 @@ class ServerKeyExchange:
         return handshake_message(self.msg_type, body)
 
     def to_json(self) -> dict[str, Any]:
+        if is_ffdhe(self.group):
+            group = ffdhe.FFDHE_GROUPS[self.group]
+            return {
+                "dh_p": group.p_bytes.hex(),
+                "dh_g": group.g_bytes.hex(),
+                "dh_Ys": self.public_key.hex(),
+                "signature_algorithm": self.signature_algorithm.name,
+                "signature": encode_b64(self.signature),
+            }
         return {
             "curve_type": "named_curve",
             "named_curve": self.group.name,
@@ -619,6 +643,26 @@ class ServerKeyExchange:
                 raise IllegalParameter("only named curves are supported (RFC 8422 §5.4)")
             return "named_curve"
 
+        def dh_value(value: object, name: str) -> bytes:
+            data = decode_hex(value, name, max_length=MAX_DH_VALUE)
+            if not data:  # dh_p, dh_g and dh_Ys are <1..2^16-1> (RFC 5246 §7.4.3)
+                raise DecodeError(f"{name} must not be empty")
+            return data
+
+        if isinstance(obj, dict) and "dh_p" in obj:
+            with Fields(obj, "server_key_exchange") as f:
+                p = f.required("dh_p", dh_value)
+                g = f.required("dh_g", dh_value)
+                public = f.required("dh_Ys", dh_value)
+                scheme = f.required(
+                    "signature_algorithm", named(SignatureScheme, "signature algorithm")
+                )
+                signature = f.required("signature", b64_field(max_length=1024))
+            group = ffdhe.group_for_params(p, g)
+            if group is None:
+                # RFC 7919 §3: a client that offered groups may refuse other parameters.
+                raise InsufficientSecurity("the server's DH parameters are not an RFC 7919 group")
+            return cls(NamedGroup(group.code), public, scheme, signature)
         with Fields(obj, "server_key_exchange") as f:
             f.optional("curve_type", curve_type, "named_curve")
             return cls(
@@ -742,10 +786,12 @@ class ServerHelloDone:
 
 @dataclass(frozen=True)
 class ClientKeyExchange:
-    """Either the RSA-encrypted pre-master secret or the client's ECDH public key."""
+    """The RSA-encrypted pre-master secret, the client's ECDH public key, or its DH public
+    value (``dh_public``, ClientDiffieHellmanPublic, RFC 5246 §7.4.7.2)."""
 
     encrypted_pre_master_secret: bytes | None = field(default=None, repr=False)
     public_key: bytes | None = None
+    dh_public: bytes | None = None
 
     msg_type = HandshakeType.client_key_exchange
 
@@ -753,6 +799,8 @@ class ClientKeyExchange:
         if self.encrypted_pre_master_secret is not None:
             # RFC 5246 §7.4.7.1: TLS 1.0 and later send a 2-byte length before the ciphertext.
             body = vector(self.encrypted_pre_master_secret, 2)
+        elif self.dh_public is not None:
+            body = vector(self.dh_public, 2)  # dh_Yc <1..2^16-1>
         else:
             assert self.public_key is not None
             body = vector(self.public_key, 1)  # RFC 8422 §5.7 ClientECDiffieHellmanPublic
@@ -761,16 +809,24 @@ class ClientKeyExchange:
     def to_json(self) -> dict[str, Any]:
         if self.encrypted_pre_master_secret is not None:
             return {"encrypted_pre_master_secret": encode_b64(self.encrypted_pre_master_secret)}
+        if self.dh_public is not None:
+            return {"dh_Yc": self.dh_public.hex()}
         assert self.public_key is not None
         return {"public_key": self.public_key.hex()}
 
     @classmethod
     def from_json(cls, obj: object) -> ClientKeyExchange:
         with Fields(obj, "client_key_exchange") as f:
-            if f.has("encrypted_pre_master_secret") and f.has("public_key"):
+            forms = ("encrypted_pre_master_secret", "public_key", "dh_Yc")
+            if sum(f.has(name) for name in forms) > 1:
                 raise DecodeError(
                     "client_key_exchange carries either an encrypted pre-master secret or a public key"
                 )
+            if f.has("dh_Yc"):
+                value = f.required("dh_Yc", hex_field(max_length=MAX_DH_VALUE))
+                if not value:
+                    raise DecodeError("dh_Yc must not be empty")
+                return cls(dh_public=value)
             if f.has("public_key"):
                 key = f.required("public_key", hex_field(max_length=255))
                 if not key:

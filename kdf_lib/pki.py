@@ -52,7 +52,7 @@ __all__ = [
 MIN_RSA_KEY_SIZE = 2048
 # A TLS server sends its leaf and intermediates only; a longer list is junk, not a chain.
 MAX_CHAIN_LENGTH = 10
-KEY_EXCHANGES = ("rsa", "ecdhe")
+KEY_EXCHANGES = ("rsa", "ecdhe", "dhe")
 #: The server certificate key types, one per suite family (kdf_lib.suites.Authentication).
 AUTHENTICATIONS = ("rsa", "ecdsa")
 #: The curves an ECDSA server certificate may use: the lab's NIST groups (RFC 8422 §5.1.1).
@@ -530,10 +530,12 @@ def _check_leaf(
         raise UnsupportedCertificate(
             "certificate keyUsage lacks keyEncipherment, required for RSA key exchange"
         )
-    if key_exchange == "ecdhe" and not key_usage.digital_signature:
+    # DHE_RSA as ECDHE_RSA (RFC 5246 §7.4.2): the key signs ServerKeyExchange.
+    if key_exchange in ("ecdhe", "dhe") and not key_usage.digital_signature:
         # RFC 8422 §5.3 (ECDHE_RSA, ECDHE_ECDSA): the key signs ServerKeyExchange.
         raise UnsupportedCertificate(
-            "certificate keyUsage lacks digitalSignature, required for ECDHE key exchange"
+            "certificate keyUsage lacks digitalSignature, required for "
+            f"{key_exchange.upper()} key exchange"
         )
 
 

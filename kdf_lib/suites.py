@@ -2,6 +2,7 @@
 
 Code points and lengths are from the IANA TLS registry, RFC 5246 Appendix C,
 RFC 5288/5289 (GCM), RFC 7905 (ChaCha20-Poly1305); the split order is RFC 5246 §6.3.
+DHE suites (RFC 5246, RFC 5288, RFC 7905) use the RFC 7919 groups.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ __all__ = [
 class KeyExchange(StrEnum):
     RSA = "rsa"
     ECDHE_RSA = "ecdhe"
+    #: Finite-field ephemeral DH (RFC 7919 groups), signed by the RSA certificate.
+    DHE = "dhe"
     #: The same key exchange: ECDHE_ECDSA suites differ from ECDHE_RSA ones only in the
     #: certificate that signs the ECDH key (:class:`Authentication`).
     ECDHE = "ecdhe"
@@ -181,7 +184,7 @@ def _chacha20(name: str, code: int, auth: Authentication) -> CipherSuite:
 _RSA, _ECDHE = KeyExchange.RSA, KeyExchange.ECDHE_RSA
 _ECDSA = Authentication.ECDSA
 
-_TABLE = (
+_TABLE: tuple[CipherSuite, ...] = (
     _cbc("TLS_RSA_WITH_AES_128_CBC_SHA", 0x002F, _RSA, 16, "sha1", "sha256"),
     _cbc("TLS_RSA_WITH_AES_256_CBC_SHA", 0x0035, _RSA, 32, "sha1", "sha256"),
     _cbc("TLS_RSA_WITH_AES_128_CBC_SHA256", 0x003C, _RSA, 16, "sha256", "sha256"),
@@ -203,6 +206,28 @@ _TABLE = (
     _gcm("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", 0xC02C, _ECDHE, 32, "sha384", _ECDSA),
     _chacha20("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9, _ECDSA),
 )
+# RFC 5246 Appendix A.5, RFC 5288 §3 and RFC 7905 §2: the DHE_RSA suites protect records
+# exactly as their ECDHE_RSA namesakes; only the key exchange differs.
+_DHE = KeyExchange.DHE
+_TABLE += (
+    _gcm("TLS_DHE_RSA_WITH_AES_128_GCM_SHA256", 0x009E, _DHE, 16, "sha256"),
+    _gcm("TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", 0x009F, _DHE, 32, "sha384"),
+    _cbc("TLS_DHE_RSA_WITH_AES_128_CBC_SHA256", 0x0067, _DHE, 16, "sha256", "sha256"),
+    _cbc("TLS_DHE_RSA_WITH_AES_256_CBC_SHA256", 0x006B, _DHE, 32, "sha256", "sha256"),
+    CipherSuite(
+        "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        0xCCAA,
+        _DHE,
+        BulkCipher.CHACHA20_POLY1305,
+        32,
+        12,
+        0,
+        None,
+        0,
+        "sha256",
+        tag_length=16,
+    ),
+)
 
 SUITES: dict[str, CipherSuite] = {s.name: s for s in _TABLE}
 SUITES_BY_CODE: dict[int, CipherSuite] = {s.code: s for s in _TABLE}
@@ -211,6 +236,7 @@ SUITES_BY_CODE: dict[int, CipherSuite] = {s.code: s for s in _TABLE}
 DEFAULT_SUITES: dict[KeyExchange, CipherSuite] = {
     KeyExchange.RSA: SUITES["TLS_RSA_WITH_AES_256_CBC_SHA256"],
     KeyExchange.ECDHE_RSA: SUITES["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+    KeyExchange.DHE: SUITES["TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"],
 }
 DEFAULT_SUITE = DEFAULT_SUITES[KeyExchange.RSA]
 

@@ -134,6 +134,9 @@ class StepKind(Enum):
     SEND_ECDH_PUBLIC_KEY = "send_ecdh_public_key"
     DECRYPT_PRE_MASTER_SECRET = "decrypt_pre_master_secret"  # noqa: S105 (a step name)
     ECDH_SHARED_SECRET = "ecdh_shared_secret"  # noqa: S105 (a step name)
+    # Finite-field DHE (RFC 5246 §7.4.7.2, RFC 7919).
+    SEND_DH_PUBLIC_KEY = "send_dh_public_key"
+    DH_SHARED_SECRET = "dh_shared_secret"  # noqa: S105 (a step name)
     MASTER_SECRET = "master_secret"  # noqa: S105 (a step name)
     EXTENDED_MASTER_SECRET = "extended_master_secret"  # noqa: S105 (a step name)
     REUSE_MASTER_SECRET = "reuse_master_secret"  # noqa: S105 (a step name)

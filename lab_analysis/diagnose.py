@@ -473,7 +473,7 @@ def decrypt_recorded_session(
 
     ``client_records`` and ``server_records`` are the application-data records each side sent
     after its Finished, in order, laid back to back. With RSA key exchange the key opens the
-    pre-master secret and everything follows; with ECDHE it opens nothing (RFC 8422 §5.10: the
+    pre-master secret and everything follows; with ECDHE or DHE it opens nothing (RFC 8422 §5.10: the
     secret needs an ephemeral private key, and neither was sent or kept).
 
     Raises:
@@ -488,6 +488,8 @@ def decrypt_recorded_session(
         return PassiveDecryption(False, "the key does not belong to the recorded certificate", ())
     if recorded.suite.key_exchange is KeyExchange.ECDHE_RSA:
         return _ecdhe_is_out_of_reach(recorded, cke, server_private_key)
+    if recorded.suite.key_exchange is KeyExchange.DHE:
+        return _dhe_is_out_of_reach(recorded, cke, server_private_key)
     return _replay_rsa_key_schedule(
         recorded, cke, server_private_key, client_records, server_records
     )
@@ -525,6 +527,45 @@ def _ecdhe_is_out_of_reach(
         False,
         f"ECDHE ({ske.group.name}): the recording holds two public keys and a signature; the "
         "server's RSA key only signed, so it recovers nothing. The ephemeral private keys that "
+        "could compute the pre-master secret were discarded after the handshake: forward secrecy.",
+        findings,
+    )
+
+
+def _dhe_is_out_of_reach(
+    recorded: RecordedHandshake, cke: ClientKeyExchange, server_private_key: rsa.RSAPrivateKey
+) -> PassiveDecryption:
+    ske = recorded.server_flight.server_key_exchange
+    client_public = cke.dh_public
+    # RecordedHandshake refuses a DHE handshake that lacks either.
+    assert ske is not None and client_public is not None
+    try:
+        kex.verify_server_params(
+            server_private_key.public_key(),
+            ske.signature_algorithm,
+            ske.signature,
+            recorded.client_random,
+            recorded.server_random,
+            ske.params,
+        )
+        signature = "verifies with the stolen key's public half"
+    except DecryptError:
+        signature = "does not verify"
+    findings = (
+        f"ServerKeyExchange holds the {ske.group.name} prime and generator (RFC 7919), the "
+        f"server's ephemeral public value g^x mod p ({len(ske.public_key)} bytes) and an RSA "
+        f"signature over them, which {signature}: the certificate key authenticated the server, "
+        "it never encrypted a secret",
+        f"ClientKeyExchange holds only the client's public value g^y mod p ({len(client_public)} "
+        "bytes)",
+        "the pre-master secret is g^xy mod p: computing it from g^x and g^y is the discrete "
+        "logarithm problem; server_svc dropped x right after ClientKeyExchange and the client "
+        "never stored y",
+    )
+    return PassiveDecryption(
+        False,
+        f"DHE ({ske.group.name}): the recording holds two public values and a signature; the "
+        "server's RSA key only signed, so it recovers nothing. The ephemeral exponents that "
         "could compute the pre-master secret were discarded after the handshake: forward secrecy.",
         findings,
     )

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from kdf_lib import pki
+from kdf_lib import kex, pki
 from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.messages import (
     MAX_FINISHED_RECORD,
@@ -130,22 +130,7 @@ class RecordedHandshake:
             raise ExchangeError("the full handshake's hello response has no certificate")
         if cke is None:
             raise ExchangeError("the full handshake's finish request has no ClientKeyExchange")
-        # The codecs decode each message on its own; whether they suit the suite is checked
-        # here, where the whole handshake is known (the services check it in their state machines).
-        if self.suite.key_exchange is KeyExchange.ECDHE_RSA:
-            if flight.server_key_exchange is None:
-                raise ExchangeError(f"{self.suite.name} needs a ServerKeyExchange; there is none")
-            if cke.public_key is None:
-                raise ExchangeError(
-                    f"{self.suite.name} needs the client's public_key in ClientKeyExchange"
-                )
-        else:
-            if flight.server_key_exchange is not None:
-                raise ExchangeError(f"{self.suite.name} has no ServerKeyExchange; there is one")
-            if cke.encrypted_pre_master_secret is None:
-                raise ExchangeError(
-                    f"{self.suite.name} needs encrypted_pre_master_secret in ClientKeyExchange"
-                )
+        _check_key_exchange(self.suite, flight, cke)
 
     # -- decoding ----------------------------------------------------------------------
 
@@ -428,3 +413,31 @@ def _decode(what: str, decoder: Callable[[Any], T], value: object) -> T:
         return decoder(value)
     except TLSError as exc:
         raise ExchangeError(f"{what} does not decode: {exc.message}") from None
+
+
+def _check_key_exchange(suite: CipherSuite, flight: ServerFlight, cke: ClientKeyExchange) -> None:
+    # The codecs decode each message on its own; whether they suit the suite is checked
+    # here, where the whole handshake is known (the services check it in their state machines).
+    if suite.key_exchange is KeyExchange.ECDHE_RSA:
+        ske = flight.server_key_exchange
+        if ske is None:
+            raise ExchangeError(f"{suite.name} needs a ServerKeyExchange; there is none")
+        if kex.is_ffdhe(ske.group):
+            raise ExchangeError(f"{suite.name} needs a ServerKeyExchange with an EC key")
+        if cke.public_key is None:
+            raise ExchangeError(f"{suite.name} needs the client's public_key in ClientKeyExchange")
+    elif suite.key_exchange is KeyExchange.DHE:
+        ske = flight.server_key_exchange
+        if ske is None:
+            raise ExchangeError(f"{suite.name} needs a ServerKeyExchange; there is none")
+        if not kex.is_ffdhe(ske.group):
+            raise ExchangeError(f"{suite.name} needs a ServerKeyExchange with DH params")
+        if cke.dh_public is None:
+            raise ExchangeError(f"{suite.name} needs the client's dh_Yc in ClientKeyExchange")
+    else:
+        if flight.server_key_exchange is not None:
+            raise ExchangeError(f"{suite.name} has no ServerKeyExchange; there is one")
+        if cke.encrypted_pre_master_secret is None:
+            raise ExchangeError(
+                f"{suite.name} needs encrypted_pre_master_secret in ClientKeyExchange"
+            )

@@ -146,7 +146,10 @@ def test_server_name_matches_for_resumption_ignoring_ascii_case(offered, resumed
     assert flight.resumed is resumed
 
 
-@pytest.mark.parametrize("group", list(NamedGroup), ids=[g.name for g in NamedGroup])
+CURVES = [g for g in NamedGroup if not kex.is_ffdhe(g)]
+
+
+@pytest.mark.parametrize("group", CURVES, ids=[g.name for g in CURVES])
 def test_an_empty_point_is_a_decode_error_for_every_group(group):
     me = kex.generate_ephemeral_key(group)
     with pytest.raises(DecodeError):

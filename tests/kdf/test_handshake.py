@@ -87,7 +87,11 @@ MTLS_STEPS = {
 def test_every_step_carries_a_stable_kind_in_the_documented_order_of_fields():
     seen: set[StepKind] = set()
     pairs = [connect("TLS_RSA_WITH_AES_128_CBC_SHA256", ems=False)]
-    for suite in ("TLS_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"):
+    for suite in (
+        "TLS_RSA_WITH_AES_128_CBC_SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+    ):
         sessions: dict[bytes, Session] = {}
         full = connect(suite, sessions=sessions)
         pairs += [full, connect(suite, resume=full.client.session, sessions=sessions)]

@@ -103,7 +103,7 @@ def test_every_bleichenbacher_probe_fails_exactly_like_a_wrong_secret():
         assert outcome == controls[id(key)], case["tcId"]
 
 
-@pytest.mark.parametrize("group", list(NamedGroup))
+@pytest.mark.parametrize("group", [g for g in NamedGroup if not kex.is_ffdhe(g)])
 def test_ecdh_agrees_on_every_group(group):
     a, b = kex.generate_ephemeral_key(group), kex.generate_ephemeral_key(group)
     assert kex.ecdh_shared_secret(a, b.public_bytes) == kex.ecdh_shared_secret(b, a.public_bytes)

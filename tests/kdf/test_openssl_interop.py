@@ -21,8 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import kdf_lib
-from kdf_lib import pki
+from kdf_lib import ffdhe, pki
 from kdf_lib.errors import BadRecordMac
+from kdf_lib.kex import NamedGroup
 from kdf_lib.record import (
     MAX_PLAINTEXT,
     ContentType,
@@ -123,6 +124,12 @@ INTEROPS = [
     Interop("ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
     Interop("ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
     Interop("ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+    # The OpenSSL server takes the RFC 7919 ffdhe2048 group as its DH parameters.
+    Interop("DHE-RSA-AES128-GCM-SHA256", "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"),
+    Interop("DHE-RSA-AES256-GCM-SHA384", "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"),
+    Interop("DHE-RSA-AES128-SHA256", "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256", encrypt_then_mac=True),
+    Interop("DHE-RSA-AES256-SHA256", "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256"),
+    Interop("DHE-RSA-CHACHA20-POLY1305", "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
 ]
 RSA_INTEROPS = [i for i in INTEROPS if get_suite(i.suite_name).key_exchange is KeyExchange.RSA]
 
@@ -285,6 +292,7 @@ class ServerFiles:
     private_key: rsa.RSAPrivateKey
     ecdsa_cert_path: Path
     ecdsa_key_path: Path
+    dh_params_path: Path
 
 
 @pytest.fixture(scope="module")
@@ -301,8 +309,15 @@ def server_files(
     ecdsa_cert_path, ecdsa_key_path = directory / "ecdsa.pem", directory / "ecdsa.key"
     ecdsa_cert_path.write_bytes(ecdsa_server_identity.certificate_pem())
     ecdsa_key_path.write_bytes(ecdsa_server_identity.private_key_pem())
+    dh_params_path = directory / "ffdhe2048.pem"
+    dh_params_path.write_bytes(ffdhe.parameters_pem(ffdhe.FFDHE_GROUPS[NamedGroup.ffdhe2048]))
     return ServerFiles(
-        cert_path, key_path, server_identity.private_key, ecdsa_cert_path, ecdsa_key_path
+        cert_path,
+        key_path,
+        server_identity.private_key,
+        ecdsa_cert_path,
+        ecdsa_key_path,
+        dh_params_path,
     )
 
 
@@ -389,6 +404,7 @@ def run_handshake(interop: Interop, files: ServerFiles, keylog_path: Path) -> Co
     server_context = _context(ssl.PROTOCOL_TLS_SERVER, interop)
     server_context.load_cert_chain(files.cert_path, files.key_path)
     server_context.load_cert_chain(files.ecdsa_cert_path, files.ecdsa_key_path)
+    server_context.load_dh_params(files.dh_params_path)
     client_context = _context(ssl.PROTOCOL_TLS_CLIENT, interop)
     client_context.check_hostname = False
     client_context.verify_mode = ssl.CERT_NONE

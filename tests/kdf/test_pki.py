@@ -325,7 +325,7 @@ def test_caller_errors_are_value_errors(ca: pki.Issued, server: pki.Issued) -> N
     with pytest.raises(ValueError, match="trust anchor"):
         pki.verify_server_chain(chain, [], SERVER_NAME, now=NOW, key_exchange="rsa")
     with pytest.raises(ValueError, match="key_exchange"):
-        verify(chain, ca, key_exchange="dhe")
+        verify(chain, ca, key_exchange="psk")
     with pytest.raises(ValueError, match="timezone"):
         verify(chain, ca, now=NOW.replace(tzinfo=None))
     with pytest.raises(TypeError):

@@ -31,7 +31,15 @@ __all__ = [
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "vectors"
 #: The known-answer sets this loader serves, by file stem.
-VECTOR_SETS = ("prf", "master_secret", "key_block", "ems", "finished", "records")
+VECTOR_SETS = (
+    "prf",
+    "master_secret",
+    "key_block",
+    "ems",
+    "finished",
+    "records",
+    "dhe_leading_zero",
+)
 
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _CASE_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
