@@ -27,6 +27,12 @@ Files written:
   ECDSA certificates for one site: the client keeps one trust anchor, and a CA's key type need
   not match its leaves' (RFC 5246 §7.4.2, with the RSA schemes in signature_algorithms).
 * ``ca.pem`` in the trust dir — the client's only trust anchor.
+* ``client-ca.pem`` in the server dir — the same CA, the one server_svc trusts for client
+  certificates (CLIENT_CA_FILE, mutual TLS).
+* with ``--client-dir``: ``client.key`` (mode 0600) and ``client.pem`` there, client_svc's own
+  certificate (CN ``client_svc``, extendedKeyUsage clientAuth) from the same CA, for mutual TLS
+  (CLIENT_CERT_FILE, CLIENT_KEY_FILE). Only client_svc mounts that directory: the server sees
+  no client key, the client no server key.
 
 The CA private key is discarded unless ``--keep-ca-key PATH`` is given: whoever holds it can
 mint certificates the client trusts, so a demo CA key left in a volume is a standing liability,
@@ -50,6 +56,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from kdf_lib import pki
+from kdf_lib.client_auth import issue_client_certificate, verify_client_chain
 from kdf_lib.errors import TLSError
 from lab_common.sealing import write_key_file
 
@@ -58,6 +65,11 @@ CHAIN_FILE = "chain.pem"
 ECDSA_KEY_FILE = "ecdsa-server.key"
 ECDSA_CHAIN_FILE = "ecdsa-chain.pem"
 CA_FILE = "ca.pem"
+CLIENT_CA_FILE = "client-ca.pem"
+CLIENT_KEY_FILE = "client.key"
+CLIENT_CERT_FILE = "client.pem"
+#: The common name of client_svc's certificate (its URI SAN is spiffe://tls-lab/client_svc).
+CLIENT_NAME = "client_svc"
 DEFAULT_CA_NAME = "TLS Lab Demo CA"
 RENEW_BEFORE = timedelta(days=30)
 
@@ -84,6 +96,7 @@ def ensure_certificates(
     force: bool = False,
     owner: Owner | None = None,
     keep_ca_key: Path | None = None,
+    client_dir: Path | None = None,
 ) -> dict[str, object]:
     """Reuse or (re)create the server's keys and chains (RSA and ECDSA) and the client's trust
     anchor.
@@ -106,6 +119,10 @@ def ensure_certificates(
             ecdsa_leaf = _load_reusable_ecdsa(
                 ecdsa_key_path, ecdsa_chain_path, ca_certificate, names, now
             )
+            _check_client_ca(server_dir / CLIENT_CA_FILE, ca_certificate)
+            client_leaf = (
+                _load_reusable_client(client_dir, ca_certificate, now) if client_dir else None
+            )
         except _NotReusable as problem:
             reason = str(problem)
         else:
@@ -113,6 +130,10 @@ def ensure_certificates(
             _apply_mode_and_owner(key_path, _PRIVATE_MODE, owner)
             _apply_mode_and_owner(ecdsa_key_path, _PRIVATE_MODE, owner)
             record = _log_record("reusing", None, names, leaf, ecdsa_leaf, ca_certificate, None)
+            if client_leaf is not None:
+                assert client_dir is not None
+                _apply_mode_and_owner(client_dir / CLIENT_KEY_FILE, _PRIVATE_MODE, owner)
+                record["client_leaf_fingerprint_sha256"] = pki.fingerprint_sha256(client_leaf)
             if keep_ca_key is not None:
                 record["note"] = "the CA key only exists when a CA is created; use --force"
             return record
@@ -130,11 +151,22 @@ def ensure_certificates(
     _write_atomically(ecdsa_key_path, ecdsa.private_key_pem(), _PRIVATE_MODE, owner)
     ecdsa_chain_pem = "".join(pki.certificate_chain_pem([ecdsa.certificate])).encode("ascii")
     _write_atomically(ecdsa_chain_path, ecdsa_chain_pem, _PUBLIC_MODE, owner)
+    _write_atomically(server_dir / CLIENT_CA_FILE, ca.certificate_pem(), _PUBLIC_MODE, owner)
+    client = None
+    if client_dir is not None:
+        client = issue_client_certificate(ca, CLIENT_NAME, now=now)
+        client_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(
+            client_dir / CLIENT_KEY_FILE, client.private_key_pem(), _PRIVATE_MODE, owner
+        )
+        _write_atomically(
+            client_dir / CLIENT_CERT_FILE, client.certificate_pem(), _PUBLIC_MODE, owner
+        )
     _write_atomically(ca_path, ca.certificate_pem(), _PUBLIC_MODE, owner)
     if keep_ca_key is not None:
         keep_ca_key.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(keep_ca_key, ca.private_key_pem(), _PRIVATE_MODE, None)
-    return _log_record(
+    created = _log_record(
         "created",
         reason,
         names,
@@ -143,6 +175,9 @@ def ensure_certificates(
         ca.certificate,
         keep_ca_key,
     )
+    if client is not None:
+        created["client_leaf_fingerprint_sha256"] = pki.fingerprint_sha256(client.certificate)
+    return created
 
 
 class _NotReusable(Exception):
@@ -216,6 +251,40 @@ def _load_reusable_ecdsa(
             raise _NotReusable(f"{chain_path.name}: {error.code}: {error.message}") from None
     if leaf.not_valid_after_utc - now < RENEW_BEFORE:
         raise _NotReusable(f"{chain_path.name} expires at {leaf.not_valid_after_utc.isoformat()}")
+    return leaf
+
+
+def _check_client_ca(path: Path, ca_certificate: x509.Certificate) -> None:
+    """The server's client CA file must hold the CA in use (an older volume has none)."""
+    try:
+        found = pki.load_certificate_chain(path.read_bytes())
+    except (OSError, ValueError, TLSError):
+        raise _NotReusable(f"missing or unreadable {path.name}") from None
+    if found != [ca_certificate]:
+        raise _NotReusable(f"{path.name} is not the CA in use")
+
+
+def _load_reusable_client(
+    client_dir: Path, ca_certificate: x509.Certificate, now: datetime
+) -> x509.Certificate:
+    """client_svc's certificate on disk, if it and its key still serve with the CA in use: the
+    CA key is gone after a run, so a missing client certificate means a new CA."""
+    key_path, cert_path = client_dir / CLIENT_KEY_FILE, client_dir / CLIENT_CERT_FILE
+    missing = [path.name for path in (key_path, cert_path) if not path.is_file()]
+    if missing:
+        raise _NotReusable(f"missing {', '.join(missing)}")
+    try:
+        private_key = pki.load_private_key(key_path.read_bytes())
+        chain = pki.load_certificate_chain(cert_path.read_bytes())
+        leaf = verify_client_chain(chain, [ca_certificate], now=now)
+    except (OSError, ValueError) as error:
+        raise _NotReusable(f"unreadable: {error}") from None
+    except TLSError as error:
+        raise _NotReusable(f"{cert_path.name}: {error.code}: {error.message}") from None
+    if leaf.public_key() != private_key.public_key():
+        raise _NotReusable(f"{key_path.name} does not match {cert_path.name}")
+    if leaf.not_valid_after_utc - now < RENEW_BEFORE:
+        raise _NotReusable(f"{cert_path.name} expires at {leaf.not_valid_after_utc.isoformat()}")
     return leaf
 
 
@@ -296,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="gets server.key, chain.pem, ecdsa-server.key, ecdsa-chain.pem",
     )
     parser.add_argument("--trust-dir", type=Path, required=True, help="gets ca.pem")
+    parser.add_argument(
+        "--client-dir",
+        type=Path,
+        help="gets client.key and client.pem, client_svc's certificate for mutual TLS",
+    )
     parser.add_argument("--server-name", required=True, help="DNS name or IP of the server")
     parser.add_argument(
         "--extra-name", action="append", default=[], help="additional SAN (repeatable)"
@@ -336,6 +410,7 @@ def main(argv: Sequence[str] | None = None, *, now: datetime | None = None) -> i
             force=arguments.force,
             owner=arguments.owner,
             keep_ca_key=arguments.keep_ca_key,
+            client_dir=arguments.client_dir,
         )
     except (OSError, ValueError) as error:
         failure = {

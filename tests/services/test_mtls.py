@@ -4,6 +4,7 @@ CLIENT_CERT_FILE and CLIENT_KEY_FILE, and POST /handshake's ``client_certificate
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers.pki import NOW, identity
+from helpers.transport import FlaskTransport
 
 from kdf_lib import pki
-from kdf_lib.client_auth import issue_client_certificate
+from kdf_lib.client_auth import issue_client_certificate, verify_client_chain
 from lab_common.contract import HANDSHAKE, SESSION, path
+from server_svc.certs import ensure_certificates
 
 
 @cache
@@ -165,3 +168,60 @@ def test_settings_are_checked(make_server: Callable[..., Flask], tmp_path: Path)
 def test_client_certificate_settings_go_together(make_client_app: Callable[..., Flask]) -> None:
     with pytest.raises(ValueError, match="CLIENT_KEY_FILE"):
         make_client_app(CLIENT_CERT_FILE="/nonexistent.pem")
+
+
+def test_the_certs_step_issues_client_svc_a_certificate_server_svc_trusts(
+    tmp_path: Path,
+) -> None:
+    server_dir, trust_dir, client_dir = tmp_path / "server", tmp_path / "trust", tmp_path / "client"
+    first = ensure_certificates(
+        server_dir, trust_dir, "server", now=datetime.now(UTC), client_dir=client_dir
+    )
+    assert first["action"] == "created"
+    assert (client_dir / "client.key").stat().st_mode & 0o777 == 0o600
+    assert not any(p.name.endswith(".key") for p in trust_dir.iterdir())
+    assert not (server_dir / "client.key").exists()
+    ca = pki.load_certificate_chain((trust_dir / "ca.pem").read_bytes())
+    assert pki.load_certificate_chain((server_dir / "client-ca.pem").read_bytes()) == ca
+    chain = pki.load_certificate_chain((client_dir / "client.pem").read_bytes())
+    leaf = verify_client_chain(chain, ca, now=datetime.now(UTC))
+    assert leaf.subject.rfc4514_string() == "CN=client_svc"
+    assert first["client_leaf_fingerprint_sha256"] == pki.fingerprint_sha256(leaf)
+    again = ensure_certificates(
+        server_dir, trust_dir, "server", now=datetime.now(UTC), client_dir=client_dir
+    )
+    assert again["action"] == "reusing"
+    assert again["client_leaf_fingerprint_sha256"] == first["client_leaf_fingerprint_sha256"]
+    # The CA key is gone after a run: a missing client certificate means a new CA for all.
+    (client_dir / "client.pem").unlink()
+    renewed = ensure_certificates(
+        server_dir, trust_dir, "server", now=datetime.now(UTC), client_dir=client_dir
+    )
+    assert renewed["action"] == "created"
+
+    # The services as compose runs them, from these files.
+    from client_svc import create_app as create_client_app
+    from server_svc import create_app as create_server_app
+
+    server_app = create_server_app(
+        {
+            "SERVER_CERT_CHAIN": str(server_dir / "chain.pem"),
+            "SERVER_KEY": str(server_dir / "server.key"),
+            "CLIENT_AUTH": "required",
+            "CLIENT_CA_FILE": str(server_dir / "client-ca.pem"),
+            "TESTING": True,
+        }
+    )
+    client_app = create_client_app(
+        {
+            "TRUST_STORE": str(trust_dir / "ca.pem"),
+            "TRANSPORT": FlaskTransport(server_app),
+            "SERVER_NAME": "server",
+            "CLIENT_CERT_FILE": str(client_dir / "client.pem"),
+            "CLIENT_KEY_FILE": str(client_dir / "client.key"),
+            "TESTING": True,
+        }
+    )
+    answer = _handshake(client_app.test_client())
+    view = server_app.test_client().get(path(SESSION, answer["connection_id"])).get_json()
+    assert view["client_identity"]["subject"] == "CN=client_svc"
