@@ -77,6 +77,9 @@ DEFAULT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = (
     SignatureScheme.ecdsa_secp256r1_sha256,
     SignatureScheme.ecdsa_secp384r1_sha384,
 )
+#: What an absent or null ``signature_algorithms`` decodes to: the four RSA schemes the JSON
+#: protocol started with, so that a peer that omits the field keeps encoding the same hello.
+ABSENT_SIGNATURE_SCHEMES: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES[:4]
 
 
 class ExtensionType:
@@ -381,7 +384,7 @@ class ClientExtensions:
     encrypt_then_mac: bool = False
     server_name: str | None = None
     supported_groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
-    signature_algorithms: tuple[SignatureScheme, ...] = DEFAULT_SIGNATURE_SCHEMES
+    signature_algorithms: tuple[SignatureScheme, ...] = ABSENT_SIGNATURE_SCHEMES
     #: RFC 5077 §3.2: None = not offered, b"" = offered without a ticket, else the ticket.
     session_ticket: bytes | None = field(default=None, repr=False)
 
@@ -434,7 +437,7 @@ class ClientExtensions:
                 signature_algorithms=f.optional(
                     "signature_algorithms",
                     _enum_list(SignatureScheme, "signature algorithm"),
-                    DEFAULT_SIGNATURE_SCHEMES,
+                    ABSENT_SIGNATURE_SCHEMES,
                 ),
                 session_ticket=f.optional(
                     "session_ticket", b64_field(max_length=MAX_TICKET_LENGTH), None

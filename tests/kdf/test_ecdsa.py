@@ -15,7 +15,7 @@ from kdf_lib import kex, pki
 from kdf_lib.errors import DecryptError, HandshakeFailure, IllegalParameter, UnsupportedCertificate
 from kdf_lib.handshake import ClientConfig, ClientHandshake, ServerConfig, ServerHandshake
 from kdf_lib.kex import NamedGroup, SignatureScheme
-from kdf_lib.messages import ServerFlight
+from kdf_lib.messages import ClientHello, ServerFlight
 from kdf_lib.suites import SUITES, Authentication, KeyExchange
 
 ECDSA_SUITES = [s for s in SUITES.values() if s.authentication is Authentication.ECDSA]
@@ -250,3 +250,18 @@ def test_a_saved_ecdsa_handshake_goes_on_in_another_process() -> None:
     reply = restored.receive_client_finish(finish.client_key_exchange, finish.finished_record)
     client.receive_server_finished(reply, restored.new_session_ticket)
     assert client.connection is not None and restored.connection is not None
+
+
+def test_a_hello_without_signature_algorithms_still_means_the_four_rsa_schemes() -> None:
+    # Peers written before ECDSA omit the field: the hello they encode must stay the same.
+    hello = ClientHello.from_json({"client_random": "00" * 32, "cipher_suites": [GCM]})
+    assert hello.extensions.signature_algorithms == (
+        SignatureScheme.rsa_pss_rsae_sha256,
+        SignatureScheme.rsa_pkcs1_sha256,
+        SignatureScheme.rsa_pss_rsae_sha384,
+        SignatureScheme.rsa_pkcs1_sha384,
+    )
+    assert client_config(GCM).signature_schemes[-2:] == (
+        SignatureScheme.ecdsa_secp256r1_sha256,
+        SignatureScheme.ecdsa_secp384r1_sha384,
+    )
