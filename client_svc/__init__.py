@@ -67,5 +67,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .resumption_demo import bp as resumption_bp
 
     app.register_blueprint(resumption_bp)
+    from .mtls_demo import bp as mtls_bp
+
+    app.register_blueprint(mtls_bp)
     app.add_url_rule(OPENAPI, view_func=openapi_view)
     return app

@@ -14,6 +14,8 @@ bind = [os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_port}")]
 def post_worker_init(worker: object) -> None:
     """Make the resumption demo's certificates (two RSA keys) before the worker serves: once per
     process, so that no request pays for them and each stays under its CPU bound."""
+    from client_svc.mtls_demo import prepare as prepare_mtls
     from client_svc.resumption_demo import prepare
 
     prepare()
+    prepare_mtls()

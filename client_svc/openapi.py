@@ -259,6 +259,7 @@ def _paths(blueprints: set[str]) -> dict[str, Any]:
             (contract.DEMO_MITM, False),
         ),
         "resumption_demo": ((contract.DEMO_RESUMPTION, False),),
+        "mtls_demo": ((contract.DEMO_MTLS, False),),
     }
     for blueprint, routes in demos.items():
         if blueprint not in blueprints:

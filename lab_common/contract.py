@@ -25,6 +25,7 @@ __all__ = [
     "DEMO_FORWARD_SECRECY",
     "DEMO_MISMATCH",
     "DEMO_MITM",
+    "DEMO_MTLS",
     "DEMO_PRIVATE_KEY",
     "DEMO_RESUMPTION",
     "DEMO_TAMPER",
@@ -96,6 +97,7 @@ DEMO_TAMPER = "/demo/tamper"
 DEMO_MISMATCH = "/demo/mismatch"
 DEMO_MITM = "/demo/mitm"
 DEMO_RESUMPTION = "/demo/resumption"
+DEMO_MTLS = "/demo/mtls"
 #: server_svc: its private key, for the forward-secrecy demo (only with REVEAL_SECRETS).
 DEMO_PRIVATE_KEY = "/demo/private-key"
 
