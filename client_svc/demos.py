@@ -215,11 +215,12 @@ def _connection_of(entry: ClientConnection) -> Connection:
 # -- 1. forward secrecy ---------------------------------------------------------------------------
 
 FORWARD_SECRECY = (
-    "An eavesdropper records RSA and ECDHE sessions today and steals the server's private key "
-    "later. With RSA key exchange the pre-master secret crossed the wire encrypted to that key, "
-    "so every recorded RSA session opens. With ECDHE the key only signed the server's ephemeral "
-    "public key; the secret came from ephemeral private keys that no longer exist, so the "
-    "recordings stay closed. That is forward secrecy, and why TLS 1.3 kept only (EC)DHE."
+    "An eavesdropper records RSA, ECDHE and DHE sessions today and steals the server's private "
+    "key later. With RSA key exchange the pre-master secret crossed the wire encrypted to that "
+    "key, so every recorded RSA session opens. With ECDHE and DHE the key only signed the "
+    "server's ephemeral public key (an EC point, or g^x mod p in an RFC 7919 group); the secret "
+    "came from ephemeral private keys that no longer exist, so the recordings stay closed. That "
+    "is forward secrecy, and why TLS 1.3 kept only (EC)DHE."
 )
 
 
@@ -244,7 +245,8 @@ def run_forward_secrecy(sessions: int) -> dict[str, Any]:
         "attacker",
         "records the wire",
         f"{len(tap.events)} HTTP exchanges, kept as they crossed the wire: ClientHello, ServerHello "
-        "with the certificate (and ServerKeyExchange for ECDHE), ClientKeyExchange, both Finished "
+        "with the certificate (and ServerKeyExchange for ECDHE and DHE), ClientKeyExchange, both "
+        "Finished "
         "records and the message records. The attacker keeps nothing else.",
     )
     key = _steal_server_key(tap.inner)
@@ -259,14 +261,15 @@ def run_forward_secrecy(sessions: int) -> dict[str, Any]:
     ]
     opened = {
         kx: sum(1 for r in results if r["key_exchange"] == kx and r["decrypted"])
-        for kx in ("rsa", "ecdhe")
+        for kx in ("rsa", "ecdhe", "dhe")
     }
     return report.answer(
         {
             "sessions_recorded": len(results),
             "rsa_sessions_decrypted": opened["rsa"],
             "ecdhe_sessions_decrypted": opened["ecdhe"],
-            "forward_secrecy": {"rsa": opened["rsa"] == 0, "ecdhe": opened["ecdhe"] == 0},
+            "dhe_sessions_decrypted": opened["dhe"],
+            "forward_secrecy": {kx: count == 0 for kx, count in opened.items()},
         },
         sessions=results,
     )

@@ -61,7 +61,7 @@ def _names(enum: Any) -> Schema:
 
 HANDSHAKE_REQUEST = _open(
     {
-        "key_exchange": nullable({"type": "string", "enum": ["rsa", "ecdhe"]}),
+        "key_exchange": nullable({"type": "string", "enum": ["rsa", "ecdhe", "dhe"]}),
         "cipher_suite": nullable({"type": "string", "maxLength": 255}),
         "cipher_suites": nullable(
             {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
@@ -82,7 +82,7 @@ HANDSHAKE_ANSWER = _open(
         "connection_id": CONNECTION_ID,
         "session_id": {"type": "string"},
         "cipher_suite": {"type": "string", "enum": sorted(SUITES)},
-        "key_exchange": {"type": "string", "enum": ["rsa", "ecdhe"]},
+        "key_exchange": {"type": "string", "enum": ["rsa", "ecdhe", "dhe"]},
         "resumed": {"type": "boolean"},
         "extended_master_secret": {"type": "boolean"},
         "encrypt_then_mac": {"type": "boolean"},

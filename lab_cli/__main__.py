@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"both services what they derived (GET {SESSION}) and show the ladder diagram, "
         "the derivation chain and a side-by-side check. Exit status 0 when both sides agree.",
     )
-    hs.add_argument("--key-exchange", choices=("rsa", "ecdhe"), help="default: rsa")
+    hs.add_argument("--key-exchange", choices=("rsa", "ecdhe", "dhe"), help="default: rsa")
     hs.add_argument(
         "--suite", metavar="NAME", help="an IANA suite name, e.g. TLS_RSA_WITH_AES_128_GCM_SHA256"
     )

@@ -12,6 +12,7 @@ from typing import Any
 from kdf_lib.errors import ALERTS
 from kdf_lib.kex import NamedGroup, SignatureScheme
 from kdf_lib.messages import (
+    MAX_DH_VALUE,
     MAX_FINISHED_RECORD,
     MAX_SESSION_ID,
     RANDOM_LENGTH,
@@ -111,6 +112,10 @@ CLIENT_FINISH = closed_object(
                 closed_object(
                     {"public_key": hex_string(min_bytes=1, max_bytes=255)}, ["public_key"]
                 ),
+                # DHE suites: ClientDiffieHellmanPublic (docs/protocol.md §1.3).
+                closed_object(
+                    {"dh_Yc": hex_string(min_bytes=1, max_bytes=MAX_DH_VALUE)}, ["dh_Yc"]
+                ),
             ]
         },
         "finished_record": base64_string(MAX_FINISHED_RECORD),
@@ -194,16 +199,31 @@ SERVER_HELLO = closed_object(
             ["extended_master_secret", "encrypt_then_mac", "ec_point_formats"],
         ),
         "certificate_chain": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
-        "server_key_exchange": closed_object(
-            {
-                "curve_type": {"const": "named_curve"},
-                "named_curve": GROUP_NAME,
-                "public_key": hex_string(min_bytes=1, max_bytes=255, lowercase=True),
-                "signature_algorithm": SCHEME_NAME,
-                "signature": base64_string(1024),
-            },
-            ["curve_type", "named_curve", "public_key", "signature_algorithm", "signature"],
-        ),
+        "server_key_exchange": {
+            "oneOf": [
+                closed_object(
+                    {
+                        "curve_type": {"const": "named_curve"},
+                        "named_curve": GROUP_NAME,
+                        "public_key": hex_string(min_bytes=1, max_bytes=255, lowercase=True),
+                        "signature_algorithm": SCHEME_NAME,
+                        "signature": base64_string(1024),
+                    },
+                    ["curve_type", "named_curve", "public_key", "signature_algorithm", "signature"],
+                ),
+                # DHE suites: ServerDHParams of an RFC 7919 group (docs/protocol.md §1.3).
+                closed_object(
+                    {
+                        "dh_p": hex_string(min_bytes=1, max_bytes=MAX_DH_VALUE, lowercase=True),
+                        "dh_g": hex_string(min_bytes=1, max_bytes=MAX_DH_VALUE, lowercase=True),
+                        "dh_Ys": hex_string(min_bytes=1, max_bytes=MAX_DH_VALUE, lowercase=True),
+                        "signature_algorithm": SCHEME_NAME,
+                        "signature": base64_string(1024),
+                    },
+                    ["dh_p", "dh_g", "dh_Ys", "signature_algorithm", "signature"],
+                ),
+            ]
+        },
         "new_session_ticket": NEW_SESSION_TICKET,
         "certificate_request": CERTIFICATE_REQUEST,
         "finished_record": base64_string(MAX_FINISHED_RECORD),
@@ -275,7 +295,7 @@ SESSION_VIEW = closed_object(
         "state": {"type": "string"},
         "error": _NULLABLE_STRING,
         "cipher_suite": nullable(SUITE_NAME),
-        "key_exchange": nullable({"type": "string", "enum": ["rsa", "ecdhe"]}),
+        "key_exchange": nullable({"type": "string", "enum": ["rsa", "ecdhe", "dhe"]}),
         "client_random": _NULLABLE_STRING,
         "server_random": _NULLABLE_STRING,
         "session_id": _NULLABLE_STRING,

@@ -121,7 +121,7 @@
 
   function setBusy(busy) {
     state.busy = busy;
-    for (const id of ["run-rsa", "run-ecdhe"]) $(id).disabled = busy;
+    for (const id of ["run-rsa", "run-ecdhe", "run-dhe"]) $(id).disabled = busy;
     const hasConnection = Boolean(state.last);
     $("resume").disabled = busy || !hasConnection;
     $("send").disabled = busy || !hasConnection;
@@ -293,6 +293,7 @@
       let sub = "Finished: protected record, seq 0";
       if (kx && kx.encrypted_pre_master_secret) sub = `pre-master secret RSA-encrypted (${recordBytes(kx.encrypted_pre_master_secret)} bytes), ${sub}`;
       else if (kx && kx.public_key) sub = `client's ECDH public key, ${sub}`;
+      else if (kx && kx.dh_Yc) sub = `client's DH public value g^y mod p, ${sub}`;
       return { label: kx ? "ClientKeyExchange + Finished" : "Finished", sub, protected: true };
     }
     if (message.path === "/handshake/finish") {
@@ -321,6 +322,8 @@
     "send_ecdh_public_key",
     "decrypt_pre_master_secret",
     "ecdh_shared_secret",
+    "send_dh_public_key",
+    "dh_shared_secret",
     "master_secret",
     "extended_master_secret",
     "reuse_master_secret",
@@ -615,7 +618,10 @@
     const sfp = hs.server_fingerprints || {};
     const layout = hs.key_block_layout || [];
     const blockLength = layout.reduce((n, part) => n + part.length, 0);
-    const kx = hs.key_exchange === "rsa" ? "RSA: 48 bytes the client chose, sent encrypted" : "ECDHE: computed on each side, never sent";
+    const kx = {
+      rsa: "RSA: 48 bytes the client chose, sent encrypted",
+      dhe: "DHE: g^xy mod p, computed on each side, never sent (leading zero bytes stripped)",
+    }[hs.key_exchange] || "ECDHE: computed on each side, never sent";
     const rows = [
       {
         name: "pre-master secret",
@@ -1008,6 +1014,7 @@
     $("large-type").addEventListener("click", () => setLargeType(!document.documentElement.classList.contains("large")));
     $("run-rsa").addEventListener("click", () => runHandshake("rsa"));
     $("run-ecdhe").addEventListener("click", () => runHandshake("ecdhe"));
+    $("run-dhe").addEventListener("click", () => runHandshake("dhe"));
     $("resume").addEventListener("click", resumeSession);
     $("message-form").addEventListener("submit", sendMessage);
     $("diagram").addEventListener("click", onDiagramClick);

@@ -98,6 +98,19 @@ def test_full_ecdhe_handshake_has_a_server_key_exchange_arrow(lab: Lab) -> None:
     assert "verify ServerKeyExchange" in out and "ECDH shared secret" in out
 
 
+def test_full_dhe_handshake_has_a_server_key_exchange_arrow(lab: Lab) -> None:
+    status, out, _ = lab.run("handshake", "--key-exchange", "dhe")
+    assert status == 0
+    assert arrows(out) == [
+        "ClientHello →",
+        "← ServerHello, Certificate, ServerKeyExchange, ServerHelloDone",
+        "ClientKeyExchange, Finished →",
+        "← Finished",
+    ]
+    assert "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256" in out
+    assert "verify ServerKeyExchange" in out and "DH shared secret" in out
+
+
 def test_resumed_handshake_is_abbreviated_with_the_server_finished_first(lab: Lab) -> None:
     first = lab.client.post(HANDSHAKE, json={}).get_json()
     status, out, _ = lab.run("handshake", "--resume", first["session_id"], "--message", "again")

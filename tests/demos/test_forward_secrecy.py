@@ -10,10 +10,10 @@ from lab_common.contract import DEMO_FORWARD_SECRECY, DEMO_PRIVATE_KEY, MESSAGE,
 from .lab import Lab, error_of
 
 
-def test_recorded_rsa_sessions_open_with_the_stolen_key_and_ecdhe_sessions_do_not(lab: Lab):
+def test_recorded_rsa_sessions_open_with_the_stolen_key_and_ecdhe_and_dhe_ones_do_not(lab: Lab):
     answer = lab.demo("forward-secrecy", {"sessions": 2})
     sessions = answer["sessions"]
-    assert [s["key_exchange"] for s in sessions] == ["rsa", "rsa", "ecdhe", "ecdhe"]
+    assert [s["key_exchange"] for s in sessions] == ["rsa", "rsa", "ecdhe", "ecdhe", "dhe", "dhe"]
     for session in sessions:
         assert set(session) >= {
             "connection_id", "key_exchange", "cipher_suite", "decrypted", "why"
@@ -27,6 +27,8 @@ def test_recorded_rsa_sessions_open_with_the_stolen_key_and_ecdhe_sessions_do_no
             assert "ephemeral" in session["why"]
     assert answer["outcome"]["rsa_sessions_decrypted"] == 2
     assert answer["outcome"]["ecdhe_sessions_decrypted"] == 0
+    assert answer["outcome"]["dhe_sessions_decrypted"] == 0
+    assert answer["outcome"]["forward_secrecy"] == {"rsa": False, "ecdhe": True, "dhe": True}
 
 
 def test_every_recorded_session_really_carried_its_message_to_server_svc(lab: Lab):
@@ -40,8 +42,8 @@ def test_every_recorded_session_really_carried_its_message_to_server_svc(lab: La
 
 def test_default_is_two_sessions_of_each_key_exchange(lab: Lab):
     answer = lab.demo("forward-secrecy")
-    assert len(answer["sessions"]) == 4
-    assert answer["outcome"]["sessions_recorded"] == 4
+    assert len(answer["sessions"]) == 6
+    assert answer["outcome"]["sessions_recorded"] == 6
 
 
 @pytest.mark.parametrize("sessions", [0, 6, "2", True, 1.0])

@@ -421,7 +421,7 @@ FIELD_CASES: list[tuple[tuple[str, str], str, dict[str, Any], int, str]] = [
             "a list": [512],
         }.items()
     ],
-    (("client", HANDSHAKE), "key_exchange: dhe", {"key_exchange": "dhe"}, 400, "decode_error"),
+    (("client", HANDSHAKE), "key_exchange: psk", {"key_exchange": "psk"}, 400, "decode_error"),
     (("client", HANDSHAKE), "key_exchange: a number", {"key_exchange": 1}, 400, "decode_error"),
     (("client", HANDSHAKE), "cipher_suite: a number", {"cipher_suite": 5}, 400, "decode_error"),
     (

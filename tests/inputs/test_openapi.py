@@ -174,6 +174,7 @@ def test_server_svc_real_answers_match_the_document(reveal):
     rsa.send(b"hello")
     rsa.message(rsa.seal(b"in small pieces " * 100))  # fragment size is the default here
     ecdhe = Peer(http, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256").complete()
+    Peer(http, "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256").complete()  # ServerDHParams, dh_Yc
     http.post(
         MESSAGE,
         json={
@@ -206,6 +207,7 @@ def test_client_svc_real_answers_match_the_document():
     http = RecordingClient(client_app)
     http.post(MESSAGE, json={"plaintext": "too early"})  # 409 no_connection
     first = http.post(HANDSHAKE, json={"key_exchange": "ecdhe"}).get_json()
+    http.post(HANDSHAKE, json={"key_exchange": "dhe"})
     http.post(HANDSHAKE, json={"resume": first["session_id"]})
     http.post(HANDSHAKE, data="", content_type="application/json")
     http.post(MESSAGE, json={"plaintext": "hello"})

@@ -425,7 +425,7 @@ def test_the_heaviest_legitimate_requests_cost_no_more_than_the_bound(lab):
     GET with a 4 MiB body it ignores."""
     meter = Meter(lab)
     client = lab.client
-    for kind in ("rsa", "ecdhe"):
+    for kind in ("rsa", "ecdhe", "dhe"):
         body = json.dumps({"key_exchange": kind}).encode()
         assert meter.send("client", raw_request("POST", HANDSHAKE, body, JSON), kind).status == 200
     plaintexts = {

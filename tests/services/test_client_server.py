@@ -64,6 +64,27 @@ def test_ecdhe_handshake_defaults_to_aes_gcm(client):
     assert "send ServerKeyExchange" in actions and "verify ServerKeyExchange" in actions
 
 
+def test_dhe_handshake_defaults_to_aes_gcm_in_an_rfc_7919_group(client, server):
+    result = handshake(client, key_exchange="dhe")
+    assert result["cipher_suite"] == "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"
+    assert result["key_exchange"] == "dhe"
+    steps = {step["kind"]: step for step in result["trace"]}
+    assert steps["send_server_key_exchange"]["data"]["named_group"] == "ffdhe2048"
+    assert steps["send_dh_public_key"]["actor"] == "client"
+    assert steps["dh_shared_secret"]["actor"] == "server"
+    server_view = server.get(path(SESSION, result["connection_id"])).get_json()
+    assert server_view["fingerprints"] == result["fingerprints"]
+
+
+def test_dhe_takes_the_group_the_client_narrowed_its_offer_to(client):
+    response = client.post(
+        HANDSHAKE, json={"key_exchange": "dhe", "supported_groups": ["ffdhe3072"]}
+    )
+    assert response.status_code == 200, response.get_json()
+    steps = {step["kind"]: step for step in response.get_json()["trace"]}
+    assert steps["send_server_key_exchange"]["data"]["named_group"] == "ffdhe3072"
+
+
 def test_resumption_keeps_the_master_secret_and_changes_the_keys(client, server):
     first = handshake(client, key_exchange="ecdhe")
     second = handshake(client, resume=first["session_id"])
@@ -230,7 +251,7 @@ def test_bad_message_requests_get_json_errors(client, body, content_type, status
 
 def test_handshake_request_fields_are_strict(client):
     for body in (
-        {"key_exchange": "dhe"},
+        {"key_exchange": "psk"},
         {"extended_master_secret": 1},
         {"resume": "xyz"},
         {"nope": 1},

@@ -83,8 +83,10 @@ def handshake(client, **body) -> dict[str, Any]:
     return answer.get_json()
 
 
-def test_any_replica_serves_any_request_of_a_connection(fleet_client, replicas):
-    result = handshake(fleet_client, key_exchange="ecdhe")
+@pytest.mark.parametrize("key_exchange", ["ecdhe", "dhe"])
+def test_any_replica_serves_any_request_of_a_connection(fleet_client, replicas, key_exchange):
+    # The server's ephemeral key (an EC key, or a DH exponent) crosses over in the sealed state.
+    result = handshake(fleet_client, key_exchange=key_exchange)
     # hello went to one replica, finish to the other: the half-open state crossed over.
     assert [len(t.received) for t in fleet_client.application.config["TRANSPORT"].transports] == [
         1,
@@ -108,7 +110,7 @@ def test_a_session_made_on_one_replica_resumes_on_the_other(fleet_client):
 
 def test_redis_holds_no_secret_in_clear(fleet_client, redis_server):
     """Both services' state, scanned key by key: no master secret, raw or in hex."""
-    results = [handshake(fleet_client, key_exchange=kx) for kx in ("rsa", "ecdhe", "rsa")]
+    results = [handshake(fleet_client, key_exchange=kx) for kx in ("rsa", "ecdhe", "dhe", "rsa")]
     for _ in range(2):
         fleet_client.post(MESSAGE, json={"plaintext": "secret-free"})
     log_text = Path(fleet_client.application.extensions["settings"].sslkeylogfile).read_text()

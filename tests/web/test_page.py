@@ -106,6 +106,7 @@ def test_page_offers_every_suite_under_its_key_exchange(client):
         assert select < html.index(f'<option value="{name}"') < close
     assert '<option value="TLS_RSA_WITH_AES_256_CBC_SHA256" selected>' in html
     assert '<option value="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" selected>' in html
+    assert '<option value="TLS_DHE_RSA_WITH_AES_128_GCM_SHA256" selected>' in html
 
 
 def test_page_data_block_carries_the_suite_table(client):
