@@ -526,10 +526,8 @@ class ClientService:
         )
         connection = machine.connection
         assert connection is not None
-        if machine.session is not None:
-            self.store.remember_session(machine.session)
         self.keylog.write(connection.client_random, connection.master_secret_for_keylog)
-        self.store.create(result)
+        self.store.create(result, session=machine.session)
         log.info(
             "handshake complete",
             extra={

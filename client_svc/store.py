@@ -182,8 +182,10 @@ class ClientStore(Protocol):
     each map, and one more lock that orders remembering against forgetting.
     """
 
-    def create(self, connection: ClientConnection) -> None:
-        """Keep a connection whose handshake ended: established, or failed (``failure`` set)."""
+    def create(self, connection: ClientConnection, *, session: Session | None = None) -> None:
+        """Keep a connection whose handshake ended: established, or failed (``failure`` set);
+        and ``session``, if given, for resumption, as :meth:`remember_session` would (a shared
+        store sends both at once)."""
         ...
 
     def update(self, connection_id: str) -> AbstractContextManager[ClientConnection]:
@@ -263,7 +265,9 @@ class MemoryClientStore:
         self._latest_lock = threading.Lock()
         self._sessions_lock = threading.Lock()
 
-    def create(self, connection: ClientConnection) -> None:
+    def create(self, connection: ClientConnection, *, session: Session | None = None) -> None:
+        if session is not None:
+            self.remember_session(session)
         held = _Held(connection)
         if connection.failure is not None:
             self._failed.put(connection.connection_id, held)
@@ -386,7 +390,8 @@ class RedisClientStore:
             separators=(",", ":"),
         ).encode()
 
-    def create(self, connection: ClientConnection) -> None:
+    def create(self, connection: ClientConnection, *, session: Session | None = None) -> None:
+        """The connection, its session and which connection is the latest: one round trip."""
         kind = "conn" if connection.failure is None else "failed"
         key = self.state.key(kind, connection.connection_id)
         exchanges = connection._frozen_exchanges
@@ -394,20 +399,26 @@ class RedisClientStore:
             connection.freeze()
             exchanges = connection._frozen_exchanges
         assert exchanges is not None
-        created = self.state.create(
-            key,
-            self._saved(connection),
-            self.settings.connection_ttl,
-            x=self.state.seal_field(key, "x", exchanges),
-        )
-        if not created:
-            raise ServiceError("internal_error", "server_svc gave a connection ID twice", 500)
-        if connection.failure is None:
-            self.state.put_plain(
-                self.state.key("latest", "connection"),
-                connection.connection_id,
+        calls = [
+            self.state.creating(
+                key,
+                self._saved(connection),
                 self.settings.connection_ttl,
+                x=self.state.seal_field(key, "x", exchanges),
             )
+        ]
+        if session is not None:
+            calls.append(self.state.remembering_session(session, self.settings.session_ttl))
+        if connection.failure is None:
+            calls.append(
+                self.state.putting_plain(
+                    self.state.key("latest", "connection"),
+                    connection.connection_id,
+                    self.settings.connection_ttl,
+                )
+            )
+        if not self.state.together(*calls)[0]:
+            raise ServiceError("internal_error", "server_svc gave a connection ID twice", 500)
 
     @contextmanager
     def update(self, connection_id: str) -> Iterator[ClientConnection]:
@@ -452,16 +463,19 @@ class RedisClientStore:
 
     def _write(self, entry: Entry, connection: ClientConnection) -> None:
         # The records kept since the last write go in the same script as the state (no round
-        # trip of their own), each message in its own sealed field ``m<n>``, written once: past
-        # the bounds nothing is added. They are ciphertext, sealed as everything here is.
-        # (The script takes bytes, as create's does.)
+        # trip of their own), each message in its own sealed field ``m<n>`` of the connection's
+        # attachments, written once: past the bounds nothing is added, and reading the
+        # connection for a message does not fetch them. They are ciphertext, sealed as
+        # everything here is.
         capture = connection.capture
         first = capture.messages - len(capture.records)
-        fields: dict[str, Any] = {}
+        attached: dict[str, bytes] = {}
         for n in range(capture.written, len(capture.records)):
             name = f"m{first + n}"
-            fields[name] = self.state.seal_field(entry.key, name, _pack(*capture.records[n]))
-        self.state.write(entry, self._saved(connection), self.settings.connection_ttl, **fields)
+            attached[name] = self.state.seal_field(entry.key, name, _pack(*capture.records[n]))
+        self.state.write(
+            entry, self._saved(connection), self.settings.connection_ttl, attached=attached
+        )
         capture.written = len(capture.records)
 
     def save(self, connection: ClientConnection) -> None:
@@ -490,11 +504,11 @@ class RedisClientStore:
     def captured(self, connection: ClientConnection) -> list[tuple[bytes, bytes]]:
         entry = self._held[id(connection)]
         capture = connection.capture
+        names = [f"m{n}" for n in range(capture.messages - len(capture.records))]
         stored = []
-        for n in range(capture.messages - len(capture.records)):
-            value = self.state.open_field(entry, f"m{n}")
+        for name, value in zip(names, self.state.read_attached(entry, *names), strict=True):
             if value is None:
-                raise state_unavailable(f"the records of message {n} are missing")
+                raise state_unavailable(f"the records of message {name[1:]} are missing")
             stored.append(_unpack(value))
         return stored + capture.records
 

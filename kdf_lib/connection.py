@@ -143,11 +143,11 @@ class Connection:
 
     def _trace_data(
         self, kind: StepKind, action: str, first_seq: int, records: int, size: int
-    ) -> None:
+    ) -> bool:
         """Add the step table's last row, "protected data", for the first few messages only,
-        so a long conversation does not grow the trace without bound."""
+        so a long conversation does not grow the trace without bound. True if it was added."""
         if self._trace is None or self._traced_records >= MAX_TRACED_DATA_STEPS:
-            return
+            return False
         self._traced_records += 1
         self._trace.flight = DATA_FLIGHT
         self._trace.add(
@@ -164,6 +164,7 @@ class Connection:
             plaintext_bytes=size,
             cipher_suite=self.suite.name,
         )
+        return True
 
     def seal(self, data: bytes) -> bytes:
         """Protect application data as one or more records, back to back. Raises
@@ -187,20 +188,28 @@ class Connection:
         all of them, so a store outside the process keeps that advance before any record under
         those numbers exists. No crash or restart can then make anyone seal two records under
         one key and sequence number (for GCM, a nonce used twice). If ``persist`` raises, no
-        record is sealed and the numbers stay spent."""
+        record is sealed and the numbers stay spent. The seal's trace step is already there when
+        ``persist`` runs: what it keeps is the state after sealing."""
         if self.closed:
             raise LocalProtocolError(f"cannot seal on a closed connection ({self.close_reason})")
         first = self.writer.seq
         if first + len(pieces) - 1 > MAX_SEQUENCE:
             raise SequenceExhausted("sequence number space exhausted; run a new handshake")
         self.writer.seq = first + len(pieces)
-        persist()
-        self.writer.seq = first
-        sealed = b"".join(self.writer.seal(ContentType.application_data, piece) for piece in pieces)
-        self._trace_data(
+        # Traced before it is kept, so that what is kept is the state after sealing: a store can
+        # make this its last write (nothing changes after it). Withdrawn if it was not kept.
+        traced = self._trace_data(
             StepKind.SEAL_DATA, "seal protected data", first, len(pieces), sum(map(len, pieces))
         )
-        return sealed
+        try:
+            persist()
+        except BaseException:
+            if traced and self._trace is not None:
+                self._trace.steps.pop()
+                self._traced_records -= 1
+            raise
+        self.writer.seq = first
+        return b"".join(self.writer.seal(ContentType.application_data, piece) for piece in pieces)
 
     def open(self, records: bytes) -> bytes:
         """Open application-data records and return their joined plaintext. On a closed

@@ -6,6 +6,7 @@ keys for short ones; docs/protocol.md §3.8), and steps carry a stable kind (§1
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import zlib
@@ -235,24 +236,46 @@ class Trace:
         self.steps: list[Step] = []
         self.flight = 0
         self._frozen: bytes | None = None  # zlib-compressed JSON of earlier steps
+        self._frozen_elapsed = 0.0  # the last frozen step's elapsed_ms
+        self._frozen_revealing = False  # whether the frozen steps hold hex secrets
+        # to_state's last blob, and the (steps, reveal) it was made for: a store that saves a
+        # machine twice in one request compresses its trace once.
+        self._saved: tuple[tuple[int, bool], bytes | None] | None = None
 
     def freeze(self, reveal_secrets: bool) -> None:
         """Keep the steps so far only as compressed JSON, as ``to_json(reveal_secrets)``
         renders them: a fraction of the memory of the objects, and no hex copies of
         secrets unless they are to be revealed."""
-        rendered = self.to_json(reveal_secrets)
-        self._frozen = zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 1)
+        self._frozen, self._frozen_elapsed = self._blob(reveal_secrets), self._elapsed()
+        self._frozen_revealing = reveal_secrets
         self.steps = []
+        self._saved = None
+
+    def _elapsed(self) -> float:
+        return self.steps[-1].elapsed_ms if self.steps else self._frozen_elapsed
+
+    def _blob(self, reveal_secrets: bool) -> bytes | None:
+        """The steps as ``to_json(reveal_secrets)`` renders them, compressed; the frozen ones
+        as they are when nothing was added since and no secret must be dropped."""
+        if not self.steps and (reveal_secrets or not self._frozen_revealing):
+            return self._frozen
+        rendered = self.to_json(reveal_secrets)
+        return zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 1)
 
     def to_state(self, reveal_secrets: bool) -> dict[str, Any]:
-        """The trace as plain data for a store, rendered as :meth:`freeze` renders it."""
-        steps = self.to_json(reveal_secrets)
-        elapsed = steps[-1]["elapsed_ms"] if steps else 0.0
+        """The trace as plain data for a store, rendered as :meth:`freeze` renders it: the
+        steps as compressed JSON (base64), kept as they are while no step is added, so that a
+        connection saved on every message does not render its handshake's steps each time."""
+        key = (len(self.steps), reveal_secrets)
+        if self._saved is None or self._saved[0] != key:
+            self._saved = (key, self._blob(reveal_secrets))
+        blob = self._saved[1]
         return {
             "actor": self.actor.value,
             "flight": self.flight,
-            "elapsed_ms": elapsed,
-            "steps": steps,
+            "elapsed_ms": round(self._elapsed(), 3),
+            "revealing": reveal_secrets,
+            "frozen": base64.b64encode(blob).decode() if blob is not None else None,
         }
 
     @classmethod
@@ -262,11 +285,13 @@ class Trace:
         """The trace :meth:`to_state` saved, frozen. Its clock goes on from the last step: the
         time between two requests, perhaps served by two processes, is not counted."""
         trace = cls(Role(state["actor"]), clock)
-        trace.start -= float(state["elapsed_ms"]) / 1000.0
+        trace._frozen_elapsed = float(state["elapsed_ms"])
+        trace.start -= trace._frozen_elapsed / 1000.0
         trace.flight = int(state["flight"])
-        steps = state["steps"]
-        if steps:
-            trace._frozen = zlib.compress(json.dumps(steps, separators=(",", ":")).encode(), 1)
+        frozen = state["frozen"]
+        if frozen is not None:
+            trace._frozen = base64.b64decode(frozen, validate=True)
+            trace._frozen_revealing = bool(state["revealing"])
         return trace
 
     def to_json(self, reveal_secrets: bool = False) -> list[dict[str, Any]]:

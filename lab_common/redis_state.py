@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 import redis
@@ -75,9 +76,10 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-# KEYS[1] the entry, KEYS[2] its lock. ARGV: the version read, new sealed state, ttl ms, the
-# holder's token if this write also releases the lock (else ""), the refusal note (JSON), then
-# field/value pairs. Returns the new version; -1 when the entry is gone, -2 when another writer
+# KEYS[1] the entry, KEYS[2] its lock, KEYS[3] its attachments (a hash beside it, which reading
+# the entry does not fetch). ARGV: the version read, new sealed state, ttl ms, the holder's token
+# if this write also releases the lock (else ""), the refusal note (JSON), the number n of
+# attachment field/value items that follow, those, then the entry's field/value pairs. Returns the new version; -1 when the entry is gone, -2 when another writer
 # moved it on: then the note, with the version found, is kept beside the entry as
 # ``refused#<n>`` (the last MAX_REFUSALS of them; ``refused`` counts them all), for the next
 # reader to show in the connection's trace.
@@ -94,15 +96,37 @@ if version ~= ARGV[1] then
 end
 local next = tonumber(version) + 1
 redis.call('HSET', KEYS[1], 'v', next, 's', ARGV[2])
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local attached = 6 + tonumber(ARGV[6])
+for i = 7, attached, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = attached + 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 return next
 """.replace("MAX_REFUSALS", str(MAX_REFUSALS))
+# KEYS[1] an entry, KEYS[2] its lock. ARGV: the holder's token, the lease in ms. Takes the lock
+# and reads the entry: {1, field, value, ...}; {0} when another holds the lock; {2} when there is
+# no entry (the lock is let go at once).
+_LOCK_READ = """
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local found = redis.call('HGETALL', KEYS[1])
+if #found == 0 then
+  redis.call('DEL', KEYS[2])
+  return {2}
+end
+table.insert(found, 1, 1)
+return found
+"""
 # KEYS[1] the lock. ARGV[1] the holder's token. Deletes the lock only if it is still this holder's.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+# KEYS[1] a key. ARGV: its value, ttl ms. SET as a script, so that it can ride in a pipeline
+# beside the others (RedisState.together).
+_PUT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 # KEYS[1] a session, KEYS[2] its "forgotten" marker. ARGV: sealed session, ttl ms. Never
 # brings back a forgotten session (RFC 5246 §7.2.2).
@@ -180,6 +204,8 @@ class Entry:
     refused: int = 0
     #: A write of this holder's was refused: it writes no more (one note per stale request).
     fenced: bool = False
+    #: The last write's state and fields, as the caller gave them.
+    last: tuple[bytes, dict[str, str]] | None = None
 
 
 class _CountingRedis(redis.Redis):
@@ -226,6 +252,8 @@ class RedisState:
         self._create = self.client.register_script(_CREATE)
         self._write = self.client.register_script(_WRITE)
         self._unlock = self.client.register_script(_UNLOCK)
+        self._lock_read = self.client.register_script(_LOCK_READ)
+        self._put = self.client.register_script(_PUT)
         self._remember = self.client.register_script(_REMEMBER)
         self._forget = self.client.register_script(_FORGET)
         self._counts: dict[str, tuple[float, int]] = {}
@@ -253,6 +281,12 @@ class RedisState:
         with self.available():
             self.client.set(key, value, px=_ms(ttl_s))
 
+    def putting_plain(
+        self, key: str, value: str, ttl_s: float
+    ) -> tuple[Script, list[str], list[Any]]:
+        """:meth:`put_plain` as a call for :meth:`together`."""
+        return self._put, [key], [value, _ms(ttl_s)]
+
     @contextmanager
     def available(self) -> Iterator[None]:
         """Redis errors as 503 state_unavailable: never a 500, never a fall back to memory."""
@@ -266,16 +300,55 @@ class RedisState:
     def create(self, key: str, state: bytes, ttl_s: float, **fields: bytes | str) -> bool:
         """A new entry at version 1 (False if ``key`` exists); ``fields`` are kept beside it
         as they are given (seal secret ones with :meth:`seal_field`)."""
-        pairs: list[Any] = [item for pair in fields.items() for item in pair]
+        script, keys, args = self.creating(key, state, ttl_s, **fields)
         with self.available():
-            return bool(
-                self._create(
-                    keys=[key], args=[self.sealer.seal(state, _context(key, 1)), _ms(ttl_s), *pairs]
-                )
-            )
+            return bool(script(keys=keys, args=args))
+
+    def creating(
+        self, key: str, state: bytes, ttl_s: float, **fields: bytes | str
+    ) -> tuple[Script, list[str], list[Any]]:
+        """:meth:`create` as a call for :meth:`together` (it answers 1 if it created)."""
+        pairs: list[Any] = [item for pair in fields.items() for item in pair]
+        return self._create, [key], [self.sealer.seal(state, _context(key, 1)), _ms(ttl_s), *pairs]
+
+    def together(self, *calls: tuple[Script, list[str], list[Any]]) -> list[Any]:
+        """Run ``(script, keys, args)`` calls in one round trip: a pipeline, not a transaction
+        (each script is atomic on its own, and they touch unrelated keys). A script Redis no
+        longer knows (it restarted) did not run: it is loaded and run on its own."""
+        with self.available():
+            pipe = self.client.pipeline(transaction=False)
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            self.client.round_trips += 1
+            results: list[Any] = pipe.execute(raise_on_error=False)
+            for number, result in enumerate(results):
+                if isinstance(result, NoScriptError):
+                    script, keys, args = calls[number]
+                    results[number] = script(keys=keys, args=args)
+                elif isinstance(result, Exception):
+                    raise result
+        return results
 
     def seal_field(self, key: str, name: str, value: bytes) -> bytes:
         return self.sealer.seal(value, f"{key}#{name}".encode())
+
+    def read_attached(self, entry: Entry, *names: str) -> list[bytes | None]:
+        """The attached fields ``names`` (:meth:`write`'s ``attached``) of an entry, opened;
+        None for each one it has not."""
+        key = entry.key + ":attached"
+        with self.available():
+            found = self.client.hmget(key, list(names))
+        opened: list[bytes | None] = []
+        for name, sealed in zip(names, found, strict=True):
+            try:
+                opened.append(
+                    None
+                    if sealed is None
+                    else self.sealer.open(_raw(sealed), f"{entry.key}#{name}".encode())
+                )
+            except SealedStateError:
+                raise state_unavailable("a field sealed under another key") from None
+        return opened
 
     def open_field(self, entry: Entry, name: str) -> bytes | None:
         """A field :meth:`seal_field` sealed, as the entry was read; None if it has none."""
@@ -290,21 +363,19 @@ class RedisState:
     @contextmanager
     def locked(self, *keys: str) -> Iterator[Entry]:
         """The first of ``keys`` that holds an entry, under its lock for the block;
-        unknown_connection if none does."""
+        unknown_connection if none does. Taking the lock and reading the entry is one script
+        (one round trip)."""
         for key in keys:
             # The token names its holder: ``GET <key>:lock`` tells who holds a connection.
             lock, token = key + ":lock", f"{self.replica}/{secrets.token_hex(16)}"
-            self._lock(lock, token)
+            found = self._lock_and_read(key, lock, token)
+            if found is None:
+                continue  # no entry there; the script let the lock go
             try:
-                with self.available():
-                    found = self.client.hgetall(key)
+                entry = self._entry(key, found, lock, token)
             except BaseException:
                 self._release(lock, token)
                 raise
-            if not found:
-                self._release(lock, token)
-                continue
-            entry = self._entry(key, found, lock, token)
             try:
                 yield entry
             finally:
@@ -313,10 +384,17 @@ class RedisState:
             return
         raise unknown_connection()
 
-    def _lock(self, lock: str, token: str) -> None:
+    def _lock_and_read(self, key: str, lock: str, token: str) -> dict[Any, Any] | None:
+        """Take ``lock`` (waiting up to LOCK_WAIT_S while another request holds it) and read
+        ``key``: its fields, or None when it holds no entry (the lock let go again)."""
         deadline = time.monotonic() + LOCK_WAIT_S
         with self.available():
-            while not self.client.set(lock, token, nx=True, px=LOCK_LEASE_MS):
+            while True:
+                reply = self._lock_read(keys=[key, lock], args=[token, LOCK_LEASE_MS])
+                if reply[0] == 1:
+                    return dict(zip(reply[1::2], reply[2::2], strict=True))
+                if reply[0] == 2:
+                    return None
                 if time.monotonic() > deadline:
                     raise ServiceError(
                         "connection_busy",
@@ -352,19 +430,33 @@ class RedisState:
             refused=refused,
         )
 
-    def write(self, entry: Entry, state: bytes, ttl_s: float, **fields: str) -> None:
+    def write(
+        self,
+        entry: Entry,
+        state: bytes,
+        ttl_s: float,
+        *,
+        attached: dict[str, bytes] | None = None,
+        **fields: str,
+    ) -> None:
         """Write ``state`` if nobody moved the entry on since it was read (fencing). Refused, the
         write leaves a note for the next reader (:func:`trace_refusals`) and raises 409
-        ``state_conflict``."""
+        ``state_conflict``. ``attached`` fields go beside the entry, in a hash that reading it
+        does not fetch (:meth:`read_attached`), in the same script: seal them with
+        :meth:`seal_field`."""
         if entry.fenced:
             raise fenced()
+        if entry.released and not attached and entry.last == (state, fields):
+            return  # a last write already kept exactly this, and let the lock go
+        given = (state, dict(fields))
+        extra: list[Any] = [item for pair in (attached or {}).items() for item in pair]
         if entry.refusals:
             fields = {**fields, "refused_shown": str(entry.refused)}
         pairs: list[Any] = [item for pair in fields.items() for item in pair]
         note = {"replica": self.replica, "read": entry.version, "saved": entry.saved}
         with self.available():
             version = self._write(
-                keys=[entry.key, entry.lock],
+                keys=[entry.key, entry.lock, entry.key + ":attached"],
                 args=[
                     entry.version,
                     # Sealed with the version it is written as: an older value put back beside a
@@ -373,6 +465,8 @@ class RedisState:
                     _ms(ttl_s),
                     entry.token if entry.final else "",
                     json.dumps(note),
+                    len(extra),
+                    *extra,
                     *pairs,
                 ],
             )
@@ -385,6 +479,7 @@ class RedisState:
         entry.released = entry.final
         entry.fields.update(fields)
         entry.refusals = []
+        entry.last = given
 
     # -- sessions and small values -----------------------------------------------------------
 
@@ -409,12 +504,20 @@ class RedisState:
 
     def remember(self, kind: str, name: str, value: bytes, ttl_s: float) -> None:
         """Keep a session, unless it was forgotten within its lifetime."""
-        key = self.key(kind, name)
+        script, keys, args = self.remembering(kind, name, value, ttl_s)
         with self.available():
-            self._remember(
-                keys=[key, self.key("forgotten-" + kind, name)],
-                args=[self.sealer.seal(value, key.encode()), _ms(ttl_s)],
-            )
+            script(keys=keys, args=args)
+
+    def remembering(
+        self, kind: str, name: str, value: bytes, ttl_s: float
+    ) -> tuple[Script, list[str], list[Any]]:
+        """:meth:`remember` as a call for :meth:`together`."""
+        key = self.key(kind, name)
+        return (
+            self._remember,
+            [key, self.key("forgotten-" + kind, name)],
+            [self.sealer.seal(value, key.encode()), _ms(ttl_s)],
+        )
 
     def forget(self, kind: str, name: str, ttl_s: float) -> None:
         with self.available():
@@ -430,8 +533,16 @@ class RedisState:
         return Session.from_state(json.loads(saved)) if saved is not None else None
 
     def remember_session(self, session: Session, ttl_s: float) -> None:
+        script, keys, args = self.remembering_session(session, ttl_s)
+        with self.available():
+            script(keys=keys, args=args)
+
+    def remembering_session(
+        self, session: Session, ttl_s: float
+    ) -> tuple[Script, list[str], list[Any]]:
+        """:meth:`remember_session` as a call for :meth:`together`."""
         state = json.dumps(session.to_state()).encode()
-        self.remember("session", session.session_id.hex(), state, ttl_s)
+        return self.remembering("session", session.session_id.hex(), state, ttl_s)
 
     def forget_session(self, session_id: str, ttl_s: float) -> None:
         self.forget("session", session_id, ttl_s)

@@ -263,7 +263,8 @@ class ServerService:
             # replayed request nor a restart can make this or another replica seal again under
             # the same numbers.
             connection.messages += 1
-            reply = conn.seal_durably(pieces, lambda: self.store.save(connection))
+            # Sealing changes nothing that is kept after this save: it is the request's last.
+            reply = conn.seal_durably(pieces, lambda: self.store.save(connection, final=True))
             # The cipher objects hold OpenSSL state; an idle connection should not (a few KB each).
             conn.release()
         self.metrics.message("echoed", received=len(plaintext), sent=sum(map(len, pieces)))

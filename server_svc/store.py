@@ -78,11 +78,12 @@ class ServerStore(Protocol):
         block. Raises the ``unknown_connection`` ServiceError if the store does not hold it."""
         ...
 
-    def save(self, connection: ServerConnection) -> None:
+    def save(self, connection: ServerConnection, *, final: bool = False) -> None:
         """Inside ``update``: keep the connection's state as it is now, before going on (a
-        record is sealed only once its sequence number's advance is kept). Raises a
-        ServiceError if this holder can no longer write it (``state_conflict``: another replica
-        moved it on; ``state_unavailable``)."""
+        record is sealed only once its sequence number's advance is kept). ``final``: nothing
+        changes after this in the block, so a shared store may let the connection go in the
+        same write. Raises a ServiceError if this holder can no longer write it
+        (``state_conflict``: another replica moved it on; ``state_unavailable``)."""
         ...
 
     def mark_established(self, connection_id: str) -> None:
@@ -150,7 +151,7 @@ class MemoryServerStore:
         with held.lock:
             yield held.connection
 
-    def save(self, connection: ServerConnection) -> None:
+    def save(self, connection: ServerConnection, *, final: bool = False) -> None:
         """Nothing to do: the stored object is the state."""
 
     def mark_established(self, connection_id: str) -> None:
@@ -248,8 +249,12 @@ class RedisServerStore:
             entry, self._saved(handshake), self._ttl(handshake), m=str(connection.messages)
         )
 
-    def save(self, connection: ServerConnection) -> None:
+    def save(self, connection: ServerConnection, *, final: bool = False) -> None:
         entry = self._held[id(connection)]
+        # A final save releases the lock in the same script; the write when the block ends
+        # then finds nothing new to write (a write that finds something new after all is
+        # still fenced by the version).
+        entry.final = final
         self._write(entry, connection)
         entry.saved = True
 

@@ -102,6 +102,46 @@ def test_any_replica_serves_any_request_of_a_connection(fleet_client, replicas, 
         assert view["sequence_numbers"] == {"read": 5, "write": 5}
 
 
+def test_a_message_costs_five_redis_round_trips(fleet_client, replicas):
+    """What the consistency rules need, and no more. client_svc: take the lock and read (one
+    script), keep the sequence number's advance before sealing, write back and let go after the
+    reply. server_svc: take the lock and read, then one write before sealing that is also its
+    last (it lets the lock go): sealing changes nothing that is kept. (Without a connection_id,
+    client_svc first asks which connection is the latest: one more.)"""
+    connection_id = handshake(fleet_client, key_exchange="ecdhe")["connection_id"]
+    client_state = fleet_client.application.extensions["client_service"].store.state
+    server_states = [app.extensions["server_service"].store.state for app in replicas]
+    for number in range(6):  # past the four messages whose steps the trace keeps
+        client_before = client_state.round_trips
+        server_before = sum(state.round_trips for state in server_states)
+        answer = fleet_client.post(
+            MESSAGE, json={"plaintext": f"message {number}", "connection_id": connection_id}
+        )
+        assert answer.status_code == 200, answer.get_json()
+        assert client_state.round_trips - client_before == 3
+        assert sum(state.round_trips for state in server_states) - server_before == 2
+
+
+def test_a_handshake_ends_in_one_round_trip_even_when_redis_forgot_its_scripts(
+    fleet_client, redis_server
+):
+    """client_svc keeps the connection, its session and "latest" in one pipeline. A Redis that
+    restarted has no scripts cached: each script it refuses (NOSCRIPT, so not run) is loaded
+    and run on its own, and all three are kept."""
+    client_state = fleet_client.application.extensions["client_service"].store.state
+    first = handshake(fleet_client, key_exchange="ecdhe")
+    before = client_state.round_trips
+    handshake(fleet_client, key_exchange="ecdhe")
+    assert client_state.round_trips - before == 1
+    redis_server.client().script_flush()
+    full = handshake(fleet_client, key_exchange="ecdhe")
+    assert full["connection_id"] != first["connection_id"]
+    # Kept: the session resumes, and a message without a connection ID goes on the latest.
+    assert handshake(fleet_client, resume=full["session_id"])["resumed"] is True
+    answer = fleet_client.post(MESSAGE, json={"plaintext": "to the latest"})
+    assert answer.status_code == 200, answer.get_json()
+
+
 def test_a_session_made_on_one_replica_resumes_on_the_other(fleet_client):
     full = handshake(fleet_client)
     resumed = handshake(fleet_client, resume=full["session_id"])
@@ -169,8 +209,8 @@ def test_a_refused_late_write_shows_in_the_trace_once(fleet_client, replicas, re
         (step,) = conflicts()
         assert step["replica"] == "paused-replica" and step["actor"] == "server"
         # Version 1 at hello, 2 after finish (what the stale replica read); the message's
-        # write before sealing made 3, its last write 4.
-        assert step["data"] == {"read_version": 2, "found_version": 4}
+        # write before sealing made 3, and was its last (nothing changes after it).
+        assert step["data"] == {"read_version": 2, "found_version": 3}
         assert "sealed nothing" in step["purpose"]
 
 
@@ -345,8 +385,9 @@ def test_a_failed_handshake_read_back_from_redis_is_failed_with_its_code(
 def test_client_svc_keeps_the_first_messages_records_sealed_beside_the_connection(
     make_client_app, replicas, redis_settings, redis_server, tmp_path
 ):
-    """The Wireshark export's records in Redis: each kept message's in a sealed field written by
-    the script that writes the state (no round trip of their own), none past the bound; any
+    """The Wireshark export's records in Redis: each kept message's in a sealed field beside the
+    connection, written by the script that writes the state (no round trip of their own), none
+    past the bound; any
     client_svc replica exports them, and Wireshark decrypts them with the key log."""
     transport = Alternating(*(FlaskTransport(app) for app in replicas))
     keylog_file = tmp_path / "keylog"
@@ -374,7 +415,9 @@ def test_client_svc_keeps_the_first_messages_records_sealed_beside_the_connectio
     assert round_trips == [round_trips[0]] * len(texts)
 
     db = redis_server.client()
-    fields = db.hgetall(state.key("conn", cid))
+    # Beside the connection, not in it: reading the connection for a message does not fetch them.
+    assert not [name for name in db.hgetall(state.key("conn", cid)) if name[:1] == b"m"]
+    fields = db.hgetall(state.key("conn", cid) + ":attached")
     kept = {name for name in fields if name[:1] == b"m"}
     assert kept == {f"m{n}".encode() for n in range(MAX_CAPTURED_MESSAGES)}
     sealed = b"".join(fields[name] for name in kept)
