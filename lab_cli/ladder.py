@@ -209,6 +209,16 @@ def _server_flight_arrow(exchange: dict[str, Any] | None, resumed: bool, style: 
             f"ServerKeyExchange {ske.get('named_curve')} public_key "
             f"{style.short(str(ske.get('public_key', '')))}, signed {ske.get('signature_algorithm')}"
         )
+    request = body.get("certificate_request")
+    if isinstance(request, dict):
+        labels.append("CertificateRequest")
+        schemes = request.get("signature_algorithms")
+        authorities = request.get("certificate_authorities")
+        items.append(
+            "CertificateRequest (mutual TLS): "
+            f"{', '.join(map(str, schemes)) if isinstance(schemes, list) else '?'}; "
+            f"{len(authorities) if isinstance(authorities, list) else 0} CA name(s)"
+        )
     labels.append("ServerHelloDone")
     items.append("ServerHelloDone: the end of the answer")
     return Arrow("server", ", ".join(labels), tuple(items))
@@ -226,6 +236,11 @@ def _subject(chain: list[Any]) -> str:
 def _client_finish_arrow(exchange: dict[str, Any] | None, resumed: bool, style: Style) -> Arrow:
     body = _request(exchange)
     items = [f"POST {FINISH}"]
+    labels = []
+    chain = body.get("certificate_chain")
+    if isinstance(chain, list):
+        labels.append("Certificate")
+        items.append(f"Certificate {_subject(chain)}" if chain else "Certificate: empty")
     cke = body.get("client_key_exchange")
     if isinstance(cke, dict):
         if "encrypted_pre_master_secret" in cke:
@@ -233,9 +248,17 @@ def _client_finish_arrow(exchange: dict[str, Any] | None, resumed: bool, style: 
             items.append(f"ClientKeyExchange encrypted_pre_master_secret {size} bytes")
         elif "public_key" in cke:
             items.append(f"ClientKeyExchange public_key {style.short(str(cke['public_key']))}")
+    if not resumed:
+        labels.append("ClientKeyExchange")
+    verify = body.get("certificate_verify")
+    if isinstance(verify, dict):
+        labels.append("CertificateVerify")
+        size = _record_size(verify.get("signature"))
+        items.append(
+            f"CertificateVerify {verify.get('signature_algorithm')}, {size}-byte signature"
+        )
     items.append(f"Finished: {_record_size(body.get('finished_record'))}-byte record, seq 0")
-    label = "Finished" if resumed else "ClientKeyExchange, Finished"
-    return Arrow("client", label, tuple(items))
+    return Arrow("client", ", ".join([*labels, "Finished"]), tuple(items))
 
 
 def _server_finished_arrow(exchange: dict[str, Any] | None, style: Style) -> Arrow:

@@ -281,6 +281,7 @@
       const parts = ["ServerHello"];
       if (Array.isArray(body.certificate_chain) && body.certificate_chain.length) parts.push("Certificate");
       if (body.server_key_exchange) parts.push("ServerKeyExchange");
+      if (body.certificate_request) parts.push("CertificateRequest");
       parts.push(body.finished_record ? "Finished" : "ServerHelloDone");
       return {
         label: parts.join(" + "),
@@ -294,7 +295,13 @@
       if (kx && kx.encrypted_pre_master_secret) sub = `pre-master secret RSA-encrypted (${recordBytes(kx.encrypted_pre_master_secret)} bytes), ${sub}`;
       else if (kx && kx.public_key) sub = `client's ECDH public key, ${sub}`;
       else if (kx && kx.dh_Yc) sub = `client's DH public value g^y mod p, ${sub}`;
-      return { label: kx ? "ClientKeyExchange + Finished" : "Finished", sub, protected: true };
+      // Mutual TLS: the client's Certificate before its key exchange, CertificateVerify after.
+      const parts = [];
+      if (Array.isArray(body.certificate_chain)) parts.push("Certificate");
+      if (kx) parts.push("ClientKeyExchange");
+      if (body.certificate_verify) parts.push("CertificateVerify");
+      parts.push("Finished");
+      return { label: parts.join(" + "), sub, protected: true };
     }
     if (message.path === "/handshake/finish") {
       if (body.finished_record) {
