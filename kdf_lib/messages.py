@@ -378,6 +378,11 @@ def as_hostname(value: object, name: str) -> str:
 # -- the messages ---------------------------------------------------------------
 
 
+#: What an absent ``supported_groups`` stands for in JSON (docs/protocol.md §1.2): the three
+#: curves, as before the finite-field groups existed, so that older peers encode the same.
+ABSENT_GROUPS: tuple[NamedGroup, ...] = tuple(g for g in DEFAULT_GROUPS if not is_ffdhe(g))
+
+
 @dataclass(frozen=True)
 class ClientExtensions:
     extended_master_secret: bool = False
@@ -432,7 +437,7 @@ class ClientExtensions:
                     "supported_groups",
                     # [] means the extension is not sent (an RSA-only offer).
                     _enum_list(NamedGroup, "group", allow_empty=True),
-                    DEFAULT_GROUPS,
+                    ABSENT_GROUPS,
                 ),
                 signature_algorithms=f.optional(
                     "signature_algorithms",

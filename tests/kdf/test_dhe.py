@@ -15,7 +15,7 @@ from kdf_lib import ffdhe, kex
 from kdf_lib.errors import DecodeError, HandshakeFailure, IllegalParameter, InsufficientSecurity
 from kdf_lib.handshake import ClientHandshake, ServerHandshake, ServerState
 from kdf_lib.kex import NamedGroup, SignatureScheme
-from kdf_lib.messages import ClientKeyExchange, ServerKeyExchange
+from kdf_lib.messages import ClientExtensions, ClientKeyExchange, ServerKeyExchange
 from kdf_lib.prf import master_secret
 from kdf_lib.suites import SUITES, KeyExchange
 from kdf_lib.trace import StepKind
@@ -220,3 +220,27 @@ def test_server_saved_between_flights_keeps_its_dh_exponent() -> None:
     connection = client.receive_server_finished(reply, restored.new_session_ticket)
     assert restored.connection is not None
     assert restored.connection.open(connection.seal(b"after restore")) == b"after restore"
+
+
+def test_a_client_naming_no_ffdhe_group_gets_the_servers_and_refuses_it_unoffered() -> None:
+    # RFC 7919 §4: the server still picks DHE for a client that names no finite-field group...
+    config = dataclasses.replace(client_config(DHE_SUITES[0]), groups=(NamedGroup.x25519,))
+    client, server = ClientHandshake(config), ServerHandshake(server_config())
+    flight = server.receive_client_hello(client.client_hello())
+    assert flight.server_hello.cipher_suite.name == DHE_SUITES[0]
+    assert flight.server_key_exchange is not None
+    assert flight.server_key_exchange.group is NamedGroup.ffdhe2048
+    # ... and this client, which offered no such group, refuses it (RFC 7919 §3).
+    with pytest.raises(InsufficientSecurity):
+        client.receive_server_flight(flight)
+
+
+def test_an_absent_supported_groups_in_json_means_the_three_curves() -> None:
+    hello = ClientExtensions.from_json({})
+    assert hello.supported_groups == (
+        NamedGroup.x25519,
+        NamedGroup.secp256r1,
+        NamedGroup.secp384r1,
+    )
+    named = ClientExtensions.from_json({"supported_groups": ["ffdhe3072", "ffdhe2048"]})
+    assert named.supported_groups == (NamedGroup.ffdhe3072, NamedGroup.ffdhe2048)
