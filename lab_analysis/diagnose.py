@@ -38,7 +38,13 @@ from kdf_lib.suites import CipherSuite, KeyExchange
 from kdf_lib.tickets import TicketKeys
 from kdf_lib.trace import MIN_HASHED_LENGTH, fingerprint, fingerprint_key, keyed_fingerprint
 
-from .recorded import ExchangeError, HandshakeMessage, RecordedHandshake, transcript_hash
+from .recorded import (
+    ExchangeError,
+    HandshakeMessage,
+    RecordedHandshake,
+    through_client_key_exchange,
+    transcript_hash,
+)
 
 __all__ = [
     "CATALOGUE",
@@ -149,7 +155,10 @@ def derive(inputs: DerivationInputs, stage: Stage) -> bytes:
     h = inputs.suite.prf_hash
     if stage is Stage.MASTER_SECRET:
         if inputs.extended_master_secret:
-            session_hash = transcript_hash(inputs.handshake_messages, h)
+            # RFC 7627 §3: through ClientKeyExchange (a CertificateVerify comes after it).
+            session_hash = transcript_hash(
+                through_client_key_exchange(inputs.handshake_messages), h
+            )
             return extended_master_secret(inputs.pre_master_secret, session_hash, h)
         return master_secret(
             inputs.pre_master_secret, inputs.client_random, inputs.server_random, h
@@ -183,7 +192,8 @@ def _compute(
     if stage is Stage.MASTER_SECRET:
         secret, length = inputs.pre_master_secret, MASTER_SECRET_LENGTH
         if ems:
-            default_label, seed = b"extended master secret", transcript_hash(hashed, h)
+            session = through_client_key_exchange(hashed)
+            default_label, seed = b"extended master secret", transcript_hash(session, h)
         else:
             default_label, seed = b"master secret", first + second
     else:

@@ -27,6 +27,7 @@ from kdf_lib.errors import DecodeError, TLSError
 from kdf_lib.messages import (
     MAX_FINISHED_RECORD,
     CertificateMessage,
+    CertificateVerify,
     ClientFinish,
     ClientHello,
     ClientKeyExchange,
@@ -53,6 +54,7 @@ __all__ = [
     "HandshakeMessage",
     "RecordedHandshake",
     "parse_exchanges",
+    "through_client_key_exchange",
     "transcript_hash",
 ]
 
@@ -77,6 +79,17 @@ class HandshakeMessage:
 
     name: str
     encoded: bytes
+
+
+def through_client_key_exchange(
+    messages: Sequence[HandshakeMessage],
+) -> tuple[HandshakeMessage, ...]:
+    """The messages up to and including ClientKeyExchange: what the RFC 7627 session hash
+    covers. With mutual TLS a CertificateVerify follows, which only Finished covers."""
+    names = [message.name for message in messages]
+    if "ClientKeyExchange" not in names:
+        return tuple(messages)
+    return tuple(messages[: names.index("ClientKeyExchange") + 1])
 
 
 def transcript_hash(messages: Sequence[HandshakeMessage], hash_name: str) -> bytes:
@@ -106,6 +119,10 @@ class RecordedHandshake:
     #: RFC 5077: the NewSessionTicket before the server's Finished (in the hello answer when
     #: resuming, in the finish answer of a full handshake), if the server sent one.
     new_session_ticket: NewSessionTicket | None = None
+    #: Mutual TLS (docs/protocol.md §3.10): the client's Certificate (PEM, possibly empty)
+    #: when the server sent a CertificateRequest, and its CertificateVerify after a non-empty one.
+    client_certificate_pem: tuple[str, ...] | None = None
+    certificate_verify: CertificateVerify | None = None
     #: The server's certificates, leaf first, parsed from the flight's PEM.
     certificate_chain: tuple[x509.Certificate, ...] = field(init=False, repr=False, compare=False)
 
@@ -131,6 +148,13 @@ class RecordedHandshake:
         if cke is None:
             raise ExchangeError("the full handshake's finish request has no ClientKeyExchange")
         _check_key_exchange(self.suite, flight, cke)
+        requested = flight.certificate_request is not None
+        if requested != (self.client_certificate_pem is not None):
+            raise ExchangeError(
+                "a client Certificate comes exactly when the server sent a CertificateRequest"
+            )
+        if bool(self.client_certificate_pem) != (self.certificate_verify is not None):
+            raise ExchangeError("a CertificateVerify comes exactly after a non-empty Certificate")
 
     # -- decoding ----------------------------------------------------------------------
 
@@ -195,6 +219,8 @@ class RecordedHandshake:
             server_finished,
             ids[0] if ids else None,
             ticket,
+            client_finish.certificate_chain,
+            client_finish.certificate_verify,
         )
 
     # -- negotiated values -------------------------------------------------------------
@@ -242,7 +268,8 @@ class RecordedHandshake:
         rebuilt exactly as both services encode them.
 
         Full handshake: ClientHello, ServerHello, Certificate, [ServerKeyExchange],
-        ServerHelloDone, ClientKeyExchange (the RFC 7627 session hash covers these).
+        [CertificateRequest], ServerHelloDone, [client Certificate], ClientKeyExchange (the
+        RFC 7627 session hash covers these), [CertificateVerify] (mutual TLS).
         Abbreviated: ClientHello, ServerHello, [NewSessionTicket].
         """
         flight = self.server_flight
@@ -262,15 +289,31 @@ class RecordedHandshake:
             messages.append(
                 HandshakeMessage("ServerKeyExchange", flight.server_key_exchange.encode())
             )
+        if flight.certificate_request is not None:
+            messages.append(
+                HandshakeMessage("CertificateRequest", flight.certificate_request.encode())
+            )
         messages.append(HandshakeMessage("ServerHelloDone", ServerHelloDone().encode()))
+        if self.client_certificate_pem is not None:
+            client_chain = tuple(
+                c.public_bytes(Encoding.DER)
+                for pem in self.client_certificate_pem
+                for c in _decode("the client certificate chain", pki.load_certificate_chain, pem)
+            )
+            messages.append(
+                HandshakeMessage("client Certificate", CertificateMessage(client_chain).encode())
+            )
         messages.append(HandshakeMessage("ClientKeyExchange", self.client_key_exchange.encode()))
+        if self.certificate_verify is not None:
+            messages.append(HandshakeMessage("CertificateVerify", self.certificate_verify.encode()))
         return tuple(messages)
 
     def session_hash(self) -> bytes:
         """RFC 7627 §3 session_hash: Hash(ClientHello .. ClientKeyExchange), full handshakes only."""
         if self.resumed:
             raise ValueError("an abbreviated handshake has no session hash (no key exchange)")
-        return transcript_hash(self.handshake_messages(), self.suite.prf_hash)
+        covered = through_client_key_exchange(self.handshake_messages())
+        return transcript_hash(covered, self.suite.prf_hash)
 
     def finished_messages(
         self, sender: Role, first_finished: Finished | None = None

@@ -18,15 +18,18 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers.pki import NOW
 from helpers.transport import FlaskTransport
 from helpers.tshark import Dissection, dissect
 
-from kdf_lib import keylog
+from kdf_lib import keylog, pki
+from kdf_lib.client_auth import issue_client_certificate
 from kdf_lib.record import ContentType
 from kdf_lib.role import Role
 from kdf_lib.suites import SUITES, KeyExchange
 from kdf_lib.wire import HandshakeType
 from lab_analysis import pcap
+from lab_analysis.diagnose import decrypt_recorded_session
 from lab_analysis.recorded import RecordedHandshake, parse_exchanges
 from lab_common.contract import (
     CAPTURE_HEADER,
@@ -387,3 +390,70 @@ def test_a_truncation_note_is_a_second_comment_on_the_last_packet(lab: Lab, tmp_
 def test_the_key_log_line_must_be_a_client_random_line() -> None:
     with pytest.raises(ValueError, match="CLIENT_RANDOM"):
         pcap.capture([], keylog_line="CLIENT_RANDOM 00 11")
+
+
+@pytest.mark.parametrize(
+    "suite", ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_256_CBC_SHA256"]
+)
+def test_wireshark_dissects_a_mutual_tls_handshake(
+    make_server: Callable[..., Flask],
+    make_client_app: Callable[..., Flask],
+    ca: pki.Issued,
+    server_identity: pki.Issued,
+    tmp_path: Path,
+    suite: str,
+) -> None:
+    """CertificateRequest, the client's Certificate and CertificateVerify (docs/protocol.md
+    §3.10) land in the right flights, and Wireshark opens both Finished messages: the
+    rebuilt transcript is the one both ends hashed."""
+    client_identity = issue_client_certificate(ca, "client_svc", now=NOW)
+    for name, data in (
+        ("ca.pem", ca.certificate_pem()),
+        ("client.pem", client_identity.certificate_pem()),
+        ("client.key", client_identity.private_key_pem()),
+    ):
+        (tmp_path / name).write_bytes(data)
+    server_app = make_server(CLIENT_AUTH="required", CLIENT_CA_FILE=str(tmp_path / "ca.pem"))
+    mtls = Lab(
+        make_client_app(
+            TRANSPORT=FlaskTransport(server_app),
+            REVEAL_SECRETS=True,
+            CLIENT_CERT_FILE=str(tmp_path / "client.pem"),
+            CLIENT_KEY_FILE=str(tmp_path / "client.key"),
+        ).test_client()
+    )
+    recorded = mtls.connect(MESSAGES[:2], cipher_suite=suite)
+    key_exchange = SUITES[suite].key_exchange
+    expected = [
+        HandshakeType.client_hello,
+        HandshakeType.server_hello,
+        HandshakeType.certificate,
+        *([HandshakeType.server_key_exchange] if key_exchange != KeyExchange.RSA else []),
+        HandshakeType.certificate_request,
+        HandshakeType.server_hello_done,
+        HandshakeType.certificate,
+        HandshakeType.client_key_exchange,
+        HandshakeType.certificate_verify,
+        HandshakeType.finished,
+        HandshakeType.finished,
+    ]
+    seen = dissect(recorded.capture(tmp_path))
+    assert seen.handshake_types == expected
+    assert_decrypted(seen, recorded)
+    # The rebuilt session hash is the one both ends took: through ClientKeyExchange.
+    steps = [s for s in recorded.view["trace"] if s["kind"] == "extended_master_secret"]
+    assert steps and steps[0]["data"]["session_hash"] == recorded.handshake.session_hash().hex()
+    capture, kept = mtls.download(recorded, tmp_path)
+    assert kept == "complete"
+    assert dissect(capture).handshake_types == expected
+    if key_exchange is KeyExchange.RSA:
+        # The eavesdropper with the server key replays the same key schedule (lab_analysis).
+        records = recorded.records()
+        opened = decrypt_recorded_session(
+            recorded.handshake,
+            server_identity.private_key,
+            b"".join(r for side, r in records if side is Role.CLIENT),
+            b"".join(r for side, r in records if side is Role.SERVER),
+        )
+        assert opened.decrypted, opened.why
+        assert opened.client_plaintext == "".join(MESSAGES[:2]).encode()
