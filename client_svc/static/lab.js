@@ -337,7 +337,13 @@
     "key_expansion",
     "key_split",
   ]);
-  const CHECK_KINDS = new Set(["verify_certificate", "verify_server_key_exchange", "verify_finished"]);
+  const CHECK_KINDS = new Set([
+    "verify_certificate",
+    "verify_server_key_exchange",
+    "verify_finished",
+    "verify_client_certificate",
+    "verify_certificate_verify",
+  ]);
 
   function stepCategory(kind) {
     if (DERIVE_KINDS.has(kind)) return "derive";
