@@ -630,3 +630,56 @@ def test_kdf_lib_client_flight_matches_what_openssl_sends() -> None:
     # OpenSSL used in the test above).
     run = connect(client_config(client_identity(), RSA), server_config())
     assert [m[0] for m in messages(run.client.transcript)][:8] == [1, 2, 11, 13, 14, 11, 16, 15]
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        kdf_lib.kex.SignatureScheme.rsa_pkcs1_sha256,
+        kdf_lib.kex.SignatureScheme.rsa_pkcs1_sha384,
+        kdf_lib.kex.SignatureScheme.rsa_pss_rsae_sha256,
+        kdf_lib.kex.SignatureScheme.rsa_pss_rsae_sha384,
+    ],
+    ids=lambda s: s.name,
+)
+# tlslite-ng's package imports its asyncore integration, deprecated in Python 3.11.
+@pytest.mark.filterwarnings("ignore:The asyncore module is deprecated:DeprecationWarning")
+def test_tlslite_ng_verifies_kdf_lib_certificate_verify(scheme: object) -> None:
+    """tlslite-ng's own CertificateVerify code (RFC 5246 §7.4.8: the bytes it signs, its RSA)
+    accepts the signature kdf_lib's client made over the transcript through ClientKeyExchange."""
+    from tlslite.handshakehashes import HandshakeHashes  # type: ignore[import-untyped]
+    from tlslite.keyexchange import KeyExchange  # type: ignore[import-untyped]
+    from tlslite.x509 import X509  # type: ignore[import-untyped]
+
+    ca, server = identity()
+    config = ServerConfig(
+        (server.certificate,),
+        server.private_key,  # type: ignore[arg-type]
+        signature_schemes=(scheme,),  # type: ignore[arg-type]
+        client_auth=ClientAuth.REQUIRED,
+        client_trust_anchors=(ca.certificate,),
+    )
+    run = connect(client_config(client_identity()), config)
+    verify = run.finish.certificate_verify
+    assert verify is not None and verify.signature_algorithm == scheme
+    sent = messages(run.server.transcript)
+    hashes_ = HandshakeHashes()
+    hashes_.update(bytearray(b"".join(sent[:8])))  # ClientHello .. ClientKeyExchange
+    code = int(verify.signature_algorithm)
+    to_verify = KeyExchange.calcVerifyBytes(
+        (3, 3), hashes_, (code >> 8, code & 0xFF), None, None, None
+    )
+    public_key = X509().parse(client_identity().certificate_pem().decode()).publicKey
+    name = verify.signature_algorithm.name
+    hash_name = "sha384" if name.endswith("384") else "sha256"
+    if "pss" in name:
+        ok = public_key.verify(
+            bytearray(verify.signature),
+            to_verify,
+            padding="pss",
+            hashAlg=hash_name,
+            saltLen=48 if hash_name == "sha384" else 32,
+        )
+    else:
+        ok = public_key.verify(bytearray(verify.signature), to_verify)
+    assert ok
