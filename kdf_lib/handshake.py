@@ -1421,6 +1421,8 @@ class ClientHandshake(_Machine):
         self._certificate_request: CertificateRequest | None = None
         #: The scheme the CertificateVerify signs with, once the client sent its certificate.
         self._client_scheme: SignatureScheme | None = None
+        #: The certificate this client authenticated with (kept when the machine is saved).
+        self._client_identity: PeerIdentity | None = None
 
     @classmethod
     def from_state(
@@ -1449,6 +1451,8 @@ class ClientHandshake(_Machine):
         machine._resuming = bool(state["resuming"])
         ticket = state["new_session_ticket"]
         machine._ticket = NewSessionTicket.from_json(ticket) if ticket else None
+        identity = state.get("client_identity")  # absent from what an older version saved
+        machine._client_identity = PeerIdentity.from_json(identity) if identity else None
         return machine
 
     def _side_state(self) -> dict[str, Any]:
@@ -1458,6 +1462,9 @@ class ClientHandshake(_Machine):
             "resume": self.resume.to_state() if self.resume else None,
             "resuming": self._resuming,
             "new_session_ticket": self._ticket.to_json() if self._ticket else None,
+            "client_identity": (
+                self._client_identity.to_json() if self._client_identity is not None else None
+            ),
         }
 
     @property
@@ -1787,6 +1794,7 @@ class ClientHandshake(_Machine):
         # and the server judges it (a foreign CA is the server's unknown_ca to give).
         chain = config.client_certificate_chain if scheme is not None else ()
         self._client_scheme = scheme
+        self._client_identity = PeerIdentity.of(chain[0]) if chain else None
         self._add(CertificateMessage(tuple(_der(c) for c in chain)))
         self.trace.add(
             StepKind.SEND_CLIENT_CERTIFICATE,
@@ -1870,11 +1878,7 @@ class ClientHandshake(_Machine):
                 ext.extended_master_secret,
                 schedule.master_secret,
                 self.config.server_name,
-                client_identity=(
-                    PeerIdentity.of(self.config.client_certificate_chain[0])
-                    if self._client_scheme is not None
-                    else None
-                ),
+                client_identity=self._client_identity,
             )
         if session is not None and ticket is not None:
             session = dataclasses.replace(

@@ -683,3 +683,13 @@ def test_tlslite_ng_verifies_kdf_lib_certificate_verify(scheme: object) -> None:
     else:
         ok = public_key.verify(bytearray(verify.signature), to_verify)
     assert ok
+
+
+def test_client_saved_between_flights_keeps_its_identity() -> None:
+    # client_svc's Redis store saves the client machine between the server's flights.
+    run = start(client_config(client_identity()), server_config())
+    config = client_config(client_identity())
+    run.client = ClientHandshake.from_state(run.client.to_state(), config)
+    deliver(run)
+    assert run.client.session is not None
+    assert run.client.session.client_identity == PeerIdentity.of(client_identity().certificate)
