@@ -11,7 +11,7 @@ number of series and the size of the scrape are bounded, and the scrape stays va
 clients send (docs/security.md). The label sets (besides ``other``):
 
 - ``kind``: ``full``, ``resumed``
-- ``key_exchange``: kdf_lib.suites.KeyExchange (``rsa``, ``ecdhe``), ``unknown``
+- ``key_exchange``: kdf_lib.suites.KeyExchange (``rsa``, ``ecdhe``, ``dhe``), ``unknown``
 - ``suite``: the names in kdf_lib.suites.SUITES, ``default`` (none asked for), ``none`` (no agreed
   suite)
 - ``code`` (failures): kdf_lib's error codes, lab_common.errors.HTTP_CODES and SERVICE_CODES
