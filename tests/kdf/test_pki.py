@@ -483,6 +483,7 @@ def test_certs_cli_creates_then_reuses_then_force_regenerates(tmp_path: Path) ->
     assert len(chain) == 1 and len(anchors) == 1
     assert sorted(snapshot(tmp_path)) == [
         "server/chain.pem",
+        "server/client-ca.pem",
         "server/ecdsa-chain.pem",
         "server/ecdsa-server.key",
         "server/server.key",
