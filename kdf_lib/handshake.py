@@ -64,6 +64,8 @@ from .kex import NamedGroup, SignatureScheme
 from .messages import (
     DEFAULT_GROUPS,
     DEFAULT_SIGNATURE_SCHEMES,
+    MAX_CERTIFICATE_REQUEST_ENTRIES,
+    MAX_DISTINGUISHED_NAME,
     CertificateMessage,
     CertificateRequest,
     CertificateVerify,
@@ -265,6 +267,15 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.client_auth is not ClientAuth.NONE and not self.client_trust_anchors:
             raise ValueError("client authentication needs client_trust_anchors")
+        # The CertificateRequest names them all, within what a client's codec reads.
+        if len(self.client_trust_anchors) > MAX_CERTIFICATE_REQUEST_ENTRIES or any(
+            len(anchor.subject.public_bytes()) > MAX_DISTINGUISHED_NAME
+            for anchor in self.client_trust_anchors
+        ):
+            raise ValueError(
+                f"at most {MAX_CERTIFICATE_REQUEST_ENTRIES} client CAs, each name at most "
+                f"{MAX_DISTINGUISHED_NAME} bytes"
+            )
         if not self.certificate_chain:
             raise ValueError("a server needs a certificate")
         object.__setattr__(self, "chain_der", tuple(_der(c) for c in self.certificate_chain))

@@ -693,3 +693,16 @@ def test_client_saved_between_flights_keeps_its_identity() -> None:
     deliver(run)
     assert run.client.session is not None
     assert run.client.session.client_identity == PeerIdentity.of(client_identity().certificate)
+
+
+def test_a_server_names_no_more_client_cas_than_a_client_reads() -> None:
+    ca, server = identity()
+    with pytest.raises(ValueError, match="client CAs"):
+        ServerConfig(
+            (server.certificate,),
+            server.private_key,  # type: ignore[arg-type]
+            client_auth=ClientAuth.OPTIONAL,
+            client_trust_anchors=(ca.certificate,) * 17,
+        )
+    with pytest.raises(ValueError, match="client_trust_anchors"):
+        ServerConfig((server.certificate,), server.private_key, client_auth=ClientAuth.REQUIRED)  # type: ignore[arg-type]
