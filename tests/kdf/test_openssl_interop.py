@@ -21,9 +21,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import kdf_lib
-from kdf_lib import ffdhe, pki
+from kdf_lib import ffdhe, kex, pki
 from kdf_lib.errors import BadRecordMac
-from kdf_lib.kex import NamedGroup
+from kdf_lib.kex import NamedGroup, SignatureScheme
+from kdf_lib.messages import ClientKeyExchange, ServerKeyExchange
 from kdf_lib.record import (
     MAX_PLAINTEXT,
     ContentType,
@@ -50,6 +51,7 @@ EXT_EXTENDED_MASTER_SECRET = 23  # RFC 7627
 HANDSHAKE_CLIENT_HELLO = 1
 HANDSHAKE_SERVER_HELLO = 2
 HANDSHAKE_CLIENT_KEY_EXCHANGE = 16
+HANDSHAKE_SERVER_KEY_EXCHANGE = 12
 HANDSHAKE_FINISHED = 20
 
 
@@ -132,6 +134,7 @@ INTEROPS = [
     Interop("DHE-RSA-CHACHA20-POLY1305", "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
 ]
 RSA_INTEROPS = [i for i in INTEROPS if get_suite(i.suite_name).key_exchange is KeyExchange.RSA]
+DHE_INTEROPS = [i for i in INTEROPS if get_suite(i.suite_name).key_exchange is KeyExchange.DHE]
 
 
 def _params(interops: list[Interop]) -> list[Any]:
@@ -485,6 +488,13 @@ def rsa_connection(
     return run_handshake(request.param, server_files, tmp_path / "tls.keylog")
 
 
+@pytest.fixture(params=_params(DHE_INTEROPS))
+def dhe_connection(
+    request: pytest.FixtureRequest, server_files: ServerFiles, tmp_path: Path
+) -> Connection:
+    return run_handshake(request.param, server_files, tmp_path / "tls.keylog")
+
+
 # -- what OpenSSL negotiated -----------------------------------------------------------------------
 
 
@@ -530,6 +540,38 @@ def test_kdf_lib_derives_openssls_master_secret_from_the_premaster_secret(
             pms, connection.client_hello.random, connection.server_hello.random, suite.prf_hash
         )
     assert master == connection.master_secret
+
+
+def test_kdf_lib_reads_and_writes_openssls_dhe_key_exchange_byte_for_byte(
+    dhe_connection: Connection, server_files: ServerFiles
+) -> None:
+    """OpenSSL's ServerDHParams name the RFC 7919 group kdf_lib knows, its signature verifies
+    over kdf_lib's signed content, both public values pass kdf_lib's check, and kdf_lib's
+    encoders give back OpenSSL's ServerKeyExchange and ClientKeyExchange exactly."""
+    connection = dhe_connection
+    ske_body = _message(connection.flow, HANDSHAKE_SERVER_KEY_EXCHANGE)
+    reader = Reader(ske_body)
+    p, g, server_public = reader.vector(2), reader.vector(2), reader.vector(2)
+    scheme = SignatureScheme(reader.uint(2))
+    signature = reader.vector(2)
+    assert reader.remaining == 0
+    group = ffdhe.group_for_params(p, g)
+    assert group is not None and group.name == "ffdhe2048"
+    ffdhe.check_public_value(group, server_public)
+    ske = ServerKeyExchange(NamedGroup(group.code), server_public, scheme, signature)
+    assert ske.encode()[4:] == ske_body
+    kex.verify_server_params(
+        server_files.private_key.public_key(),
+        scheme,
+        signature,
+        connection.client_hello.random,
+        connection.server_hello.random,
+        ske.params,
+    )
+    cke_body = _message(connection.flow, HANDSHAKE_CLIENT_KEY_EXCHANGE)
+    client_public = Reader(cke_body).vector(2)
+    ffdhe.check_public_value(group, client_public)
+    assert ClientKeyExchange(dh_public=client_public).encode()[4:] == cke_body
 
 
 # -- Finished: the first protected records ---------------------------------------------------------
