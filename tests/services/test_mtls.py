@@ -3,7 +3,7 @@ CLIENT_CERT_FILE and CLIENT_KEY_FILE, and POST /handshake's ``client_certificate
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -13,11 +13,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers.pki import NOW, identity
+from helpers.redis_server import RedisServer, running_redis
 from helpers.transport import FlaskTransport
 
 from kdf_lib import pki
 from kdf_lib.client_auth import issue_client_certificate, verify_client_chain
 from lab_common.contract import HANDSHAKE, SESSION, path
+from lab_common.sealing import write_key_file
 from server_svc.certs import ensure_certificates
 
 
@@ -225,3 +227,64 @@ def test_the_certs_step_issues_client_svc_a_certificate_server_svc_trusts(
     answer = _handshake(client_app.test_client())
     view = server_app.test_client().get(path(SESSION, answer["connection_id"])).get_json()
     assert view["client_identity"]["subject"] == "CN=client_svc"
+
+
+class _Alternating:
+    """client_svc's transport to several server_svc replicas, one request each in turn."""
+
+    def __init__(self, *transports: FlaskTransport) -> None:
+        self.transports = transports
+        self._turn = 0
+
+    def request(self, method: str, target: str, body: dict[str, Any] | None) -> tuple[int, bytes]:
+        transport = self.transports[self._turn % len(self.transports)]
+        self._turn += 1
+        return transport.request(method, target, body)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+def test_a_fleet_in_redis_authenticates_the_client_across_replicas(
+    make_server: Callable[..., Flask],
+    make_client_app: Callable[..., Flask],
+    redis_server: RedisServer,
+    client_ca_file: Path,
+    client_identity: pki.Issued,
+    tmp_path: Path,
+) -> None:
+    """The hello reaches one replica and the finish, with the client's Certificate and
+    CertificateVerify, the other: the half-open state that asked for a certificate crosses
+    over sealed, and the identity stays with the session in Redis, for either replica."""
+    redis_server.client().flushall()
+    key_file = tmp_path / "state.key"
+    write_key_file(key_file)
+    shared = {
+        "STATE_BACKEND": "redis",
+        "REDIS_URL": redis_server.url,
+        "STATE_KEY_FILE": str(key_file),
+    }
+    replicas = [
+        make_server(CLIENT_AUTH="required", CLIENT_CA_FILE=str(client_ca_file), **shared)
+        for _ in range(2)
+    ]
+    transport = _Alternating(*(FlaskTransport(app) for app in replicas))
+    client = make_client_app(
+        TRANSPORT=transport, **_files(tmp_path, client_identity), **shared
+    ).test_client()
+    expected = {
+        "subject": "CN=client_svc",
+        "sha256": pki.fingerprint_sha256(client_identity.certificate),
+    }
+    first = _handshake(client, key_exchange="ecdhe")
+    assert [len(t.received) for t in transport.transports] == [1, 1]
+    assert first["client_identity"] == expected
+    resumed = _handshake(client, resume=first["session_id"])
+    assert resumed["resumed"] is True and resumed["client_identity"] == expected
+    for replica in replicas:
+        for answer in (first, resumed):
+            view = replica.test_client().get(path(SESSION, answer["connection_id"])).get_json()
+            assert view["client_identity"] == expected
