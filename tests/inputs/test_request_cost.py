@@ -37,6 +37,7 @@ from lab_common.contract import (
     DEMO_FORWARD_SECRECY,
     DEMO_MISMATCH,
     DEMO_MITM,
+    DEMO_MTLS,
     DEMO_RESUMPTION,
     DEMO_TAMPER,
     HANDSHAKE,
@@ -451,6 +452,7 @@ def test_the_heaviest_legitimate_requests_cost_no_more_than_the_bound(lab):
         *((DEMO_MISMATCH, {"mistake": mistake}) for mistake in MISTAKES),
         (DEMO_MITM, {}),
         (DEMO_RESUMPTION, {"replicas": MAX_REPLICAS, "clients": MAX_CLIENTS, "rounds": MAX_ROUNDS}),
+        (DEMO_MTLS, {}),
     ]
     for target, body in demos:
         text = json.dumps(body)
