@@ -182,6 +182,23 @@ def test_rsa_handshake_draws_the_ladder_from_what_crossed_the_wire(browser, lab)
     assert_clean_console(browser)
 
 
+def test_dhe_handshake_shows_the_signed_key_exchange_and_the_dh_steps(browser, lab):
+    open_page(browser, lab)
+    run(browser, "run-dhe", "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256")
+    assert arrow_labels(browser) == [
+        "ClientHello",
+        "ServerHello + Certificate + ServerKeyExchange + ServerHelloDone",
+        "ClientKeyExchange + Finished",
+        "Finished",
+    ]
+    found = marks(browser)
+    # The DH pre-master secret and every key match; an AEAD suite has no MAC keys.
+    assert found.pop("client_write_mac_key") == found.pop("server_write_mac_key") == NOT_COMPARED
+    assert set(found.values()) == {"✓"} and len(found) == 7
+    assert "client's DH public value" in browser.find_element(By.TAG_NAME, "body").text
+    assert_clean_console(browser)
+
+
 def test_ecdhe_handshake_shows_the_signed_key_exchange(browser, lab):
     open_page(browser, lab)
     run(browser, "run-ecdhe", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
