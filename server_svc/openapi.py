@@ -328,6 +328,12 @@ HEALTH = closed_object(
             {"subject": {"type": "string"}, "not_after": {"type": "string"}},
             ["subject", "not_after"],
         ),
+        "ecdsa_certificate": nullable(
+            closed_object(
+                {"subject": {"type": "string"}, "not_after": {"type": "string"}},
+                ["subject", "not_after"],
+            )
+        ),
     },
     [
         "status",
@@ -338,6 +344,7 @@ HEALTH = closed_object(
         "connections",
         "sessions",
         "certificate",
+        "ecdsa_certificate",
     ],
 )
 

@@ -298,6 +298,11 @@ class ServerService:
         certificate served. The process is alive even when a shared store is not: then the
         counts are null and ``state`` says so (requests that need it answer 503)."""
         leaf = self.identity.certificate_chain[0]
+        ecdsa_leaf = (
+            self.identity.ecdsa_certificate_chain[0]
+            if self.identity.ecdsa_certificate_chain
+            else None
+        )
         return {
             "status": "ok",
             "service": "server_svc",
@@ -307,5 +312,12 @@ class ServerService:
             "certificate": {
                 "subject": leaf.subject.rfc4514_string(),
                 "not_after": leaf.not_valid_after_utc.isoformat(),
+            },
+            # The ECDSA certificate of the ECDHE_ECDSA suites, null when the server has none.
+            "ecdsa_certificate": None
+            if ecdsa_leaf is None
+            else {
+                "subject": ecdsa_leaf.subject.rfc4514_string(),
+                "not_after": ecdsa_leaf.not_valid_after_utc.isoformat(),
             },
         }

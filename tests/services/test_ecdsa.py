@@ -15,7 +15,7 @@ from helpers.transport import FlaskTransport
 
 from kdf_lib import pki
 from kdf_lib.suites import SUITES, Authentication
-from lab_common.contract import HANDSHAKE, SESSION, path
+from lab_common.contract import HANDSHAKE, HEALTH, SESSION, path
 from server_svc import create_app as create_server_app
 from server_svc.certs import ECDSA_CHAIN_FILE, ECDSA_KEY_FILE
 
@@ -175,3 +175,10 @@ def test_an_ecdsa_handshake_through_gunicorn(tmp_path):
         assert _leaf_key_type(lab.server.http(), result["connection_id"]) == "ecdsa"
     finally:
         stop_lab(lab)
+
+
+def test_healthz_names_both_certificates(server, make_server):
+    health = server.get(HEALTH).get_json()
+    assert health["certificate"]["subject"] == health["ecdsa_certificate"]["subject"] == "CN=server"
+    rsa_only = make_server(rsa_only=True).test_client().get(HEALTH).get_json()
+    assert rsa_only["ecdsa_certificate"] is None
