@@ -8,17 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kdf_lib import pki
+from kdf_lib.client_auth import ClientPrivateKey
 
 from .config import ClientSettings
 
 
 @lru_cache(maxsize=4)
-def _load(cert_path: str, key_path: str) -> tuple[tuple[x509.Certificate, ...], rsa.RSAPrivateKey]:
+def _load(cert_path: str, key_path: str) -> tuple[tuple[x509.Certificate, ...], ClientPrivateKey]:
     chain = tuple(pki.load_certificate_chain(Path(cert_path).read_bytes()))
-    key = pki.load_private_key(Path(key_path).read_bytes())
+    pem = Path(key_path).read_bytes()
+    key: ClientPrivateKey
+    try:
+        key = pki.load_private_key(pem)  # RSA
+    except ValueError:
+        key = pki.load_ec_private_key(pem)  # ECDSA, on P-256 or P-384
     if chain[0].public_key() != key.public_key():
         raise ValueError("CLIENT_KEY_FILE does not hold the key of CLIENT_CERT_FILE's certificate")
     return chain, key

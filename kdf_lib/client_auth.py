@@ -29,15 +29,26 @@ from .errors import (
     UnsupportedCertificate,
 )
 from .kex import SignatureScheme
-from .pki import MAX_CHAIN_LENGTH, MIN_RSA_KEY_SIZE, Issued, fingerprint_sha256
+from .pki import (
+    ECDSA_CURVES,
+    MAX_CHAIN_LENGTH,
+    MIN_RSA_KEY_SIZE,
+    Issued,
+    IssuedEcdsa,
+    fingerprint_sha256,
+)
 
 __all__ = [
     "MAX_SUBJECT_LENGTH",
     "VERIFIABLE_SCHEMES",
     "ClientAuth",
+    "ClientPrivateKey",
+    "ClientPublicKey",
     "PeerIdentity",
     "choose_signature_scheme",
+    "fits",
     "issue_client_certificate",
+    "issue_ecdsa_client_certificate",
     "sign_certificate_verify",
     "verify_certificate_verify",
     "verify_client_chain",
@@ -54,10 +65,16 @@ _HASHES: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
     SignatureScheme.rsa_pkcs1_sha384: hashes.SHA384,
     SignatureScheme.rsa_pss_rsae_sha256: hashes.SHA256,
     SignatureScheme.rsa_pss_rsae_sha384: hashes.SHA384,
+    SignatureScheme.ecdsa_secp256r1_sha256: hashes.SHA256,
+    SignatureScheme.ecdsa_secp384r1_sha384: hashes.SHA384,
 }
-#: The schemes a lab server verifies a CertificateVerify with (the client's key is RSA).
+#: The schemes a lab server verifies a CertificateVerify with: RSA and ECDSA client keys.
 VERIFIABLE_SCHEMES: tuple[SignatureScheme, ...] = tuple(_HASHES)
 _PSS = frozenset({SignatureScheme.rsa_pss_rsae_sha256, SignatureScheme.rsa_pss_rsae_sha384})
+_ECDSA = frozenset({SignatureScheme.ecdsa_secp256r1_sha256, SignatureScheme.ecdsa_secp384r1_sha384})
+
+ClientPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+ClientPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 class ClientAuth(Enum):
@@ -138,9 +155,12 @@ def _check_client_leaf(leaf: x509.Certificate, now: datetime) -> None:
     basic = _extension(extensions, x509.BasicConstraints)
     if basic is not None and basic.ca:
         raise UnsupportedCertificate("the client certificate is a CA certificate")
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise UnsupportedCertificate("the lab's client certificates hold RSA keys")
-    if public_key.key_size < MIN_RSA_KEY_SIZE:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.name not in ECDSA_CURVES:
+            raise UnsupportedCertificate(f"client EC key on {public_key.curve.name}")
+    elif not isinstance(public_key, rsa.RSAPublicKey):
+        raise UnsupportedCertificate("a client certificate holds an RSA or an EC key")
+    elif public_key.key_size < MIN_RSA_KEY_SIZE:
         raise UnsupportedCertificate(f"client RSA key has fewer than {MIN_RSA_KEY_SIZE} bits")
     key_usage = _extension(extensions, x509.KeyUsage)
     if key_usage is not None and not key_usage.digital_signature:
@@ -152,37 +172,53 @@ def _check_client_leaf(leaf: x509.Certificate, now: datetime) -> None:
         raise BadCertificate(f"client certificate subject is longer than {MAX_SUBJECT_LENGTH}")
 
 
+def fits(scheme: SignatureScheme, key: ClientPrivateKey | ClientPublicKey) -> bool:
+    """Whether ``key`` makes (or checks) ``scheme``'s signatures: ECDSA schemes for EC keys,
+    the RSA ones for RSA keys (RFC 5246 §7.4.1.4.1)."""
+    if scheme not in _HASHES:
+        return False
+    is_ec = isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
+    return (scheme in _ECDSA) == is_ec
+
+
 def choose_signature_scheme(
-    offered: Sequence[SignatureScheme], own: Sequence[SignatureScheme]
+    offered: Sequence[SignatureScheme],
+    own: Sequence[SignatureScheme],
+    key: ClientPrivateKey,
 ) -> SignatureScheme | None:
     """The first of ``offered`` (the CertificateRequest's order) that this client supports and
-    its RSA key can make; None when there is none."""
-    return next((s for s in offered if s in own and s in _HASHES), None)
+    its key can make; None when there is none."""
+    return next((s for s in offered if s in own and fits(s, key)), None)
 
 
 def sign_certificate_verify(
-    private_key: rsa.RSAPrivateKey, scheme: SignatureScheme, handshake_messages: bytes
+    private_key: ClientPrivateKey, scheme: SignatureScheme, handshake_messages: bytes
 ) -> bytes:
     """RFC 5246 §7.4.8: the signature over every handshake message from ClientHello up to, not
-    including, CertificateVerify, hashed with ``scheme``'s hash."""
-    if scheme not in _HASHES:
-        raise ValueError(f"{scheme.name} cannot sign with an RSA key")
+    including, CertificateVerify, hashed with ``scheme``'s hash (an ECDSA one DER-encoded)."""
+    if not fits(scheme, private_key):
+        raise ValueError(f"{scheme.name} cannot sign with this key")
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return private_key.sign(handshake_messages, ec.ECDSA(_HASHES[scheme]()))
     return private_key.sign(handshake_messages, _padding(scheme), _HASHES[scheme]())
 
 
 def verify_certificate_verify(
-    public_key: rsa.RSAPublicKey,
+    public_key: ClientPublicKey,
     scheme: SignatureScheme,
     signature: bytes,
     handshake_messages: bytes,
 ) -> None:
     """Raise DecryptError unless ``signature`` is the certificate key's signature over the
     handshake messages (RFC 5246 §7.2.2: a signature that does not verify is decrypt_error);
-    IllegalParameter for a scheme that does not fit an RSA key."""
-    if scheme not in _HASHES:
-        raise IllegalParameter(f"{scheme.name} does not fit the client certificate's RSA key")
+    IllegalParameter for a scheme that does not fit the key."""
+    if not fits(scheme, public_key):
+        raise IllegalParameter(f"{scheme.name} does not fit the client certificate's key")
     try:
-        public_key.verify(signature, handshake_messages, _padding(scheme), _HASHES[scheme]())
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, handshake_messages, ec.ECDSA(_HASHES[scheme]()))
+        else:
+            public_key.verify(signature, handshake_messages, _padding(scheme), _HASHES[scheme]())
     except InvalidSignature:
         raise DecryptError("CertificateVerify signature does not verify") from None
 
@@ -190,14 +226,28 @@ def verify_certificate_verify(
 def issue_client_certificate(
     ca: Issued, common_name: str, *, now: datetime, valid_days: int = 825, key_size: int = 2048
 ) -> Issued:
-    """Issue a TLS client certificate (extendedKeyUsage clientAuth) for ``common_name``."""
+    """Issue a TLS client certificate (extendedKeyUsage clientAuth) for ``common_name`` with a
+    new RSA key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    return Issued(_client_certificate(ca, common_name, key, now, valid_days), key)
+
+
+def issue_ecdsa_client_certificate(
+    ca: Issued, common_name: str, *, now: datetime, curve: str = "secp256r1", valid_days: int = 825
+) -> IssuedEcdsa:
+    """The same with a new EC key on ``curve`` (a key of :data:`kdf_lib.pki.ECDSA_CURVES`)."""
+    key = ec.generate_private_key(ECDSA_CURVES[curve])
+    return IssuedEcdsa(_client_certificate(ca, common_name, key, now, valid_days), key)
+
+
+def _client_certificate(
+    ca: Issued, common_name: str, key: ClientPrivateKey, now: datetime, valid_days: int
+) -> x509.Certificate:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     issuer_key = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     end = min(now + timedelta(days=valid_days), ca.certificate.not_valid_after_utc)
-    assert isinstance(ca.private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
-    certificate = (
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca.certificate.subject)
@@ -236,7 +286,6 @@ def issue_client_certificate(
         )
         .sign(ca.private_key, hashes.SHA256())
     )
-    return Issued(certificate=certificate, private_key=key)
 
 
 def _service_uri(name: str) -> str:

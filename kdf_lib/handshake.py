@@ -37,6 +37,7 @@ from . import ffdhe, kex, pki
 from .client_auth import (
     VERIFIABLE_SCHEMES,
     ClientAuth,
+    ClientPrivateKey,
     PeerIdentity,
     choose_signature_scheme,
     sign_certificate_verify,
@@ -1122,10 +1123,10 @@ class ServerHandshake(_Machine):
         return ServerFlight(server_hello, (), None, record, ticket)
 
     def _send_certificate_request(self) -> None:
-        """Ask for a client certificate (RFC 5246 §7.4.4): RSA keys, the schemes this server
-        verifies, and the names of the CAs it trusts for clients."""
+        """Ask for a client certificate (RFC 5246 §7.4.4): RSA or ECDSA keys, the schemes this
+        server verifies, and the names of the CAs it trusts for clients."""
         request = CertificateRequest(
-            (ClientCertificateType.rsa_sign,),
+            (ClientCertificateType.rsa_sign, ClientCertificateType.ecdsa_sign),
             self._requested_schemes(),
             tuple(anchor.subject.public_bytes() for anchor in self.config.client_trust_anchors),
         )
@@ -1183,7 +1184,7 @@ class ServerHandshake(_Machine):
         if message.signature_algorithm not in self._requested_schemes():
             raise IllegalParameter("the client signed with a scheme the server did not offer")
         public_key = leaf.public_key()
-        assert isinstance(public_key, rsa.RSAPublicKey)
+        assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
         # RFC 5246 §7.4.8: over every handshake message before this one, ClientKeyExchange
         # included; RFC 7627's session hash stopped at the same place.
         verify_certificate_verify(
@@ -1401,7 +1402,7 @@ class ClientConfig:
     #: The client's own certificate (leaf first) and key for mutual TLS; without them a
     #: CertificateRequest is answered with an empty Certificate (RFC 5246 §7.4.6).
     client_certificate_chain: tuple[x509.Certificate, ...] = ()
-    client_private_key: rsa.RSAPrivateKey | None = field(default=None, repr=False)
+    client_private_key: ClientPrivateKey | None = field(default=None, repr=False)
 
 
 class ClientHandshake(_Machine):
@@ -1794,13 +1795,20 @@ class ClientHandshake(_Machine):
         request, config = self._certificate_request, self.config
         if request is None:
             return None
-        scheme = None
+        scheme, key = None, config.client_private_key
+        wanted = (
+            ClientCertificateType.ecdsa_sign
+            if isinstance(key, ec.EllipticCurvePrivateKey)
+            else ClientCertificateType.rsa_sign
+        )
         if (
             config.client_certificate_chain
-            and config.client_private_key is not None
-            and ClientCertificateType.rsa_sign in request.certificate_types
+            and key is not None
+            and wanted in request.certificate_types
         ):
-            scheme = choose_signature_scheme(request.signature_algorithms, config.signature_schemes)
+            scheme = choose_signature_scheme(
+                request.signature_algorithms, config.signature_schemes, key
+            )
         # The lab's client has one certificate: it sends it whatever CAs the request names,
         # and the server judges it (a foreign CA is the server's unknown_ca to give).
         chain = config.client_certificate_chain if scheme is not None else ()

@@ -22,6 +22,7 @@ from kdf_lib.client_auth import (
     ClientAuth,
     PeerIdentity,
     issue_client_certificate,
+    issue_ecdsa_client_certificate,
     verify_certificate_verify,
 )
 from kdf_lib.errors import (
@@ -428,12 +429,15 @@ def test_certificate_request_json_round_trips_and_encodes_per_rfc() -> None:
     assert request is not None
     again = ServerFlight.from_json(run.flight.to_json())
     assert again.certificate_request == request
-    assert request.certificate_types == (ClientCertificateType.rsa_sign,)
+    assert request.certificate_types == (
+        ClientCertificateType.rsa_sign,
+        ClientCertificateType.ecdsa_sign,
+    )
     dn = identity()[0].certificate.subject.public_bytes()
     assert request.certificate_authorities == (dn,)
     schemes = b"".join(s.to_bytes(2, "big") for s in request.signature_algorithms)
     body = (
-        b"\x01\x01"
+        b"\x02\x01\x40"
         + len(schemes).to_bytes(2, "big")
         + schemes
         + (len(dn) + 2).to_bytes(2, "big")
@@ -706,3 +710,53 @@ def test_a_server_names_no_more_client_cas_than_a_client_reads() -> None:
         )
     with pytest.raises(ValueError, match="client_trust_anchors"):
         ServerConfig((server.certificate,), server.private_key, client_auth=ClientAuth.REQUIRED)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("curve", ["secp256r1", "secp384r1"])
+def test_an_ecdsa_client_certificate_signs_with_an_ecdsa_scheme(curve: str) -> None:
+    ca, _ = identity()
+    ecdsa = issue_ecdsa_client_certificate(ca, "client_svc", now=NOW, curve=curve)
+    config = ClientConfig(
+        (ca.certificate,),
+        SERVER_NAME,
+        (ECDHE,),
+        client_certificate_chain=(ecdsa.certificate,),
+        client_private_key=ecdsa.private_key,
+    )
+    run = connect(config, server_config())
+    verify = run.finish.certificate_verify
+    assert verify is not None
+    assert verify.signature_algorithm.name.startswith("ecdsa_")
+    assert run.server.session is not None
+    assert run.server.session.client_identity == PeerIdentity.of(ecdsa.certificate)
+    # A forged ECDSA signature is decrypt_error, as an RSA one is.
+    again = start(config, server_config())
+    sent = again.finish.certificate_verify
+    assert sent is not None
+    forged = dataclasses.replace(
+        sent, signature=sent.signature[:-1] + bytes([sent.signature[-1] ^ 1])
+    )
+    with pytest.raises(DecryptError):
+        deliver(again, dataclasses.replace(again.finish, certificate_verify=forged))
+
+
+def test_an_ecdsa_client_without_an_ecdsa_scheme_offered_sends_no_certificate() -> None:
+    ca, server = identity()
+    ecdsa = issue_ecdsa_client_certificate(ca, "client_svc", now=NOW)
+    config = ClientConfig(
+        (ca.certificate,),
+        SERVER_NAME,
+        (ECDHE,),
+        client_certificate_chain=(ecdsa.certificate,),
+        client_private_key=ecdsa.private_key,
+    )
+    rsa_only = ServerConfig(
+        (server.certificate,),
+        server.private_key,
+        signature_schemes=(kdf_lib.kex.SignatureScheme.rsa_pkcs1_sha256,),
+        client_auth=ClientAuth.OPTIONAL,
+        client_trust_anchors=(ca.certificate,),
+    )
+    run = connect(config, rsa_only)
+    assert run.finish.certificate_chain == ()
+    assert run.server.session is not None and run.server.session.client_identity is None

@@ -17,7 +17,11 @@ from helpers.redis_server import RedisServer, running_redis
 from helpers.transport import FlaskTransport
 
 from kdf_lib import pki
-from kdf_lib.client_auth import issue_client_certificate, verify_client_chain
+from kdf_lib.client_auth import (
+    issue_client_certificate,
+    issue_ecdsa_client_certificate,
+    verify_client_chain,
+)
 from lab_common.contract import HANDSHAKE, SESSION, path
 from lab_common.sealing import write_key_file
 from server_svc.certs import ensure_certificates
@@ -288,3 +292,19 @@ def test_a_fleet_in_redis_authenticates_the_client_across_replicas(
         for answer in (first, resumed):
             view = replica.test_client().get(path(SESSION, answer["connection_id"])).get_json()
             assert view["client_identity"] == expected
+
+
+def test_client_svc_authenticates_with_an_ecdsa_certificate(
+    make_client_app: Callable[..., Flask], server: FlaskClient, tmp_path: Path
+) -> None:
+    ecdsa = issue_ecdsa_client_certificate(identity()[0], "client_svc", now=NOW)
+    (tmp_path / "client.pem").write_bytes(ecdsa.certificate_pem())
+    (tmp_path / "client.key").write_bytes(ecdsa.private_key_pem())
+    client = make_client_app(
+        CLIENT_CERT_FILE=str(tmp_path / "client.pem"), CLIENT_KEY_FILE=str(tmp_path / "client.key")
+    ).test_client()
+    answer = _handshake(client)
+    verify = [s for s in answer["trace"] if s["kind"] == "send_certificate_verify"]
+    assert verify[0]["data"]["signature_algorithm"].startswith("ecdsa_")
+    view = server.get(path(SESSION, answer["connection_id"])).get_json()
+    assert view["client_identity"]["sha256"] == pki.fingerprint_sha256(ecdsa.certificate)
