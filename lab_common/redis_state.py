@@ -206,6 +206,8 @@ class Entry:
     fenced: bool = False
     #: The last write's state and fields, as the caller gave them.
     last: tuple[bytes, dict[str, str]] | None = None
+    #: Calls for :meth:`RedisState.together` to send with the next write (they need no answer).
+    along: list[tuple[Script, list[str], list[Any]]] = field(default_factory=list)
 
 
 class _CountingRedis(redis.Redis):
@@ -446,7 +448,7 @@ class RedisState:
         :meth:`seal_field`."""
         if entry.fenced:
             raise fenced()
-        if entry.released and not attached and entry.last == (state, fields):
+        if entry.released and not attached and not entry.along and entry.last == (state, fields):
             return  # a last write already kept exactly this, and let the lock go
         given = (state, dict(fields))
         extra: list[Any] = [item for pair in (attached or {}).items() for item in pair]
@@ -454,22 +456,30 @@ class RedisState:
             fields = {**fields, "refused_shown": str(entry.refused)}
         pairs: list[Any] = [item for pair in fields.items() for item in pair]
         note = {"replica": self.replica, "read": entry.version, "saved": entry.saved}
-        with self.available():
-            version = self._write(
-                keys=[entry.key, entry.lock, entry.key + ":attached"],
-                args=[
-                    entry.version,
-                    # Sealed with the version it is written as: an older value put back beside a
-                    # newer version does not open.
-                    self.sealer.seal(state, _context(entry.key, entry.version + 1)),
-                    _ms(ttl_s),
-                    entry.token if entry.final else "",
-                    json.dumps(note),
-                    len(extra),
-                    *extra,
-                    *pairs,
-                ],
-            )
+        call = (
+            self._write,
+            [entry.key, entry.lock, entry.key + ":attached"],
+            [
+                entry.version,
+                # Sealed with the version it is written as: an older value put back beside a
+                # newer version does not open.
+                self.sealer.seal(state, _context(entry.key, entry.version + 1)),
+                _ms(ttl_s),
+                entry.token if entry.final else "",
+                json.dumps(note),
+                len(extra),
+                *extra,
+                *pairs,
+            ],
+        )
+        if entry.along:
+            # Calls held for this write (a session to remember) go in the same round trip.
+            along, entry.along = entry.along, []
+            version = self.together(call, *along)[0]
+        else:
+            script, keys, args = call
+            with self.available():
+                version = script(keys=keys, args=args)
         if version == -1:
             raise unknown_connection()
         if version == -2:

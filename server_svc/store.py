@@ -199,6 +199,8 @@ class RedisServerStore:
         self.identity = identity
         self.tickets = tickets
         self._held: dict[int, Entry] = {}
+        #: The entry this thread holds (inside ``update``), which a session can ride along with.
+        self._current = threading.local()
 
     def _key(self, connection_id: str) -> str:
         return self.state.key("conn", connection_id)
@@ -237,11 +239,14 @@ class RedisServerStore:
             trace_refusals(entry, handshake.trace)
             connection = ServerConnection(connection_id, handshake, int(entry.fields.get("m", "0")))
             self._held[id(connection)] = entry
+            outer = getattr(self._current, "entry", None)
+            self._current.entry = entry
             try:
                 with written_back(entry, lambda: self._write(entry, connection), connection_id):
                     yield connection
             finally:
                 del self._held[id(connection)]
+                self._current.entry = outer
 
     def _write(self, entry: Entry, connection: ServerConnection) -> None:
         handshake = connection.handshake
@@ -265,6 +270,12 @@ class RedisServerStore:
         return self.state.session(session_id.hex())
 
     def remember_session(self, session: Session) -> None:
+        entry: Entry | None = getattr(self._current, "entry", None)
+        if entry is not None and not entry.released:
+            # Inside the connection's update: the session goes with its last write, in the
+            # same round trip (both are kept, or the request fails).
+            entry.along.append(self.state.remembering_session(session, self.settings.session_ttl))
+            return
         self.state.remember_session(session, self.settings.session_ttl)
 
     def forget_session(self, session_id: bytes) -> None:

@@ -102,15 +102,24 @@ def test_any_replica_serves_any_request_of_a_connection(fleet_client, replicas, 
         assert view["sequence_numbers"] == {"read": 5, "write": 5}
 
 
-def test_a_message_costs_five_redis_round_trips(fleet_client, replicas):
-    """What the consistency rules need, and no more. client_svc: take the lock and read (one
-    script), keep the sequence number's advance before sealing, write back and let go after the
-    reply. server_svc: take the lock and read, then one write before sealing that is also its
-    last (it lets the lock go): sealing changes nothing that is kept. (Without a connection_id,
-    client_svc first asks which connection is the latest: one more.)"""
-    connection_id = handshake(fleet_client, key_exchange="ecdhe")["connection_id"]
+def test_a_handshake_costs_four_redis_round_trips_and_a_message_five(fleet_client, replicas):
+    """What the consistency rules need, and no more. A handshake: server_svc creates the
+    connection at the hello, takes the lock and reads it at the finish, and writes it back with
+    its session in one pipeline; client_svc keeps the connection, its session and "latest" in
+    one. A message: client_svc takes the lock and reads (one script), keeps the sequence number's
+    advance before sealing, writes back and lets go after the reply; server_svc takes the lock
+    and reads, then makes one write before sealing that is also its last (it lets the lock go):
+    sealing changes nothing that is kept. (Without a connection_id, client_svc first asks which
+    connection is the latest: one more.)"""
     client_state = fleet_client.application.extensions["client_service"].store.state
     server_states = [app.extensions["server_service"].store.state for app in replicas]
+    for _ in range(2):  # Redis learns the scripts, and each replica has served a hello
+        handshake(fleet_client, key_exchange="ecdhe")
+    client_before = client_state.round_trips
+    server_before = sum(state.round_trips for state in server_states)
+    connection_id = handshake(fleet_client, key_exchange="ecdhe")["connection_id"]
+    assert client_state.round_trips - client_before == 1
+    assert sum(state.round_trips for state in server_states) - server_before == 3
     for number in range(6):  # past the four messages whose steps the trace keeps
         client_before = client_state.round_trips
         server_before = sum(state.round_trips for state in server_states)
