@@ -34,13 +34,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # /certs/trust belongs to "app" so that a new named volume mounted there takes that owner (Docker
-# copies a mount point's ownership into an empty volume); so does /certs/state, where the scaled
-# stack keeps the key-encryption key of its state in Redis (docker-compose.scale.yml).
+# copies a mount point's ownership into an empty volume); so do /certs/state, where the scaled
+# stack keeps the key-encryption key of its state in Redis (docker-compose.scale.yml), and
+# /certs/client, where the certificate step writes client_svc's key for mutual TLS.
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app \
  && install -d -o app -g app -m 0755 /certs/trust \
- && install -d -o app -g app -m 0700 /certs/state
+ && install -d -o app -g app -m 0700 /certs/state \
+ && install -d -o app -g app -m 0700 /certs/client
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY kdf_lib/ kdf_lib/
