@@ -15,6 +15,7 @@ from lab_common.contract import OPENAPI
 from lab_common.redis_state import shared_state
 from lab_common.store import count_or_nan
 
+from .client_cert import check_client_certificate
 from .config import ClientSettings
 from .openapi import openapi_view
 from .service import ClientService, KeyLogWriter
@@ -28,6 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     pass ``TRUST_ANCHORS`` (certificates) and ``TRANSPORT`` (e.g. server_svc's test client)."""
     app = Flask(__name__)
     settings = load_settings(app, ClientSettings, config)
+    check_client_certificate(settings)
     lab_metrics = configure_app(app, "client_svc", settings)
     trust = app.config.get("TRUST_ANCHORS") or tuple(
         pki.load_certificate_chain(Path(settings.trust_store).read_bytes())

@@ -17,8 +17,13 @@ from .config import ClientSettings
 
 @lru_cache(maxsize=4)
 def _load(cert_path: str, key_path: str) -> tuple[tuple[x509.Certificate, ...], ClientPrivateKey]:
-    chain = tuple(pki.load_certificate_chain(Path(cert_path).read_bytes()))
-    pem = Path(key_path).read_bytes()
+    try:
+        chain = tuple(pki.load_certificate_chain(Path(cert_path).read_bytes()))
+        pem = Path(key_path).read_bytes()
+    except OSError as exc:
+        raise ValueError(
+            f"CLIENT_CERT_FILE / CLIENT_KEY_FILE: cannot read {exc.filename}: {exc.strerror}"
+        ) from None
     key: ClientPrivateKey
     try:
         key = pki.load_private_key(pem)  # RSA
@@ -27,6 +32,12 @@ def _load(cert_path: str, key_path: str) -> tuple[tuple[x509.Certificate, ...], 
     if chain[0].public_key() != key.public_key():
         raise ValueError("CLIENT_KEY_FILE does not hold the key of CLIENT_CERT_FILE's certificate")
     return chain, key
+
+
+def check_client_certificate(settings: ClientSettings) -> None:
+    """Read the configured certificate and key once, as the service starts: a missing or
+    mismatched file stops it there, naming the setting, rather than failing handshakes."""
+    client_certificate(settings, wanted=True)
 
 
 def client_certificate(settings: ClientSettings, wanted: bool) -> dict[str, Any]:

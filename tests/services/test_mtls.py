@@ -176,6 +176,17 @@ def test_client_certificate_settings_go_together(make_client_app: Callable[..., 
         make_client_app(CLIENT_CERT_FILE="/nonexistent.pem")
 
 
+def test_a_client_certificate_file_that_cannot_be_read_stops_client_svc_at_start(
+    make_client_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    # Not at its first handshake (a 500 then): the setting is named as the service starts.
+    with pytest.raises(ValueError, match="CLIENT_CERT_FILE"):
+        make_client_app(
+            CLIENT_CERT_FILE=str(tmp_path / "absent.pem"),
+            CLIENT_KEY_FILE=str(tmp_path / "absent.key"),
+        )
+
+
 def test_the_certs_step_issues_client_svc_a_certificate_server_svc_trusts(
     tmp_path: Path,
 ) -> None:
