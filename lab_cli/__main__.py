@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one connection as a pcapng capture that Wireshark opens and decrypts",
         description="Write one connection as a pcapng capture: the TLS 1.2 records it carried, "
         "over a synthesized TCP connection to port 443. Either downloaded from client_svc "
-        f"(GET {SESSION_PCAP}: the handshake), or built from a saved session and its "
+        f"(GET {SESSION_PCAP}: the handshake and its first messages), or built from a saved "
+        "session and its "
         f"{MESSAGE} answers (the handshake and the application data). With --keylog, the "
         "connection's own key log line goes into a Decryption Secrets Block, and Wireshark "
         "decrypts the capture with no setup.",
@@ -251,7 +252,8 @@ def _run_pcap(args: argparse.Namespace, http: Http, out: TextIO) -> int:
     if args.connection is not None:
         if args.records:
             raise PcapError(
-                "--records goes with --session: client_svc's capture holds the handshake only"
+                "--records goes with --session: client_svc's capture already holds the records "
+                "of the connection's first messages"
             )
         capture = download(http, args.client, args.connection, keylog_text, args.keylog)
     else:

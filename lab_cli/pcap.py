@@ -1,6 +1,7 @@
 """``tls-lab pcap``: one connection as a pcapng capture that Wireshark opens and decrypts.
 
-Downloaded from client_svc (GET /sessions/<id>/pcap: the handshake), or built here from a
+Downloaded from client_svc (GET /sessions/<id>/pcap: the handshake and the records of the
+connection's first messages, docs/protocol.md §2.11), or built here from a
 saved session and its /message answers (the handshake and the application data), with
 lab_analysis.pcap either way. ``--keylog`` adds the connection's own line of a key log file
 as a Decryption Secrets Block; no other line of the file goes in. A session saved from a
