@@ -1637,7 +1637,7 @@ class ClientHandshake(_Machine):
         if not chain_pem:
             raise DecodeError("the server sent no certificate")
         chain = [c for pem in chain_pem for c in pki.load_certificate_chain(pem)]
-        leaf = pki.verify_server_chain(
+        leaf, cached = pki.verify_server_chain_cached(
             chain,
             self.config.trust_anchors,
             self.config.server_name,
@@ -1666,6 +1666,7 @@ class ClientHandshake(_Machine):
             issuer=leaf.issuer.rfc4514_string(),
             sha256=pki.fingerprint_sha256(leaf),
             server_name=self.config.server_name,
+            cached=cached,
         )
 
     def _on_server_key_exchange(self, ske: ServerKeyExchange) -> None:

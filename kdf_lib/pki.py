@@ -6,8 +6,11 @@ name checks are delegated to ``cryptography.x509.verification`` (the WebPKI prof
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,7 +37,9 @@ __all__ = [
     "KEY_EXCHANGES",
     "MAX_CHAIN_LENGTH",
     "MIN_RSA_KEY_SIZE",
+    "SERVER_CHAIN_CACHE",
     "CertificateDescription",
+    "ChainVerificationCache",
     "Issued",
     "IssuedEcdsa",
     "certificate_chain_pem",
@@ -47,6 +52,7 @@ __all__ = [
     "load_ec_private_key",
     "load_private_key",
     "verify_server_chain",
+    "verify_server_chain_cached",
 ]
 
 MIN_RSA_KEY_SIZE = 2048
@@ -453,6 +459,27 @@ def verify_server_chain(
             the leaf is a CA certificate.
         UnknownCA: the chain does not lead to one of ``trust_anchors``.
     """
+    return _verify_server_path(
+        chain,
+        trust_anchors,
+        server_name,
+        now=now,
+        key_exchange=key_exchange,
+        authentication=authentication,
+    )[0]
+
+
+def _verify_server_path(
+    chain: Sequence[x509.Certificate],
+    trust_anchors: Sequence[x509.Certificate],
+    server_name: str,
+    *,
+    now: datetime,
+    key_exchange: str,
+    authentication: str = "rsa",
+) -> tuple[x509.Certificate, ...]:
+    """:func:`verify_server_chain`, returning the path the verifier built (leaf first, trust
+    anchor last)."""
     _require_aware(now, "now")
     if key_exchange not in KEY_EXCHANGES:
         raise ValueError(f"key_exchange must be one of {KEY_EXCHANGES}, not {key_exchange!r}")
@@ -481,10 +508,131 @@ def verify_server_chain(
         authentication=authentication,
     )
     try:
-        verifier.verify(leaf, list(chain[1:]))
+        path = verifier.verify(leaf, list(chain[1:]))
     except VerificationError as error:
         raise _classify_verification_error(str(error), chain, now) from None
-    return leaf
+    return (leaf, *path[1:])
+
+
+class ChainVerificationCache:
+    """Results of :func:`verify_server_chain` that succeeded, as browsers' verifiers keep them.
+
+    An entry is keyed by everything the verification depends on except the time: the SHA-256
+    of the chain's DER certificates, of the trust anchors' DER certificates, the server name,
+    the key exchange and the authentication. It holds the path the verifier built (leaf to
+    trust anchor). A hit is used only if every certificate of that path is within its validity
+    window at ``now`` and the leaf still names the server; otherwise the chain is verified
+    from scratch, so a refusal is the same error it would be without the cache. Failures are
+    never kept. Bounded: the least recently used entry goes first. Thread-safe.
+    """
+
+    def __init__(self, maxsize: int = 32) -> None:
+        if maxsize <= 0:
+            raise ValueError("maxsize must be positive")
+        self.maxsize = maxsize
+        self._entries: OrderedDict[bytes, tuple[x509.Certificate, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def verify(
+        self,
+        chain: Sequence[x509.Certificate],
+        trust_anchors: Sequence[x509.Certificate],
+        server_name: str,
+        *,
+        now: datetime,
+        key_exchange: str,
+        authentication: str = "rsa",
+    ) -> tuple[x509.Certificate, bool]:
+        """:func:`verify_server_chain`, through the cache: the leaf, and whether the result
+        came from the cache. Raises what :func:`verify_server_chain` raises."""
+        _require_aware(now, "now")
+        for certificate in (*chain, *trust_anchors):
+            if not isinstance(certificate, x509.Certificate):
+                raise TypeError(f"expected x509.Certificate, not {type(certificate).__name__}")
+        subject = _verification_subject(server_name)
+        key = _cache_key(chain, trust_anchors, server_name, key_exchange, authentication)
+        with self._lock:
+            path = self._entries.get(key)
+            if path is not None:
+                self._entries.move_to_end(key)
+        # The time and the host name are judged on every handshake (RFC 5280 §6.1.3 (a)(2),
+        # RFC 6125 §6): only what does not change with them is taken from the cache.
+        if (
+            path is not None
+            and all(_valid_at(certificate, now) for certificate in path)
+            and _names_match(path[0].extensions, subject)
+        ):
+            return path[0], True
+        path = _verify_server_path(
+            chain,
+            trust_anchors,
+            server_name,
+            now=now,
+            key_exchange=key_exchange,
+            authentication=authentication,
+        )
+        with self._lock:
+            self._entries[key] = path
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return path[0], False
+
+
+#: The cache client handshakes verify servers' chains through (:class:`ChainVerificationCache`).
+SERVER_CHAIN_CACHE = ChainVerificationCache()
+
+
+def verify_server_chain_cached(
+    chain: Sequence[x509.Certificate],
+    trust_anchors: Sequence[x509.Certificate],
+    server_name: str,
+    *,
+    now: datetime,
+    key_exchange: str,
+    authentication: str = "rsa",
+) -> tuple[x509.Certificate, bool]:
+    """:func:`verify_server_chain` through :data:`SERVER_CHAIN_CACHE`: the leaf, and whether
+    the result came from the cache."""
+    return SERVER_CHAIN_CACHE.verify(
+        chain,
+        trust_anchors,
+        server_name,
+        now=now,
+        key_exchange=key_exchange,
+        authentication=authentication,
+    )
+
+
+def _cache_key(
+    chain: Sequence[x509.Certificate],
+    trust_anchors: Sequence[x509.Certificate],
+    server_name: str,
+    key_exchange: str,
+    authentication: str,
+) -> bytes:
+    digest = hashlib.sha256()
+    # Length-prefixed fields, so that no two different inputs give the same byte string.
+    fields = (
+        *(certificate.public_bytes(serialization.Encoding.DER) for certificate in chain),
+        b"",
+        *(anchor.public_bytes(serialization.Encoding.DER) for anchor in trust_anchors),
+        b"",
+        server_name.encode("utf-8", "surrogatepass"),
+        key_exchange.encode("utf-8", "surrogatepass"),
+        authentication.encode("utf-8", "surrogatepass"),
+    )
+    for value in fields:
+        digest.update(len(value).to_bytes(4, "big"))
+        digest.update(value)
+    return digest.digest()
 
 
 def _check_leaf(
