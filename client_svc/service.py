@@ -356,7 +356,7 @@ class ClientService:
         """POST /handshake: run a handshake, count it, and describe it."""
         started = time.perf_counter()
         try:
-            entry = self.handshake(request)
+            _, answer = self._handshake(request, describe=True)
         except (TLSError, ServiceError) as exc:
             self.metrics.handshake(
                 resumed=request.resume is not None,
@@ -365,7 +365,7 @@ class ClientService:
                 outcome=exc.code,
             )
             raise
-        answer = self._describe(entry)
+        assert answer is not None
         self.metrics.handshake(
             resumed=answer["resumed"],
             key_exchange=answer["key_exchange"],
@@ -475,6 +475,14 @@ class ClientService:
 
     def handshake(self, request: HandshakeRequest) -> ClientConnection:
         """Run a handshake against server_svc and keep its connection, established or failed."""
+        return self._handshake(request, describe=False)[0]
+
+    def _handshake(
+        self, request: HandshakeRequest, *, describe: bool
+    ) -> tuple[ClientConnection, dict[str, Any] | None]:
+        """:meth:`handshake`, and with ``describe`` its /handshake answer (:meth:`_describe`),
+        built while the trace and the exchanges are still objects, before they are compacted:
+        rendered once, not compressed and then read back."""
         session = None
         if request.resume:
             session = self.store.session(request.resume)
@@ -520,6 +528,7 @@ class ClientService:
             self._complete(result, flight)
         except (TLSError, ServiceError) as exc:
             raise self._handshake_failed(result, exc) from None
+        described = self._describe(result) if describe else None
         result.freeze()
         machine.compact(
             reveal_secrets=self.settings.reveal_secrets, freeze_trace=not self.keep_traces
@@ -539,7 +548,7 @@ class ClientService:
                 == connection.fingerprints(),
             },
         )
-        return result
+        return result, described
 
     def _complete(self, entry: ClientConnection, flight: ServerFlight) -> None:
         """The rest of the handshake after the hello: certificate, key exchange, Finished.

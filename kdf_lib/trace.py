@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes, hmac
 
 from .prf import prf
@@ -259,8 +260,7 @@ class Trace:
         as they are when nothing was added since and no secret must be dropped."""
         if not self.steps and (reveal_secrets or not self._frozen_revealing):
             return self._frozen
-        rendered = self.to_json(reveal_secrets)
-        return zlib.compress(json.dumps(rendered, separators=(",", ":")).encode(), 1)
+        return zlib.compress(_dumps(self.to_json(reveal_secrets)), 1)
 
     def to_state(self, reveal_secrets: bool) -> dict[str, Any]:
         """The trace as plain data for a store, rendered as :meth:`freeze` renders it: the
@@ -334,6 +334,15 @@ class Trace:
                 by if by is not None else self.replica,
             )
         )
+
+
+def _dumps(rendered: list[dict[str, Any]]) -> bytes:
+    """Rendered steps as compact JSON: orjson, several times faster than the stdlib encoder
+    for the same content; what orjson refuses (an integer beyond 64 bits) the stdlib writes."""
+    try:
+        return orjson.dumps(rendered)
+    except TypeError:
+        return json.dumps(rendered, separators=(",", ":")).encode()
 
 
 class NullTrace(Trace):

@@ -197,7 +197,12 @@ class ServerService:
             self.store.mark_established(connection_id)
             if handshake.session_to_cache is not None:
                 self.store.remember_session(handshake.session_to_cache)
-            summary = handshake.summary(reveal_secrets=self.reveal_secrets)
+            # What the answer carries of the summary (GET /sessions has the rest): not the key
+            # layout's fingerprints or the transcript hash, which nobody reads here.
+            summary = {
+                "fingerprints": handshake.connection.fingerprints(),
+                "trace": handshake.trace.to_json(self.reveal_secrets),
+            }
             # Thousands of connections may stay open: keep only what they still need.
             handshake.compact(reveal_secrets=self.reveal_secrets)
         return Established(reply, summary, handshake.new_session_ticket if reply else None)
