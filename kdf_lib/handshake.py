@@ -320,11 +320,11 @@ class _KeySchedule:
         )
 
     def verify_data(self, sender: Role, transcript: bytes) -> bytes:
+        return self.verify_data_of_hash(sender, _transcript_hash(transcript, self.suite.prf_hash))
+
+    def verify_data_of_hash(self, sender: Role, transcript_hash: bytes) -> bytes:
         return finished_verify_data(
-            self.master_secret,
-            sender,
-            _transcript_hash(transcript, self.suite.prf_hash),
-            self.suite.prf_hash,
+            self.master_secret, sender, transcript_hash, self.suite.prf_hash
         )
 
 
@@ -587,7 +587,8 @@ class _Machine:
 
     def _seal_finished(self, sender: Role) -> bytes:
         assert self._schedule is not None
-        verify_data = self._schedule.verify_data(sender, self.transcript)
+        transcript_hash = _transcript_hash(self.transcript, self._schedule.suite.prf_hash)
+        verify_data = self._schedule.verify_data_of_hash(sender, transcript_hash)
         message = Finished(verify_data)
         record = self._schedule.writer.seal(ContentType.handshake, message.encode())
         self.trace.add(
@@ -596,7 +597,7 @@ class _Machine:
             "verify_data = PRF(master_secret, label, Hash(transcript)), sent protected at seq 0",
             secrets={"verify_data": verify_data},
             fingerprint_key=self._schedule.fingerprint_key,
-            transcript_hash=_transcript_hash(self.transcript, self._schedule.suite.prf_hash).hex(),
+            transcript_hash=transcript_hash.hex(),
             record_bytes=len(record),
         )
         self._add(message)
@@ -663,17 +664,13 @@ class _Machine:
             seed="server_random + client_random",
             key_block_length=suite.key_block_length,
         )
+        layout = key_block_layout(suite)
         self.trace.add(
             StepKind.KEY_SPLIT,
             "key split",
             "the key block is cut in RFC 5246 §6.3 order; each side writes with its own keys",
-            layout=[
-                {"name": p.name, "start": p.start, "length": p.length}
-                for p in key_block_layout(suite)
-            ],
-            secrets={
-                p.name: getattr(schedule.keys, p.name) for p in key_block_layout(suite) if p.length
-            },
+            layout=[{"name": p.name, "start": p.start, "length": p.length} for p in layout],
+            secrets={p.name: getattr(schedule.keys, p.name) for p in layout if p.length},
             fingerprint_key=schedule.fingerprint_key,
         )
 
