@@ -14,21 +14,25 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from .errors import (
     BadCertificate,
     CertificateExpired,
-    DecryptError,
-    IllegalParameter,
     UnknownCA,
     UnsupportedCertificate,
 )
-from .kex import SignatureScheme
+from .kex import (
+    SignatureScheme,
+    scheme_uses_ecdsa,
+    sign_digitally_signed,
+    signing_schemes,
+    verify_digitally_signed,
+)
 from .pki import (
     ECDSA_CURVES,
     MAX_CHAIN_LENGTH,
@@ -60,18 +64,8 @@ MAX_SUBJECT_LENGTH = 256
 
 _T = TypeVar("_T", bound=x509.ExtensionType)
 
-_HASHES: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
-    SignatureScheme.rsa_pkcs1_sha256: hashes.SHA256,
-    SignatureScheme.rsa_pkcs1_sha384: hashes.SHA384,
-    SignatureScheme.rsa_pss_rsae_sha256: hashes.SHA256,
-    SignatureScheme.rsa_pss_rsae_sha384: hashes.SHA384,
-    SignatureScheme.ecdsa_secp256r1_sha256: hashes.SHA256,
-    SignatureScheme.ecdsa_secp384r1_sha384: hashes.SHA384,
-}
 #: The schemes a lab server verifies a CertificateVerify with: RSA and ECDSA client keys.
-VERIFIABLE_SCHEMES: tuple[SignatureScheme, ...] = tuple(_HASHES)
-_PSS = frozenset({SignatureScheme.rsa_pss_rsae_sha256, SignatureScheme.rsa_pss_rsae_sha384})
-_ECDSA = frozenset({SignatureScheme.ecdsa_secp256r1_sha256, SignatureScheme.ecdsa_secp384r1_sha384})
+VERIFIABLE_SCHEMES: tuple[SignatureScheme, ...] = signing_schemes()
 
 ClientPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 ClientPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -175,10 +169,10 @@ def _check_client_leaf(leaf: x509.Certificate, now: datetime) -> None:
 def fits(scheme: SignatureScheme, key: ClientPrivateKey | ClientPublicKey) -> bool:
     """Whether ``key`` makes (or checks) ``scheme``'s signatures: ECDSA schemes for EC keys,
     the RSA ones for RSA keys (RFC 5246 §7.4.1.4.1)."""
-    if scheme not in _HASHES:
+    if scheme not in VERIFIABLE_SCHEMES:
         return False
     is_ec = isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
-    return (scheme in _ECDSA) == is_ec
+    return scheme_uses_ecdsa(scheme) == is_ec
 
 
 def choose_signature_scheme(
@@ -196,11 +190,7 @@ def sign_certificate_verify(
 ) -> bytes:
     """RFC 5246 §7.4.8: the signature over every handshake message from ClientHello up to, not
     including, CertificateVerify, hashed with ``scheme``'s hash (an ECDSA one DER-encoded)."""
-    if not fits(scheme, private_key):
-        raise ValueError(f"{scheme.name} cannot sign with this key")
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        return private_key.sign(handshake_messages, ec.ECDSA(_HASHES[scheme]()))
-    return private_key.sign(handshake_messages, _padding(scheme), _HASHES[scheme]())
+    return sign_digitally_signed(private_key, scheme, handshake_messages)
 
 
 def verify_certificate_verify(
@@ -212,15 +202,14 @@ def verify_certificate_verify(
     """Raise DecryptError unless ``signature`` is the certificate key's signature over the
     handshake messages (RFC 5246 §7.2.2: a signature that does not verify is decrypt_error);
     IllegalParameter for a scheme that does not fit the key."""
-    if not fits(scheme, public_key):
-        raise IllegalParameter(f"{scheme.name} does not fit the client certificate's key")
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, handshake_messages, ec.ECDSA(_HASHES[scheme]()))
-        else:
-            public_key.verify(signature, handshake_messages, _padding(scheme), _HASHES[scheme]())
-    except InvalidSignature:
-        raise DecryptError("CertificateVerify signature does not verify") from None
+    verify_digitally_signed(
+        public_key,
+        scheme,
+        signature,
+        handshake_messages,
+        message="CertificateVerify",
+        key_of="the client certificate's key",
+    )
 
 
 def issue_client_certificate(
@@ -290,15 +279,6 @@ def _client_certificate(
 
 def _service_uri(name: str) -> str:
     return f"spiffe://tls-lab/{name}"
-
-
-def _padding(scheme: SignatureScheme) -> padding.AsymmetricPadding:
-    if scheme in _PSS:
-        # RFC 8446 §4.2.3 (used by TLS 1.2 too): the salt is as long as the digest.
-        return padding.PSS(
-            mgf=padding.MGF1(_HASHES[scheme]()), salt_length=padding.PSS.DIGEST_LENGTH
-        )
-    return padding.PKCS1v15()
 
 
 def _extension(extensions: x509.Extensions, kind: type[_T]) -> _T | None:

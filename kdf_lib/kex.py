@@ -44,7 +44,10 @@ __all__ = [
     "rsa_encrypt_pre_master_secret",
     "scheme_uses_ecdsa",
     "server_ecdh_params",
+    "sign_digitally_signed",
     "sign_server_params",
+    "signing_schemes",
+    "verify_digitally_signed",
     "verify_server_params",
 ]
 
@@ -277,6 +280,11 @@ _ECDSA_SCHEMES = frozenset(
 )
 
 
+def signing_schemes() -> tuple[SignatureScheme, ...]:
+    """Every scheme the lab signs and verifies DigitallySigned content with."""
+    return tuple(_SCHEME_HASH)
+
+
 def scheme_uses_ecdsa(scheme: SignatureScheme) -> bool:
     """True for an ECDSA scheme (an EC certificate key), False for an RSA one."""
     return scheme in _ECDSA_SCHEMES
@@ -296,6 +304,49 @@ def _signed_content(client_random: bytes, server_random: bytes, params: bytes) -
     return client_random + server_random + params
 
 
+def sign_digitally_signed(
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    scheme: SignatureScheme,
+    content: bytes,
+) -> bytes:
+    """A DigitallySigned signature (RFC 5246 §4.7) with ``scheme`` over ``content``: the
+    ServerKeyExchange's and the client's CertificateVerify. An ECDSA signature is the
+    DER-encoded Ecdsa-Sig-Value (RFC 8422 §5.4). Raises ValueError if ``scheme`` does not fit
+    the key's type."""
+    is_ec = isinstance(private_key, ec.EllipticCurvePrivateKey)
+    if scheme not in _SCHEME_HASH or is_ec is not scheme_uses_ecdsa(scheme):
+        raise ValueError(f"{scheme.name} cannot sign with an {'EC' if is_ec else 'RSA'} key")
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return private_key.sign(content, ec.ECDSA(_SCHEME_HASH[scheme]()))
+    return private_key.sign(content, _padding_for(scheme), _SCHEME_HASH[scheme]())
+
+
+def verify_digitally_signed(
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    scheme: SignatureScheme,
+    signature: bytes,
+    content: bytes,
+    *,
+    message: str,
+    key_of: str,
+) -> None:
+    """Raise DecryptError unless ``signature`` is ``public_key``'s DigitallySigned signature
+    with ``scheme`` over ``content`` (``message`` names the message in the error);
+    IllegalParameter when the scheme does not fit the key (RFC 5246 §7.4.1.4.1: the scheme's
+    signature algorithm is the certificate key's; ``key_of`` names whose key it is)."""
+    is_ec = isinstance(public_key, ec.EllipticCurvePublicKey)
+    if scheme not in _SCHEME_HASH or is_ec is not scheme_uses_ecdsa(scheme):
+        raise IllegalParameter(f"{scheme.name} does not fit {key_of}")
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            # A signature that is not a DER Ecdsa-Sig-Value fails here like a wrong one.
+            public_key.verify(signature, content, ec.ECDSA(_SCHEME_HASH[scheme]()))
+        else:
+            public_key.verify(signature, content, _padding_for(scheme), _SCHEME_HASH[scheme]())
+    except InvalidSignature:
+        raise DecryptError(f"{message} signature does not verify") from None
+
+
 def sign_server_params(
     private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
     scheme: SignatureScheme,
@@ -303,17 +354,10 @@ def sign_server_params(
     server_random: bytes,
     params: bytes,
 ) -> bytes:
-    """The DigitallySigned signature over the randoms and params. An ECDSA signature is the
-    DER-encoded Ecdsa-Sig-Value (RFC 8422 §5.4). Raises ValueError if ``scheme`` does not
-    fit the key's type."""
+    """The ServerKeyExchange's signature over the randoms and params
+    (:func:`sign_digitally_signed`)."""
     content = _signed_content(client_random, server_random, params)
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        if not scheme_uses_ecdsa(scheme):
-            raise ValueError(f"{scheme.name} cannot sign with an EC key")
-        return private_key.sign(content, ec.ECDSA(_SCHEME_HASH[scheme]()))
-    if scheme_uses_ecdsa(scheme):
-        raise ValueError(f"{scheme.name} cannot sign with an RSA key")
-    return private_key.sign(content, _padding_for(scheme), _SCHEME_HASH[scheme]())
+    return sign_digitally_signed(private_key, scheme, content)
 
 
 def verify_server_params(
@@ -326,14 +370,11 @@ def verify_server_params(
 ) -> None:
     """Raise DecryptError unless ``signature`` is the certificate key's signature over the params."""
     content = _signed_content(client_random, server_random, params)
-    if isinstance(public_key, ec.EllipticCurvePublicKey) is not scheme_uses_ecdsa(scheme):
-        # RFC 5246 §7.4.1.4.1: the scheme's signature algorithm is the certificate key's.
-        raise IllegalParameter(f"{scheme.name} does not fit the certificate's key")
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            # A signature that is not a DER Ecdsa-Sig-Value fails here like a wrong one.
-            public_key.verify(signature, content, ec.ECDSA(_SCHEME_HASH[scheme]()))
-        else:
-            public_key.verify(signature, content, _padding_for(scheme), _SCHEME_HASH[scheme]())
-    except InvalidSignature:
-        raise DecryptError("ServerKeyExchange signature does not verify") from None
+    verify_digitally_signed(
+        public_key,
+        scheme,
+        signature,
+        content,
+        message="ServerKeyExchange",
+        key_of="the certificate's key",
+    )
