@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kdf_lib import kex
 from kdf_lib.errors import DecryptError, TLSError
-from kdf_lib.messages import ClientKeyExchange, Finished
+from kdf_lib.messages import ClientKeyExchange, Finished, ServerKeyExchange
 from kdf_lib.prf import (
     HASHES,
     MASTER_SECRET_LENGTH,
@@ -505,13 +505,11 @@ def decrypt_recorded_session(
     )
 
 
-def _ecdhe_is_out_of_reach(
-    recorded: RecordedHandshake, cke: ClientKeyExchange, server_private_key: rsa.RSAPrivateKey
-) -> PassiveDecryption:
-    ske = recorded.server_flight.server_key_exchange
-    client_public = cke.public_key
-    # RecordedHandshake refuses an ECDHE handshake that lacks either.
-    assert ske is not None and client_public is not None
+def _signature_under_stolen_key(
+    recorded: RecordedHandshake, ske: ServerKeyExchange, server_private_key: rsa.RSAPrivateKey
+) -> str:
+    """How the recorded ServerKeyExchange's signature fares under the stolen key's public half:
+    the key authenticated the ephemeral exchange, it never encrypted a secret."""
     try:
         kex.verify_server_params(
             server_private_key.public_key(),
@@ -521,9 +519,19 @@ def _ecdhe_is_out_of_reach(
             recorded.server_random,
             ske.params,
         )
-        signature = "verifies with the stolen key's public half"
     except DecryptError:
-        signature = "does not verify"
+        return "does not verify"
+    return "verifies with the stolen key's public half"
+
+
+def _ecdhe_is_out_of_reach(
+    recorded: RecordedHandshake, cke: ClientKeyExchange, server_private_key: rsa.RSAPrivateKey
+) -> PassiveDecryption:
+    ske = recorded.server_flight.server_key_exchange
+    client_public = cke.public_key
+    # RecordedHandshake refuses an ECDHE handshake that lacks either.
+    assert ske is not None and client_public is not None
+    signature = _signature_under_stolen_key(recorded, ske, server_private_key)
     findings = (
         f"ServerKeyExchange holds only the server's ephemeral {ske.group.name} public key "
         f"({len(ske.public_key)} bytes) and an RSA signature over it, which {signature}: "
@@ -549,18 +557,7 @@ def _dhe_is_out_of_reach(
     client_public = cke.dh_public
     # RecordedHandshake refuses a DHE handshake that lacks either.
     assert ske is not None and client_public is not None
-    try:
-        kex.verify_server_params(
-            server_private_key.public_key(),
-            ske.signature_algorithm,
-            ske.signature,
-            recorded.client_random,
-            recorded.server_random,
-            ske.params,
-        )
-        signature = "verifies with the stolen key's public half"
-    except DecryptError:
-        signature = "does not verify"
+    signature = _signature_under_stolen_key(recorded, ske, server_private_key)
     findings = (
         f"ServerKeyExchange holds the {ske.group.name} prime and generator (RFC 7919), the "
         f"server's ephemeral public value g^x mod p ({len(ske.public_key)} bytes) and an RSA "
