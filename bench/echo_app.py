@@ -4,7 +4,8 @@
 ``{connection_id, record, received, reply_seq}`` with the record it got, decoded and encoded
 again: the HTTP, JSON and base64 work of server_svc's /message without opening or sealing
 anything, so the ceiling of that path. The benchmark serves it with gunicorn and
-server_svc/gunicorn.conf.py: the same worker, threads and logging settings.
+server_svc/gunicorn.conf.py (the same worker, threads and gunicorn settings), and it writes
+the same one JSON log line per request as the services (lab_common.logs.RequestLog).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
+from lab_common import logs
 from lab_common.contract import HEALTH, MESSAGE
 
 #: server_svc's default request size limit (MAX_BODY_BYTES).
@@ -45,4 +47,6 @@ def create_app() -> Flask:
     def healthz() -> Any:
         return jsonify({"status": "ok", "service": "bench echo"})
 
+    logs.configure("bench-echo")
+    app.wsgi_app = logs.RequestLog(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -70,6 +70,7 @@ from lab_common.contract import (
     replica_name,
 )
 from lab_common.errors import ServiceError
+from lab_common.logs import AT_ONCE
 from lab_common.metrics import LabMetrics
 from lab_common.store import held
 
@@ -794,6 +795,7 @@ class ClientService:
                     "delivery": error.details["delivery"],
                     "seq": sent_seq,
                     "records": conn.writer.seq - sent_seq,
+                    AT_ONCE: True,  # the history checker's: written even if the replica dies
                 },
             )
             raise error from None
@@ -831,6 +833,7 @@ class ClientService:
                 "records": conn.writer.seq - sent_seq,
                 "reply_seq": reply_seq,
                 "reply_records": conn.reader.seq - reply_seq,
+                AT_ONCE: True,  # the history checker's: written even if the replica dies
             },
         )
         return {

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kdf_lib.handshake import ClientConfig, ClientHandshake, Session
 from kdf_lib.suites import KeyExchange
+from kdf_lib.trace import compact_json
 from lab_common.contract import MAX_CAPTURED_BYTES, MAX_CAPTURED_MESSAGES, replica_name
 from lab_common.errors import ServiceError
 from lab_common.redis_state import (
@@ -129,8 +130,7 @@ class ClientConnection:
         (zlib's fastest level: the certificate chain and the server's trace repeat a lot)
         the text takes about a third of that.
         """
-        text = json.dumps(self.exchanges, separators=(",", ":")).encode()
-        self._frozen_exchanges = zlib.compress(text, 1)
+        self._frozen_exchanges = zlib.compress(compact_json(self.exchanges), 1)
         self.exchanges = []
 
     def recorded_exchanges(self) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ __all__ = [
     "Step",
     "StepKind",
     "Trace",
+    "compact_json",
     "fingerprint",
     "fingerprint_fields",
     "fingerprint_key",
@@ -260,7 +261,7 @@ class Trace:
         as they are when nothing was added since and no secret must be dropped."""
         if not self.steps and (reveal_secrets or not self._frozen_revealing):
             return self._frozen
-        return zlib.compress(_dumps(self.to_json(reveal_secrets)), 1)
+        return zlib.compress(compact_json(self.to_json(reveal_secrets)), 1)
 
     def to_state(self, reveal_secrets: bool) -> dict[str, Any]:
         """The trace as plain data for a store, rendered as :meth:`freeze` renders it: the
@@ -336,13 +337,14 @@ class Trace:
         )
 
 
-def _dumps(rendered: list[dict[str, Any]]) -> bytes:
-    """Rendered steps as compact JSON: orjson, several times faster than the stdlib encoder
+def compact_json(value: Any) -> bytes:
+    """``value`` (parsed JSON: rendered steps, recorded exchanges) as compact UTF-8 JSON, to be
+    kept and read back with the stdlib: orjson, several times faster than the stdlib encoder
     for the same content; what orjson refuses (an integer beyond 64 bits) the stdlib writes."""
     try:
-        return orjson.dumps(rendered)
+        return orjson.dumps(value)
     except TypeError:
-        return json.dumps(rendered, separators=(",", ":")).encode()
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 class NullTrace(Trace):

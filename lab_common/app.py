@@ -73,7 +73,7 @@ def configure_app(app: Flask, service: str, settings: Settings) -> metrics.LabMe
     # Around the whole WSGI app, not a before_request hook: the checks run before Flask reads
     # the body, routes the request or runs any hook (the metrics' included).
     guarded = origin.RequestGuard(app.wsgi_app, hosts, on_refusal=count_refusal)
-    app.wsgi_app = ReplicaHeader(guarded)  # type: ignore[method-assign]
+    app.wsgi_app = logs.RequestLog(ReplicaHeader(guarded))  # type: ignore[method-assign]
     return lab_metrics
 
 

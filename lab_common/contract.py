@@ -32,6 +32,7 @@ __all__ = [
     "FINISH",
     "HANDSHAKE",
     "HEALTH",
+    "HEALTHCHECK_USER_AGENT",
     "HELLO",
     "KEY_LOG_HEADER",
     "MAX_CAPTURED_BYTES",
@@ -85,6 +86,9 @@ SESSION_PCAP = "/sessions/{connection_id}/pcap"
 OPENAPI = "/openapi.json"
 #: Both services: liveness.
 HEALTH = "/healthz"
+#: The User-Agent of HAProxy's health checks in the compose stack (haproxy/haproxy.cfg); their
+#: requests are left out of the services' logs.
+HEALTHCHECK_USER_AGENT = "tls-lab-healthcheck"
 #: Both services: Prometheus metrics.
 METRICS = "/metrics"
 #: client_svc: the live page.

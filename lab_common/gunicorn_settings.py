@@ -8,8 +8,6 @@ it reads a config file, so the services' config files can import this module.
 
 import os
 
-from gunicorn.glogging import Logger
-
 workers = 1  # never more: a second process would not see the first one's sessions
 # gunicorn's gthread worker, answering requests that are not valid HTTP with JSON errors too.
 worker_class = "lab_common.gunicorn_worker.JsonErrorWorker"
@@ -29,28 +27,9 @@ worker_tmp_dir = _shm if os.path.isdir(_shm) else None
 control_socket_disable = True
 
 
-#: The User-Agent of HAProxy's health checks in the compose stack (haproxy/haproxy.cfg).
-HEALTHCHECK_USER_AGENT = "tls-lab-healthcheck"
-
-
-class _HealthcheckQuietLogger(Logger):
-    """Leaves out of the access log the health probes that come every few seconds: the
-    container's own (from 127.0.0.1) and HAProxy's (its User-Agent). Only ``GET /healthz``
-    is ever left out, so a client that borrows the User-Agent hides nothing else."""
-
-    def access(
-        self, resp: object, req: object, environ: dict[str, object], request_time: object
-    ) -> None:
-        if environ.get("PATH_INFO") == "/healthz" and (
-            environ.get("REMOTE_ADDR") == "127.0.0.1"
-            or environ.get("HTTP_USER_AGENT") == HEALTHCHECK_USER_AGENT
-        ):
-            return
-        super().access(resp, req, environ, request_time)
-
-
-logger_class = _HealthcheckQuietLogger
-accesslog = "-"
+# The services write one JSON line per request themselves (lab_common.logs.RequestLog), with
+# the request's event and its method, path, status and duration: gunicorn's access log is off.
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Gunicorn's own default (trust X-Forwarded-* only from the loopback), spelled out.

@@ -15,6 +15,7 @@ everything else of gunicorn's handling.
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import orjson
@@ -44,9 +45,25 @@ def _write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: s
     util.write_nonblock(sock, json_error_answer(status_int, reason, mesg))
 
 
+#: How often the worker touches its heartbeat file at most, in seconds (a quarter of gunicorn's
+#: ``timeout`` when that is shorter). gunicorn's arbiter stops a worker whose file is older than
+#: ``timeout`` (30 s); gthread's loop touches it on every turn, a system call for each event
+#: (about two a request).
+HEARTBEAT_INTERVAL = 1.0
+
+
 class JsonErrorWorker(ThreadWorker):
     """The gthread worker the services run (gunicorn_settings.worker_class)."""
+
+    _last_heartbeat = float("-inf")
 
     def init_process(self) -> Any:
         util.write_error = _write_json_error
         return super().init_process()
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        interval = min(HEARTBEAT_INTERVAL, self.cfg.timeout / 4) if self.cfg.timeout else 0.0
+        if now - self._last_heartbeat >= interval:
+            self._last_heartbeat = now
+            super().notify()

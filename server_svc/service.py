@@ -22,6 +22,7 @@ from kdf_lib.role import Role
 from kdf_lib.trace import Trace
 from lab_common.contract import ECHO_HEADER, MAX_RECORDS_PER_REQUEST, replica_name
 from lab_common.errors import ServiceError
+from lab_common.logs import AT_ONCE
 from lab_common.metrics import LabMetrics
 from lab_common.store import count_or_nan, held
 
@@ -285,6 +286,7 @@ class ServerService:
                 "records": last_seq - first_seq + 1,
                 "reply_seq": reply_seq,
                 "reply_records": len(pieces),
+                AT_ONCE: True,  # written before the answer, even if the replica dies first
             },
         )
         return Echo(reply, first_seq, last_seq - first_seq + 1, len(plaintext), reply_seq)
