@@ -3,6 +3,7 @@
     python -m bench.profile                          # RSA full handshakes (2,000)
     python -m bench.profile --case ecdhe-resumed     # rsa|ecdhe - full|resumed
     python -m bench.profile --message                # server_svc's /message, 1 KiB (5,000)
+    python -m bench.profile --redis                  # the services on the Redis store
     python -m bench.profile --handshakes 300 --quick # the CI smoke run
 
 The services run as ``python -m bench`` runs them (gunicorn, their gunicorn.conf.py, 127.0.0.1,
@@ -21,7 +22,11 @@ innermost frame that belongs to a known part of the stack:
   `cryptography` calls, what a TLS stack computes (OpenSSL's share of the work);
 * **the lab's own**: the step trace and its fingerprints (kdf_lib/trace.py), the services'
   code (client_svc, server_svc, lab_common: stores, validation, metrics, logs), and the
-  logging and prometheus_client libraries they call.
+  logging, prometheus_client and (with ``--redis``) redis-py libraries they call.
+
+With ``--redis`` the services keep their state in a redis-server of their own on 127.0.0.1
+(``STATE_BACKEND=redis``, as ``python -m bench --sections scale`` starts it); the Redis
+server's own CPU is not in the table.
 
 The user time of each worker is shared out by its buckets' sample counts. py-spy must be
 installed (``pip install py-spy``, requirements/test.txt) and allowed to read the workers'
@@ -62,6 +67,7 @@ BUCKETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("JSON encoding and decoding", "mandated", ("/json/", "/orjson/")),
     ("logging (the lab's log lines)", "lab", ("/logging/",)),
     ("metrics (prometheus_client)", "lab", ("/prometheus_client/",)),
+    ("the Redis store's client (redis-py, hiredis)", "lab", ("/redis/",)),
     (
         "HTTP client (http.client, email headers, sockets)",
         "mandated",
@@ -228,6 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--case", default="rsa-full", help="rsa|ecdhe - full|resumed")
     parser.add_argument("--message", action="store_true", help="server_svc's /message, 1 KiB")
+    parser.add_argument("--redis", action="store_true", help="the services on the Redis store")
     parser.add_argument("--handshakes", type=int, default=0, help="operations (1-20000)")
     parser.add_argument("--quick", action="store_true", help="few operations: a smoke run")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="stop after this long")
@@ -256,9 +263,23 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-profile-")))
         certs: Certificates = stack.enter_context(certificates())
         deadline = time.monotonic() + args.max_seconds
+        env: dict[str, str] = {}
+        if args.redis:
+            from lab_common.sealing import write_key_file
+
+            from .scale import redis_server
+
+            _process, store = stack.enter_context(redis_server(scratch))
+            write_key_file(scratch / "state.key")
+            port = store.connection_pool.connection_kwargs["port"]
+            env = {
+                "STATE_BACKEND": "redis",
+                "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+                "STATE_KEY_FILE": str(scratch / "state.key"),
+            }
         if args.message:
             conf = ROOT / "server_svc" / "gunicorn.conf.py"
-            identity = {"SERVER_CERT_CHAIN": str(certs.chain), "SERVER_KEY": str(certs.key)}
+            identity = {"SERVER_CERT_CHAIN": str(certs.chain), "SERVER_KEY": str(certs.key), **env}
             server = stack.enter_context(
                 gunicorn("server_svc", "server_svc:create_app()", conf, identity, scratch)
             )
@@ -270,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             with sampling(workers, scratch, py_spy):
                 done = _messages(server.port, config, count, deadline)
         else:
-            lab = stack.enter_context(lab_stack(certs, scratch))
+            lab = stack.enter_context(lab_stack(certs, scratch, env))
             workers = [Worker(n, pid) for n, pid in lab.watch().items()]
             with HttpClient(lab.client.port) as client:
                 from .handshake import handshake_body
@@ -286,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("bench.profile: nothing ran before --max-seconds")
     samples = sum(sum((w.samples or Counter()).values()) for w in workers)
     print(
-        f"`python -m bench.profile{' --message' if args.message else ''} --case {args.case}`: "
+        f"`python -m bench.profile{' --message' if args.message else ''}"
+        f"{' --redis' if args.redis else ''} --case {args.case}`: "
         f"{what}, {done} one at a time, {samples} py-spy samples at {RATE}/s"
     )
     print()

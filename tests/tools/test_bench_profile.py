@@ -49,11 +49,12 @@ def test_a_sample_is_charged_to_its_innermost_known_frame(stack, bucket, part):
     assert got_part == part
 
 
-def test_a_quick_profile_of_real_workers_adds_up():
+@pytest.mark.parametrize("store", [[], ["--redis"]], ids=["memory", "redis"])
+def test_a_quick_profile_of_real_workers_adds_up(store):
     marker = f"LAB_PROFILE_SMOKE={secrets.token_hex(8)}"
     name, value = marker.split("=")
     result = subprocess.run(
-        [sys.executable, "-m", "bench.profile", "--quick", "--handshakes", "60"],
+        [sys.executable, "-m", "bench.profile", "--quick", "--handshakes", "60", *store],
         cwd=ROOT,
         env={**os.environ, name: value},
         capture_output=True,
@@ -76,4 +77,5 @@ def test_a_quick_profile_of_real_workers_adds_up():
     assert len(three) == 3 and total > 0
     assert abs(sum(three) - total) < 0.01 * total + 0.005
     assert abs(sum(rows.values()) - total) < 0.01 * total + 0.005
+    assert ("the Redis store's client" in result.stdout) == bool(store)
     assert processes_with(marker.encode()) == []
