@@ -28,7 +28,7 @@ control_socket_disable = True
 
 
 # The services write one JSON line per request themselves (lab_common.logs.RequestLog), with
-# the request's event and its method, path, status and duration: gunicorn's access log is off.
+# the request's event and its method, path and status: gunicorn's access log is off.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
