@@ -8,19 +8,12 @@ started outlives it; it does not judge the numbers.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from helpers.processes import processes_with
+from helpers.processes import run_marked
 
 from bench.profile import KERNEL, OTHER, classify
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -51,17 +44,8 @@ def test_a_sample_is_charged_to_its_innermost_known_frame(stack, bucket, part):
 
 @pytest.mark.parametrize("store", [[], ["--redis"]], ids=["memory", "redis"])
 def test_a_quick_profile_of_real_workers_adds_up(store):
-    marker = f"LAB_PROFILE_SMOKE={secrets.token_hex(8)}"
-    name, value = marker.split("=")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.profile", "--quick", "--handshakes", "60", *store],
-        cwd=ROOT,
-        env={**os.environ, name: value},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    run = run_marked("bench.profile", "--quick", "--handshakes", "60", *store)
+    result = run.result
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {
         m.group(1): float(m.group(2))
@@ -78,4 +62,4 @@ def test_a_quick_profile_of_real_workers_adds_up(store):
     assert abs(sum(three) - total) < 0.01 * total + 0.005
     assert abs(sum(rows.values()) - total) < 0.01 * total + 0.005
     assert ("the Redis store's client" in result.stdout) == bool(store)
-    assert processes_with(marker.encode()) == []
+    assert run.leftovers() == []

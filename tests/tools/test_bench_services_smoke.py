@@ -8,38 +8,15 @@ it checks the rows are there, and that no process the benchmark started outlives
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
-from pathlib import Path
-
-from helpers.processes import processes_with
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers.processes import run_marked
 
 
 def test_bench_quick_mode_prints_the_service_tables(tmp_path):
     output = tmp_path / "table.md"
-    marker = f"LAB_BENCH_SMOKE={secrets.token_hex(8)}"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--sections",
-            "handshake,message,memory",
-            "--output",
-            str(output),
-        ],
-        cwd=ROOT,
-        env={**os.environ, marker.split("=")[0]: marker.split("=")[1]},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_marked(
+        "bench", "--quick", "--sections", "handshake,message,memory", "--output", str(output)
     )
+    result = run.result
     assert result.returncode == 0, result.stderr[-3000:]
     table = output.read_text()
     assert "| benchmark | lab | anchor |" in table
@@ -58,4 +35,4 @@ def test_bench_quick_mode_prints_the_service_tables(tmp_path):
         "after a second fill",
     ):
         assert row in table, row
-    assert processes_with(marker.encode()) == [], "a process the benchmark started still runs"
+    assert run.leftovers() == [], "a process the benchmark started still runs"
