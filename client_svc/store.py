@@ -376,7 +376,7 @@ class RedisClientStore:
 
     def _saved(self, connection: ClientConnection) -> bytes:
         capture = connection.capture
-        return json.dumps(
+        return compact_json(
             {
                 "handshake": connection.handshake.to_state(
                     reveal_secrets=self.settings.reveal_secrets
@@ -386,9 +386,8 @@ class RedisClientStore:
                 "request": _request_state(connection.request),
                 "failure": connection.failure,
                 "capture": [capture.messages, capture.size, capture.truncated],
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     def create(self, connection: ClientConnection, *, session: Session | None = None) -> None:
         """The connection, its session and which connection is the latest: one round trip."""

@@ -108,6 +108,7 @@ from .trace import (
     Step,
     StepKind,
     Trace,
+    compact_json,
     fingerprint,
     fingerprint_fields,
     fingerprint_key,
@@ -437,7 +438,10 @@ class _Machine:
             ),
             **self._side_state(),
         }
-        return json.dumps(state, separators=(",", ":")).encode()
+        # orjson (kdf_lib.trace.compact_json): the stdlib's encoder took most of the time of
+        # saving a machine, which a shared store does several times a handshake. Read back with
+        # the stdlib, which reads every integer exactly (a spent sequence number is 2^64).
+        return compact_json(state)
 
     def _side_state(self) -> dict[str, Any]:
         return {}

@@ -5,7 +5,9 @@ fenced off, and a Redis that is down or lost its data fails requests cleanly."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import itertools
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -259,6 +261,37 @@ def test_a_write_whose_answer_is_late_is_given_up_not_sent_again(redis_server, t
     # The one copy sent left with its connection when the client gave up; none was sent again.
     assert db.hget(key, "v") == b"1"
     assert db.hget(key, "refused") is None
+
+
+def test_scripts_run_on_a_connection_of_each_thread_and_each_process(
+    redis_server, tmp_path, monkeypatch
+):
+    """The scripts skip redis-py's pool (RedisState.run): each thread has its own connection,
+    so that two requests never read each other's replies, and a forked process never uses the
+    socket it inherited from its parent, which the parent still reads."""
+    key_file = tmp_path / "state.key"
+    write_key_file(key_file)
+    state = RedisState(redis_server.url, StateSealer.from_file(str(key_file)), "lab:test")
+    db = redis_server.client()
+
+    def script_clients() -> set[str]:
+        listed = db.execute_command("CLIENT", "LIST").decode().split("\n")
+        return {line.split()[0] for line in listed if "cmd=evalsha" in line}
+
+    before = script_clients()
+    assert state.create(state.key("conn", "main"), b"state", 60)
+    mine = script_clients() - before
+    assert len(mine) == 1
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # its thread lives for the block
+        assert pool.submit(state.create, state.key("conn", "thread"), b"state", 60).result()
+        theirs = script_clients() - before - mine
+        assert len(theirs) == 1  # the thread's own
+        assert state.create(state.key("conn", "main-again"), b"state", 60)
+        assert script_clients() - before == mine | theirs  # this thread's connection again
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)  # as a forked child sees it
+    assert state.create(state.key("conn", "child"), b"state", 60)
+    assert len(script_clients() - before - mine - theirs) == 1
 
 
 def test_connections_outlive_a_redis_restart(fleet_client, redis_server):
