@@ -330,18 +330,19 @@ class RedisState:
     def run(self, *calls: tuple[Script, list[str], list[Any]]) -> list[Any]:
         """:meth:`together`, raising redis-py's errors as they are.
 
-        The scripts are the hot path (four round trips a handshake), so they skip redis-py's
-        per-command layer (its retry wrapper, pool and its locks, observability hooks) and go
-        straight to a connection of redis-py's own, one per thread, which sends the commands in
-        one write and reads the replies with the same parser. The same promises as the client's: nothing is ever sent
-        twice, and a connection whose exchange failed in any way is closed (the next call
-        opens a new one), so a late reply can never be read as the answer to another command.
+        The scripts are the hot path (four round trips a handshake, five a message), so they
+        skip redis-py's per-command layer (its retry wrapper, its pool and the pool's locks, its
+        observability hooks) and go straight to a connection of redis-py's own, one per thread,
+        which sends the commands in one write and reads the replies with the same parser. The
+        client's promises hold here too: nothing is ever sent twice, and a connection whose
+        exchange failed in any way is closed (the next call opens a new one), so a late reply
+        is never read as the answer to another command.
         """
         connection = self._connection()
         commands = [
             ("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls
         ]
-        # (redis-py leaves its connection's methods unannotated.)
+        # (redis-py leaves its connection's methods unannotated: hence the ignores.)
         try:
             # Like redis-py's pool: a connection with something to read before anything was
             # sent (Redis closed it, say it restarted) is made again, so a restart costs no
