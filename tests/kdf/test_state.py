@@ -10,8 +10,9 @@ import pytest
 from helpers.pair import client_config, connect
 from helpers.pki import server_config
 
-from kdf_lib.errors import BadRecordMac, LocalProtocolError, UnexpectedMessage
+from kdf_lib.errors import BadRecordMac, LocalProtocolError, SequenceExhausted, UnexpectedMessage
 from kdf_lib.handshake import ClientHandshake, ServerHandshake, ServerState, Session
+from kdf_lib.record import MAX_SEQUENCE
 from kdf_lib.role import Role
 from kdf_lib.tickets import TicketKey, TicketKeys
 from kdf_lib.trace import Trace
@@ -81,6 +82,23 @@ def test_established_connections_go_on_with_their_sequence_numbers(suite):
     # The originals, had they gone on too, would have used the same sequence numbers: what
     # the saved state must never allow is two processes sealing with them (the stores' job).
     assert pair.server_conn.writer.seq == 4
+
+
+def test_a_spent_sequence_space_is_saved_exactly():
+    """Once the last sequence number is spent the writer's next is 2^64 (RFC 5246 §6.1: it never
+    wraps), past what orjson writes: the state still saves (the stdlib writes it), reads back as
+    the same integer, saves again byte for byte the same, and the restored connection still
+    refuses to seal."""
+    pair = connect(SUITES[1])
+    pair.server_conn.writer.seq = MAX_SEQUENCE
+    pair.server_conn.seal(b"the last record")
+    saved = pair.server.to_state()
+    server = ServerHandshake.from_state(saved, server_config())
+    assert type(server.connection.writer.seq) is int
+    assert server.connection.writer.seq == MAX_SEQUENCE + 1
+    assert server.to_state() == saved
+    with pytest.raises(SequenceExhausted):
+        server.connection.seal(b"one too many")
 
 
 def test_a_failed_machine_stays_failed_with_its_error():
