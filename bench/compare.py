@@ -3,6 +3,7 @@
     python -m bench.compare HEAD~3              # that revision against this working tree
     python -m bench.compare v1 v2 --rounds 12   # two revisions
     python -m bench.compare HEAD HEAD           # the same code twice: how far noise alone goes
+    python -m bench.compare HEAD~1 --redis      # both on the Redis store (STATE_BACKEND=redis)
 
 A change to the handshake path is worth a few percent at most (docs/performance.md), and the
 machine drifts by more than that within minutes, so "before" and "after" runs on their own
@@ -12,6 +13,12 @@ case by case, alternates rounds of N handshakes through ``POST /handshake`` on o
 other (order swapped every round). It reports the CPU time both services' workers spent per
 handshake (read from /proc) and the rate, and the median of the per-round ratios with their
 interquartile range. CPU time holds still when other work shares the machine; the rate does not.
+
+With ``--redis`` both versions keep their state in one redis-server started for the run
+(Debian's, with the scaled stack's settings: append-only file, fsync on every write), each in a
+database of its own, and the table also gives the Redis round trips each version took per
+handshake (their ``tls_lab_state_round_trips``; the metrics scrape that reads them may add a
+key count's SCAN). The Redis server's own CPU is not in the services' figures.
 
 A revision is exported with ``git archive`` into a temporary directory; the working tree is
 used as it is. Everything started here is stopped by its PID when the run ends, on errors and
@@ -37,6 +44,7 @@ from pathlib import Path
 from lab_common.contract import HANDSHAKE
 
 from .handshake import CASES, Case, LabStack, handshake_body, lab_stack
+from .scale import redis_env, redis_server, round_trips
 from .services import ROOT, HttpClient, certificates, cpu_seconds
 
 WORKING_TREE = "WORKTREE"
@@ -56,6 +64,8 @@ class Samples:
     server_ms: list[float] = field(default_factory=list)
     client_ms: list[float] = field(default_factory=list)
     rate: list[float] = field(default_factory=list)
+    #: With --redis: the Redis round trips of both services per handshake.
+    trips: list[float] = field(default_factory=list)
 
     def cpu_ms(self) -> list[float]:
         return [s + c for s, c in zip(self.server_ms, self.client_ms, strict=True)]
@@ -86,11 +96,15 @@ def source_tree(revision: str, scratch: Path) -> Iterator[Path]:
     yield target
 
 
-def _round(stack: LabStack, body: bytes, count: int) -> tuple[float, float, float]:
-    """``count`` handshakes; (server CPU ms, client CPU ms) per handshake and handshakes/s.
+def _round(
+    stack: LabStack, body: bytes, count: int, *, redis: bool = False
+) -> tuple[float, float, float, float]:
+    """``count`` handshakes; (server CPU ms, client CPU ms) per handshake, handshakes/s, and
+    (``redis``) the Redis round trips per handshake, read outside the CPU's window.
 
     Each round has its own keep-alive connection: while the other version runs its round,
     gunicorn may close an idle one (its keepalive is 5 s)."""
+    trips_before = round_trips(stack) if redis else 0
     pids = (stack.server.worker_pid(), stack.client.worker_pid())
     with HttpClient(stack.client.port) as client:
         client.request("GET", "/healthz")  # connected before the clock starts
@@ -102,10 +116,12 @@ def _round(stack: LabStack, body: bytes, count: int) -> tuple[float, float, floa
                 raise RuntimeError(f"client_svc answered {status}: {data[:300]!r}")
         elapsed = time.perf_counter() - started
         after = [cpu_seconds(pid) for pid in pids]
+    trips = (round_trips(stack) - trips_before) / count if redis else 0.0
     return (
         (after[0] - before[0]) * 1000 / count,
         (after[1] - before[1]) * 1000 / count,
         count / elapsed,
+        trips,
     )
 
 
@@ -149,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-seconds", type=float, default=900.0, help="stop starting rounds after this long"
     )
+    parser.add_argument(
+        "--redis", action="store_true", help="both versions on the Redis store (redis-server)"
+    )
     return parser
 
 
@@ -182,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [
         "| case | base CPU/handshake (server + client) | head CPU/handshake | head vs base, CPU "
-        "| base rate | head rate | head vs base, rate | rounds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| base rate | head rate | head vs base, rate | rounds |"
+        + (" Redis round trips (base / head) |" if args.redis else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if args.redis else ""),
     ]
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-compare-")))
@@ -193,9 +213,20 @@ def main(argv: list[str] | None = None) -> int:
             Side("head", args.head, stack.enter_context(source_tree(args.head, scratch))),
         ]
         (scratch / "logs").mkdir()
+        envs: dict[str, dict[str, str]] = {side.label: {} for side in sides}
+        if args.redis:
+            _process, store = stack.enter_context(redis_server(scratch))
+            # A database each: neither version reads the other's keys.
+            envs = {side.label: redis_env(store, scratch, db) for db, side in enumerate(sides, 1)}
         stacks = {
             side.label: stack.enter_context(
-                lab_stack(certs, scratch / "logs", root=side.root, label=f"{side.label}-")
+                lab_stack(
+                    certs,
+                    scratch / "logs",
+                    envs[side.label],
+                    root=side.root,
+                    label=f"{side.label}-",
+                )
             )
             for side in sides
         }
@@ -215,12 +246,13 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 order = ("base", "head") if index % 2 == 0 else ("head", "base")
                 for label in order:
-                    server_ms, client_ms, rate = _round(
-                        stacks[label], bodies[label], args.handshakes
+                    server_ms, client_ms, rate, trips = _round(
+                        stacks[label], bodies[label], args.handshakes, redis=args.redis
                     )
                     samples[label].server_ms.append(server_ms)
                     samples[label].client_ms.append(client_ms)
                     samples[label].rate.append(rate)
+                    samples[label].trips.append(trips)
             base, head = samples["base"], samples["head"]
             rounds = min(len(base.rate), len(head.rate))
             if rounds == 0:
@@ -235,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {statistics.median(base.rate):.0f}/s | {statistics.median(head.rate):.0f}/s "
                 f"| {_ratio_cell(base.rate[:rounds], head.rate[:rounds], higher_is_better=True)} "
                 f"| {rounds} |"
+                + (
+                    f" {statistics.median(base.trips):.1f} / {statistics.median(head.trips):.1f} |"
+                    if args.redis
+                    else ""
+                )
             )
             progress(f"{name}: done")
     command = shlex.join(

@@ -265,18 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + args.max_seconds
         env: dict[str, str] = {}
         if args.redis:
-            from lab_common.sealing import write_key_file
-
-            from .scale import redis_server
+            from .scale import redis_env, redis_server
 
             _process, store = stack.enter_context(redis_server(scratch))
-            write_key_file(scratch / "state.key")
-            port = store.connection_pool.connection_kwargs["port"]
-            env = {
-                "STATE_BACKEND": "redis",
-                "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-                "STATE_KEY_FILE": str(scratch / "state.key"),
-            }
+            env = redis_env(store, scratch)
         if args.message:
             conf = ROOT / "server_svc" / "gunicorn.conf.py"
             identity = {"SERVER_CERT_CHAIN": str(certs.chain), "SERVER_KEY": str(certs.key), **env}

@@ -33,7 +33,7 @@ from .report import Ceiling, Row
 from .services import HttpClient, certificates, cpu_seconds, free_port
 from .timing import QUICK, Budget
 
-__all__ = ["TITLE", "run"]
+__all__ = ["TITLE", "redis_env", "redis_server", "round_trips", "run"]
 
 TITLE = "The Redis state store against the memory store"
 
@@ -78,7 +78,20 @@ def redis_server(directory: Path) -> Iterator[tuple[subprocess.Popen[bytes], red
         process.wait(timeout=10)
 
 
-def _round_trips(stack: LabStack) -> int:
+def redis_env(store: redis.Redis, directory: Path, db: int = 0) -> dict[str, str]:
+    """The services' settings for the Redis store ``store`` (database ``db``), sealing with a
+    key-encryption key in ``directory``/state.key (made on first use)."""
+    key_file = directory / "state.key"
+    write_key_file(key_file)
+    port = store.connection_pool.connection_kwargs["port"]
+    return {
+        "STATE_BACKEND": "redis",
+        "REDIS_URL": f"redis://127.0.0.1:{port}/{db}",
+        "STATE_KEY_FILE": str(key_file),
+    }
+
+
+def round_trips(stack: LabStack) -> int:
     """Commands both services have sent to Redis so far (their tls_lab_state_round_trips)."""
     total = 0
     for port in (stack.server.port, stack.client.port):
@@ -104,7 +117,7 @@ def _measure(
     try:
         before = sum(cpu_seconds(pid) for pid in pids)
         redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
-        trips_before = _round_trips(stack) if redis_pid is not None else 0
+        trips_before = round_trips(stack) if redis_pid is not None else 0
         done = work(http)
         used = sum(cpu_seconds(pid) for pid in pids) - before
         totals.operations += done
@@ -112,7 +125,7 @@ def _measure(
         totals.per_round.append(used / done)
         if redis_pid is not None:
             totals.redis_cpu += cpu_seconds(redis_pid) - redis_before
-            totals.round_trips += _round_trips(stack) - trips_before
+            totals.round_trips += round_trips(stack) - trips_before
     finally:
         http.close()
 
@@ -149,16 +162,9 @@ def run(budget: Budget, progress: Callable[[str], None] = lambda _: None) -> lis
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
         certs = stack.enter_context(certificates())
         process, store = stack.enter_context(redis_server(tmp))
-        key_file = tmp / "state.key"
-        write_key_file(key_file)
-        redis_env = {
-            "STATE_BACKEND": "redis",
-            "REDIS_URL": f"redis://127.0.0.1:{store.connection_pool.connection_kwargs['port']}/0",
-            "STATE_KEY_FILE": str(key_file),
-        }
         progress("starting a memory-store pair and a Redis-store pair of services")
         memory = stack.enter_context(lab_stack(certs, tmp, label="memory-"))
-        shared = stack.enter_context(lab_stack(certs, tmp, redis_env, label="redis-"))
+        shared = stack.enter_context(lab_stack(certs, tmp, redis_env(store, tmp), label="redis-"))
         results = {
             (kind, backend): Totals()
             for kind in ("handshake", "message")

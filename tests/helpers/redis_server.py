@@ -5,6 +5,7 @@ stack runs it (AOF, fsync on every write). Stopped by its own PID only.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -70,16 +71,19 @@ class RedisServer:
         self.process = None
 
 
-@contextmanager
-def running_redis(directory: Path) -> Iterator[RedisServer]:
-    """A redis-server for the block; skipped with a reason where none is installed and
+def require_redis_server() -> None:
+    """Go on only where redis-server is installed: skipped with a reason where it is not and
     LAB_SKIP_COMPOSE=1 (a laptop without Docker), else a failure saying how to install it."""
     if not Path(REDIS_SERVER).is_file():
-        import os
-
         if os.environ.get("LAB_SKIP_COMPOSE") == "1":
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
         pytest.fail("redis-server is not installed: apt-get install redis-server", pytrace=False)
+
+
+@contextmanager
+def running_redis(directory: Path) -> Iterator[RedisServer]:
+    """A redis-server for the block (:func:`require_redis_server` first)."""
+    require_redis_server()
     server = RedisServer(free_port(), directory)
     server.start()
     try:

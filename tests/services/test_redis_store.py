@@ -133,6 +133,20 @@ def test_a_handshake_costs_four_redis_round_trips_and_a_message_five(fleet_clien
         assert sum(state.round_trips for state in server_states) - server_before == 2
 
 
+def test_a_resumption_costs_two_round_trips_more_than_a_full_handshake(fleet_client, replicas):
+    """Each side reads the session it resumes (client_svc for its hello, server_svc to look up
+    the ID the hello offers): one read each, on top of a full handshake's four."""
+    client_state = fleet_client.application.extensions["client_service"].store.state
+    server_states = [app.extensions["server_service"].store.state for app in replicas]
+    session_id = handshake(fleet_client, key_exchange="ecdhe")["session_id"]
+    handshake(fleet_client, resume=session_id)  # each replica has served a hello
+    client_before = client_state.round_trips
+    server_before = sum(state.round_trips for state in server_states)
+    assert handshake(fleet_client, resume=session_id)["resumed"] is True
+    assert client_state.round_trips - client_before == 2
+    assert sum(state.round_trips for state in server_states) - server_before == 4
+
+
 def test_a_handshake_ends_in_one_round_trip_even_when_redis_forgot_its_scripts(
     fleet_client, redis_server
 ):

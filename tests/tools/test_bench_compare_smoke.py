@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from helpers.processes import run_marked
+from helpers.redis_server import require_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +33,24 @@ def test_compare_runs_head_against_the_working_tree():
     assert "| case | base CPU/handshake (server + client) |" in result.stdout
     assert "| RSA full |" in result.stdout
     assert "| ECDHE resumed |" in result.stdout
+    assert run.leftovers() == []
+
+
+def test_compare_runs_both_versions_on_the_redis_store():
+    """--redis: both versions keep their state in the run's own redis-server, and each row says
+    how many round trips a handshake took (a full one needs four: docs/scaling.md)."""
+    require_redis_server()
+    run = run_marked(
+        "bench.compare", "HEAD", "--redis", "--rounds", "2", "--handshakes", "3",
+        "--cases", "ecdhe-full",
+    )  # fmt: skip
+    result = run.result
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| Redis round trips (base / head) |" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| ECDHE full |"))
+    base, head = (float(trips) for trips in row.rstrip(" |").split("|")[-1].split(" / "))
+    # At least the four; a metrics scrape between rounds may add a key count's SCAN.
+    assert 4 <= base < 5 and 4 <= head < 5
     assert run.leftovers() == []
 
 

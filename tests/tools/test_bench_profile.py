@@ -12,6 +12,7 @@ import re
 
 import pytest
 from helpers.processes import run_marked
+from helpers.redis_server import require_redis_server
 
 from bench.profile import KERNEL, OTHER, classify
 
@@ -44,6 +45,8 @@ def test_a_sample_is_charged_to_its_innermost_known_frame(stack, bucket, part):
 
 @pytest.mark.parametrize("store", [[], ["--redis"]], ids=["memory", "redis"])
 def test_a_quick_profile_of_real_workers_adds_up(store):
+    if store:
+        require_redis_server()
     run = run_marked("bench.profile", "--quick", "--handshakes", "60", *store)
     result = run.result
     assert result.returncode == 0, result.stderr[-3000:]
