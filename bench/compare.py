@@ -104,7 +104,7 @@ def _round(
 
     Each round has its own keep-alive connection: while the other version runs its round,
     gunicorn may close an idle one (its keepalive is 5 s)."""
-    trips_before = round_trips(stack) if redis else 0
+    trips_before = round_trips(*stack.ports()) if redis else 0
     pids = (stack.server.worker_pid(), stack.client.worker_pid())
     with HttpClient(stack.client.port) as client:
         client.request("GET", "/healthz")  # connected before the clock starts
@@ -116,7 +116,7 @@ def _round(
                 raise RuntimeError(f"client_svc answered {status}: {data[:300]!r}")
         elapsed = time.perf_counter() - started
         after = [cpu_seconds(pid) for pid in pids]
-    trips = (round_trips(stack) - trips_before) / count if redis else 0.0
+    trips = (round_trips(*stack.ports()) - trips_before) / count if redis else 0.0
     return (
         (after[0] - before[0]) * 1000 / count,
         (after[1] - before[1]) * 1000 / count,

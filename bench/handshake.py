@@ -96,6 +96,9 @@ class LabStack:
     def watch(self) -> dict[str, int]:
         return {"server_svc": self.server.worker_pid(), "client_svc": self.client.worker_pid()}
 
+    def ports(self) -> tuple[int, int]:
+        return self.server.port, self.client.port
+
 
 @contextmanager
 def lab_stack(

@@ -173,6 +173,14 @@ def sampling(workers: list[Worker], scratch: Path, py_spy: str) -> Iterator[None
         worker.samples = read_samples(raws[worker.name])
 
 
+def _trips(redis: bool, ports: tuple[int, ...]) -> int:
+    """The Redis round trips of the services on ``ports`` so far (0 on the memory store); read
+    outside the sampled window (a metrics scrape is a request)."""
+    from .scale import round_trips
+
+    return round_trips(*ports) if redis else 0
+
+
 def _handshakes(port: int, body: bytes, count: int, deadline: float) -> int:
     done = 0
     with HttpClient(port) as client:
@@ -280,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             what, unit = f"/message 1 KiB ({case.suite})", "message"
             _messages(server.port, config, min(count, 300), deadline)  # warm up
             progress(f"{count} messages under py-spy")
+            ports: tuple[int, ...] = (server.port,)
+            trips = _trips(args.redis, ports)
             with sampling(workers, scratch, py_spy):
                 done = _messages(server.port, config, count, deadline)
+            trips = _trips(args.redis, ports) - trips
         else:
             lab = stack.enter_context(lab_stack(certs, scratch, env))
             workers = [Worker(n, pid) for n, pid in lab.watch().items()]
@@ -293,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             unit = "handshake"
             _handshakes(lab.client.port, body, min(count, 300), deadline)  # warm up
             progress(f"{count} handshakes under py-spy")
+            trips = _trips(args.redis, lab.ports())
             with sampling(workers, scratch, py_spy):
                 done = _handshakes(lab.client.port, body, count, deadline)
+            trips = _trips(args.redis, lab.ports()) - trips
     if not done:
         raise SystemExit("bench.profile: nothing ran before --max-seconds")
     samples = sum(sum((w.samples or Counter()).values()) for w in workers)
@@ -302,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`python -m bench.profile{' --message' if args.message else ''}"
         f"{' --redis' if args.redis else ''} --case {args.case}`: "
         f"{what}, {done} one at a time, {samples} py-spy samples at {RATE}/s"
+        + (f", {trips / done:.1f} Redis round trips each" if args.redis else "")
     )
     print()
     print("\n".join(table(workers, done, unit)))

@@ -91,10 +91,11 @@ def redis_env(store: redis.Redis, directory: Path, db: int = 0) -> dict[str, str
     }
 
 
-def round_trips(stack: LabStack) -> int:
-    """Commands both services have sent to Redis so far (their tls_lab_state_round_trips)."""
+def round_trips(*ports: int) -> int:
+    """Commands the services on ``ports`` have sent to Redis so far (their
+    tls_lab_state_round_trips)."""
     total = 0
-    for port in (stack.server.port, stack.client.port):
+    for port in ports:
         http = HttpClient(port)
         try:
             _, text = http.request("GET", METRICS)
@@ -117,7 +118,7 @@ def _measure(
     try:
         before = sum(cpu_seconds(pid) for pid in pids)
         redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
-        trips_before = round_trips(stack) if redis_pid is not None else 0
+        trips_before = round_trips(*stack.ports()) if redis_pid is not None else 0
         done = work(http)
         used = sum(cpu_seconds(pid) for pid in pids) - before
         totals.operations += done
@@ -125,7 +126,7 @@ def _measure(
         totals.per_round.append(used / done)
         if redis_pid is not None:
             totals.redis_cpu += cpu_seconds(redis_pid) - redis_before
-            totals.round_trips += round_trips(stack) - trips_before
+            totals.round_trips += round_trips(*stack.ports()) - trips_before
     finally:
         http.close()
 
