@@ -26,7 +26,7 @@ innermost frame that belongs to a known part of the stack:
 
 With ``--redis`` the services keep their state in a redis-server of their own on 127.0.0.1
 (``STATE_BACKEND=redis``, as ``python -m bench --sections scale`` starts it); the Redis
-server's own CPU is not in the table.
+server's own CPU is not in the table, and its header gives the round trips each operation took.
 
 The user time of each worker is shared out by its buckets' sample counts. py-spy must be
 installed (``pip install py-spy``, requirements/test.txt) and allowed to read the workers'
