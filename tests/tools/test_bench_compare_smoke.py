@@ -66,3 +66,20 @@ def test_compare_refuses_an_unknown_revision():
     )
     assert result.returncode != 0
     assert "git archive no-such-revision-here" in result.stderr
+
+
+def test_compare_without_redis_server_says_how_to_get_one(tmp_path):
+    """--redis where no redis-server is installed (an empty PATH here): one line saying what to
+    install and a failing exit status, not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "WORKTREE", "WORKTREE", "--redis"],
+        cwd=ROOT,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "apt-get install redis-server" in result.stderr
+    assert "Traceback" not in result.stderr
