@@ -7,6 +7,7 @@ it reads a config file, so the services' config files can import this module.
 """
 
 import os
+from typing import Any
 
 workers = 1  # never more: a second process would not see the first one's sessions
 # gunicorn's gthread worker, answering requests that are not valid HTTP with JSON errors too.
@@ -32,5 +33,29 @@ control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def json_log_config(service: str) -> dict[str, Any]:
+    """gunicorn's own log (start-up, worker exits and timeouts, requests that are not HTTP) and
+    any other library's, as the service's JSON lines on stdout (lab_common.logs.JsonFormatter,
+    with ``"logger": "gunicorn.error"``), so that every line a service writes parses as JSON.
+    Each service's gunicorn.conf.py sets ``logconfig_dict`` to this; LOG_LEVEL sets the level.
+    """
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    level = loglevel.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "lab_common.logs.JsonFormatter", "service": service}},
+        "handlers": {"json": handler},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["json"], "propagate": False},
+            # Off, as accesslog = None has it: the services write their own request lines.
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+        },
+        "root": {"level": level, "handlers": ["json"]},
+    }
+
+
 # Gunicorn's own default (trust X-Forwarded-* only from the loopback), spelled out.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

@@ -43,6 +43,8 @@ class JsonFormatter(logging.Formatter):
             "replica": self.replica,
             "msg": record.getMessage(),
         }
+        if record.name != "lab":  # gunicorn's own lines, a library's warning
+            line["logger"] = record.name
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value

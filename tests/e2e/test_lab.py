@@ -164,3 +164,6 @@ def test_logs_tell_the_story_without_secrets(lab_stack: LabStack) -> None:
     story = [line for line in logs.splitlines() if result["connection_id"] in line]
     events = [json.loads(line.split("|", 1)[1])["event"] for line in story]
     assert {"server_hello", "finish", "handshake"} <= set(events)
+    # Every line either container wrote is JSON, gunicorn's own ("logger": "gunicorn.error") too.
+    written = [json.loads(line.split("|", 1)[1]) for line in logs.splitlines() if "|" in line]
+    assert any(entry.get("logger") == "gunicorn.error" for entry in written)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -184,3 +185,25 @@ def test_under_gunicorn_each_request_is_one_json_line(tmp_path: Path):
     assert all(line["http"]["user_agent"] == "probe-test" for line in ours)
     # gunicorn's text access line ("GET /metrics HTTP/1.1" 200 ...) is gone.
     assert 'HTTP/1.1" 200' not in output
+
+
+def test_under_gunicorn_every_line_is_json_gunicorns_own_too(tmp_path: Path):
+    """gunicorn's own log (start-up, a request that is not HTTP, shutting down) is written in the
+    services' JSON lines (lab_common.gunicorn_settings.json_log_config): a log pipeline reads
+    every line of a service as JSON."""
+    lab = start_lab(tmp_path, settings={"LOG_LEVEL": "info"})
+    try:
+        host, port = lab.server_url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(b"NOT HTTP\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
+        stop_lab(lab)
+        output = lab.server.log.read_text() + lab.client.log.read_text()
+    finally:
+        stop_lab(lab)
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    ours = [line for line in lines if line.get("logger") == "gunicorn.error"]
+    messages = " / ".join(line["msg"] for line in ours)
+    assert "Starting gunicorn" in messages and "Shutting down" in messages
+    assert any(line["level"] == "warning" and "Invalid request" in line["msg"] for line in ours)
+    assert {line["service"] for line in ours} == {"server_svc", "client_svc"}
