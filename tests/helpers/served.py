@@ -267,7 +267,16 @@ class LiveLab:
         return self.server.url
 
     def logs(self) -> str:
+        """The end of each service's log, for a failure's message."""
         return "\n".join(service.logs() for service in (self.server, self.client))
+
+    def log_lines(self) -> list[str]:
+        """Every line both services have written so far, to search or parse."""
+        return [
+            line
+            for service in (self.server, self.client)
+            for line in service.log.read_text(errors="replace").splitlines()
+        ]
 
 
 def start_lab(
