@@ -34,6 +34,9 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
+# Gunicorn's own default (trust X-Forwarded-* only from the loopback), spelled out.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
 
 def json_log_config(service: str) -> dict[str, Any]:
     """gunicorn's own log (start-up, worker exits and timeouts, requests that are not HTTP) and
@@ -41,7 +44,8 @@ def json_log_config(service: str) -> dict[str, Any]:
     with ``"logger": "gunicorn.error"``), so that every line a service writes parses as JSON.
     Each service's gunicorn.conf.py sets ``logconfig_dict`` to this; LOG_LEVEL sets the level.
     """
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    # The handler of the lab's own lines (it writes to sys.stdout as it is at each line).
+    handler = {"class": "lab_common.logs._StdoutHandler", "formatter": "json"}
     level = loglevel.upper()
     return {
         "version": 1,
@@ -55,7 +59,3 @@ def json_log_config(service: str) -> dict[str, Any]:
         },
         "root": {"level": level, "handlers": ["json"]},
     }
-
-
-# Gunicorn's own default (trust X-Forwarded-* only from the loopback), spelled out.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
